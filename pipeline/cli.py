@@ -1,0 +1,134 @@
+"""Click CLI: one thin command per stage (options -> config -> stage).
+
+Options are generated from the stage's config dataclass, so defaults and help live in one
+place (``config.py``). Bad input ends in a one-line ``Error: ...`` and exit status 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable
+
+import click
+
+from pipeline.config import (
+    RECIPES,
+    ConfigError,
+    EvaluateConfig,
+    MainConfig,
+    PrepareDataConfig,
+    TrainConfig,
+    build_config,
+    field_kind,
+)
+
+
+def _default_text(f: dataclasses.Field) -> str:
+    d = f.default
+    if d is None:
+        return "recipe's value" if f.name in _RECIPE_KEYS else "none"
+    if isinstance(d, tuple):
+        return ",".join(map(str, d))
+    return str(d)
+
+
+_RECIPE_KEYS = {k for r in RECIPES.values() for k in r.values}
+
+
+def config_options(cls: type) -> Callable:
+    """Add one ``--option`` per field of ``cls``; the command receives ``config=cls(...)``."""
+
+    def decorator(fn: Callable) -> Callable:
+        def wrapper(**kwargs: Any) -> Any:
+            given = {k: v for k, v in kwargs.items() if v is not None}
+            return fn(config=build_config(cls, given))
+
+        wrapper.__name__ = fn.__name__
+        wrapper.__doc__ = fn.__doc__
+        for f in reversed(dataclasses.fields(cls)):
+            base, _ = field_kind(f)
+            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
+            flag = "--" + f.name.replace("_", "-")
+            if base is bool:
+                wrapper = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)(wrapper)
+            else:
+                metavar = "LIST" if base is tuple or getattr(base, "__origin__", None) is tuple else base.__name__.upper()
+                wrapper = click.option(flag, f.name, type=str, default=None, metavar=metavar, help=help_text)(wrapper)
+        return wrapper
+
+    return decorator
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna."""
+
+
+@cli.command("prepare-data")
+@config_options(PrepareDataConfig)
+def prepare_data_cmd(config: PrepareDataConfig) -> None:
+    """Build a data set and log it: data/data.pt (for train --data-uri), a dataset input,
+    class counts and a picture of X beside y."""
+    from pipeline import prepare_data
+
+    result = prepare_data.run(config)
+    click.echo(f"run {result.run_id}; data at {result.data_uri}")
+
+
+@cli.command("train")
+@config_options(TrainConfig)
+def train_cmd(config: TrainConfig) -> None:
+    """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
+    data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
+    figures, and the model at runs:/<id>/model."""
+    from pipeline import train
+
+    result = train.run(config)
+    click.echo(f"run {result.run_id}; model at {result.model_uri}; final {train.summary_line(result)}")
+
+
+@cli.command("evaluate")
+@config_options(EvaluateConfig)
+def evaluate_cmd(config: EvaluateConfig) -> None:
+    """Evaluate a logged model (runs:/<id>/model) on fresh data: test loss and accuracy,
+    confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
+    from pipeline import evaluate
+
+    result = evaluate.run(config)
+    click.echo(f"run {result.run_id}; test_accuracy {result.test_accuracy:.4f}")
+
+
+@cli.command("main")
+@config_options(MainConfig)
+def main_cmd(config: MainConfig) -> None:
+    """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both,
+    as nested runs under one parent."""
+    from pipeline import main as main_stage
+
+    main_stage.run(config)
+
+
+@cli.command("recipes")
+def recipes_cmd() -> None:
+    """List the recipes (presets from the course labs) and their settings."""
+    for r in RECIPES.values():
+        click.echo(f"{r.name}: {r.description}")
+        for k, v in r.values.items():
+            click.echo(f"    {k} = {','.join(map(str, v)) if isinstance(v, tuple) else v}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors become one line on stderr and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        click.echo(f"Error: {err.format_message()}", err=True)
+        sys.exit(err.exit_code)
+    except ConfigError as err:
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)

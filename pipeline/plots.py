@@ -1,0 +1,146 @@
+"""Figures shared by the stages: filters, heatmaps, curves.
+
+Weights are drawn blue-white-red with a colour scale symmetric about 0, so that white
+always means 0 and the sign of a weight is visible at a glance.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to MLflow, never to a screen
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+CMAP = "bwr"
+
+
+def symmetric_limit(*arrays: np.ndarray) -> float:
+    m = max(float(np.abs(a).max()) if np.size(a) else 0.0 for a in arrays)
+    return m if m > 0 else 1.0
+
+
+def weights_to_rgb(w: np.ndarray, cell: int = 24, vmax: float | None = None) -> np.ndarray:
+    """A 2D weight array (rows, cols) as an upscaled uint8 RGB image (blue < 0 < red)."""
+    w = np.asarray(w, dtype=np.float32)
+    vmax = vmax or symmetric_limit(w)
+    rgba = plt.get_cmap(CMAP)((w / vmax + 1) / 2)  # (rows, cols, 4) in [0, 1]
+    img = (rgba[..., :3] * 255).astype(np.uint8)
+    return np.kron(img, np.ones((cell, cell, 1), dtype=np.uint8))
+
+
+def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndarray:
+    """Conv filters as one RGB image for ``mlflow.log_image``.
+
+    1D filters (F, C, k): one row per filter. 2D filters (F, C, kh, kw): the first input
+    channel of each filter (or the RGB filter itself for 3 channels), in a square grid
+    separated by white gaps.
+    """
+    w = np.asarray(weights, dtype=np.float32)
+    if w.ndim == 3:  # (F, C, k): rows = filters, columns = taps (channels side by side)
+        return weights_to_rgb(w.transpose(0, 2, 1).reshape(w.shape[0], -1), cell=max(cell, 24))
+    f = w.shape[0]
+    cols = int(np.ceil(np.sqrt(f)))
+    rows = int(np.ceil(f / cols))
+    kh, kw = w.shape[2], w.shape[3]
+    scale = max(cell, 48 // max(kh, kw))
+    tile_h, tile_w = kh * scale, kw * scale
+    out = np.full((rows * (tile_h + pad) + pad, cols * (tile_w + pad) + pad, 3), 255, np.uint8)
+    vmax = symmetric_limit(w)
+    for i in range(f):
+        r, c = divmod(i, cols)
+        if w.shape[1] == 3:  # colour filters: map each channel to [0, 255] around grey
+            tile = ((w[i].transpose(1, 2, 0) / vmax + 1) / 2 * 255).astype(np.uint8)
+            tile = np.kron(tile, np.ones((scale, scale, 1), np.uint8))
+        else:
+            tile = weights_to_rgb(w[i, 0], cell=scale, vmax=vmax)
+        y0, x0 = pad + r * (tile_h + pad), pad + c * (tile_w + pad)
+        out[y0 : y0 + tile_h, x0 : x0 + tile_w] = tile
+    return out
+
+
+def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symmetric: Sequence[bool] | None = None):
+    """Side-by-side heatmaps (e.g. X | y_hat | y), one row per example, with colour bars."""
+    widths = [max(np.asarray(a).shape[1], 1) for _, a in panels]
+    widths = [max(w, 3) for w in widths]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(2 + 0.25 * sum(widths) + 1.2 * len(panels), 7),
+        gridspec_kw={"width_ratios": widths}, squeeze=False,
+    )
+    for i, (ax, (title, arr)) in enumerate(zip(axes[0], panels)):
+        arr = np.asarray(arr, dtype=np.float32)
+        if symmetric is None or symmetric[i]:
+            lim = symmetric_limit(arr)
+            im = ax.imshow(arr, aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        else:
+            im = ax.imshow(arr, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_xlabel("position" if arr.shape[1] > 1 else "")
+        if arr.shape[1] == 1:
+            ax.set_xticks([])
+        if i == 0:
+            ax.set_ylabel("example")
+        else:
+            ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.15 if arr.shape[1] <= 3 else 0.05)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def filters_and_linear(conv_w: np.ndarray, linear_w: np.ndarray, title: str = ""):
+    """1D detector: each filter's kernel (rows) beside its weight in the linear layer."""
+    conv_w = np.asarray(conv_w)[:, 0, :]  # (F, k)
+    linear_w = np.asarray(linear_w).reshape(-1, 1)  # (F, 1)
+    f, k = conv_w.shape
+    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.6 * k, 1.5 + 0.6 * f), gridspec_kw={"width_ratios": [k, 1.5]})
+    for ax, arr, name in ((axes[0], conv_w, "conv filters"), (axes[1], linear_w, "linear weight")):
+        lim = symmetric_limit(arr)
+        im = ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
+        for (r, c), v in np.ndenumerate(arr):
+            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8)
+        ax.set_title(name)
+        ax.set_yticks(range(f), [f"filter {i}" for i in range(f)] if ax is axes[0] else [])
+        fig.colorbar(im, ax=ax)
+    axes[0].set_xticks(range(k), [str(i - k // 2) for i in range(k)])
+    axes[0].set_xlabel("tap offset")
+    axes[1].set_xticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def kernel_bars(kernel: np.ndarray, title: str):
+    """One 1D kernel as a bar chart (red positive, blue negative)."""
+    kernel = np.asarray(kernel).ravel()
+    k = kernel.size
+    fig, ax = plt.subplots(figsize=(1.5 + 0.6 * k, 3))
+    ax.bar(range(k), kernel, color=["tab:red" if v > 0 else "tab:blue" for v in kernel])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(k), [str(i - k // 2) for i in range(k)])
+    ax.set_xlabel("tap offset")
+    ax.set_ylabel("weight")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str = "confusion matrix"):
+    cm = np.asarray(cm)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.5 * n, 2 + 0.5 * n))
+    im = ax.imshow(cm, cmap="Blues")
+    for (r, c), v in np.ndenumerate(cm):
+        ax.text(c, r, str(int(v)), ha="center", va="center",
+                color="white" if v > cm.max() / 2 else "black", fontsize=8)
+    ax.set_xticks(range(n), classes, rotation=45 if n > 2 else 0, ha="right" if n > 2 else "center")
+    ax.set_yticks(range(n), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,195 @@
+"""The one place that talks to MLflow: runs, params, batched metrics, figures, tags.
+
+Conventions (DESIGN.md): the tracking URI is ``--tracking-uri``, else
+``$MLFLOW_TRACKING_URI``, else MLflow's default ``sqlite:///mlflow.db`` in the working
+directory; every stage runs in its own run, nested under the active run when there is
+one; metrics go out in batches.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
+
+
+def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
+    """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment."""
+    import mlflow
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
+        mlflow.set_experiment(experiment_name)
+    return uri
+
+
+def git_commit() -> str | None:
+    """The code version of this checkout (None outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """Start the run of one stage (nested under an active run) and tag it.
+
+    Under ``mlflow run`` the first stage adopts the run that MLflow created
+    (``MLFLOW_RUN_ID``). An exception ends the run FAILED, Ctrl-C ends it KILLED.
+    """
+    import mlflow
+
+    nested = mlflow.active_run() is not None
+    run = mlflow.start_run(run_name=run_name, nested=nested)
+    status = "FINISHED"
+    try:
+        all_tags = {"stage": stage}
+        commit = git_commit()
+        if commit:
+            all_tags["git_commit"] = commit
+        all_tags.update({k: str(v) for k, v in (tags or {}).items() if v is not None})
+        mlflow.set_tags(all_tags)
+        yield run
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        mlflow.end_run(status=status)
+
+
+def log_params_safely(params: Mapping[str, Any]) -> None:
+    """Log params, never clashing with values already on the run.
+
+    ``mlflow run -P lr=5e-2`` logs ``lr=5e-2`` before our code runs; logging the resolved
+    ``0.05`` again would raise. Keys already present are skipped when they mean the same
+    value, and logged as ``resolved.<key>`` when they do not.
+    """
+    import mlflow
+
+    run = mlflow.active_run()
+    existing = mlflow.MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        text = "" if value is None else str(value)
+        if key in existing:
+            if not _same_value(existing[key], text):
+                out[f"resolved.{key}"] = text
+            continue
+        out[key] = text
+    if out:
+        mlflow.log_params(out)
+
+
+def _same_value(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
+    except ValueError:
+        return a.strip().lower() in ("", "none") and b.strip().lower() in ("", "none")
+
+
+class MetricBuffer:
+    """Collects metrics and sends them with ``log_batch`` (SQLite costs ~20 ms per call).
+
+    Flushes when ``flush_every`` seconds have passed since the last flush (so the UI
+    stays live on long runs) and on ``close``.
+    """
+
+    def __init__(self, run_id: str | None = None, flush_every: float = 10.0):
+        import mlflow
+
+        self.client = mlflow.MlflowClient()
+        self.run_id = run_id or mlflow.active_run().info.run_id
+        self.flush_every = flush_every
+        self._pending: list[Any] = []
+        self._last = time.monotonic()
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items())
+        if time.monotonic() - self._last > self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        for i in range(0, len(self._pending), MAX_BATCH):
+            self.client.log_batch(self.run_id, metrics=self._pending[i : i + MAX_BATCH])
+        self._pending.clear()
+        self._last = time.monotonic()
+
+    def __enter__(self) -> "MetricBuffer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.flush()  # also on errors: what was measured before a failure is kept
+
+
+def log_figure(fig: Any, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_table(df: Any, artifact_file: str) -> None:
+    """A pandas table as a CSV artifact."""
+    import mlflow
+
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    mlflow.log_text(buf.getvalue(), artifact_file)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements for logged models (skips MLflow's slow requirement inference)."""
+    from importlib.metadata import version
+
+    reqs = []
+    for pkg in ("torch", "mlflow", "numpy"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except Exception:  # noqa: BLE001 - a missing distribution just goes unpinned
+            reqs.append(pkg)
+    return reqs
+
+
+def log_model(model: Any, input_example: Any) -> str:
+    """Log a torch model as ``model`` with an input example; returns its runs:/ URI."""
+    import mlflow
+
+    model_cpu = model.to("cpu").eval()
+    mlflow.pytorch.log_model(
+        model_cpu,
+        name="model",
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+    )
+    return f"runs:/{mlflow.active_run().info.run_id}/model"
