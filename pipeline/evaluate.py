@@ -103,7 +103,8 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
                      "linear_weight": float(model.linear.weight[0, idx])}, "detector_kernel.json")
     tracking.log_figure(plots.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"),
                         "figures/detector_kernel.png")
-    echo(f"detector filter {idx}: kernel {np.round(kernel, 3).tolist()}")
+    taps = ", ".join(f"{v:+.3f}" for v in kernel)
+    echo(f"detector filter {idx}: kernel [{taps}]")
     return loss, acc, idx, [float(v) for v in kernel]
 
 

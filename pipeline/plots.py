@@ -39,7 +39,11 @@ def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndar
     """
     w = np.asarray(weights, dtype=np.float32)
     if w.ndim == 3:  # (F, C, k): rows = filters, columns = taps (channels side by side)
-        return weights_to_rgb(w.transpose(0, 2, 1).reshape(w.shape[0], -1), cell=max(cell, 24))
+        big = max(cell, 40)
+        img = weights_to_rgb(w.transpose(0, 2, 1).reshape(w.shape[0], -1), cell=big)
+        img[::big, :] = 160  # grey lines between filters and taps, so cells stay countable
+        img[:, ::big] = 160
+        return img
     f = w.shape[0]
     cols = int(np.ceil(np.sqrt(f)))
     rows = int(np.ceil(f / cols))

@@ -24,6 +24,7 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment."""
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
     if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
@@ -191,5 +192,6 @@ def log_model(model: Any, input_example: Any) -> str:
         name="model",
         input_example=input_example,
         pip_requirements=pip_requirements(),
+        serialization_format="pickle",  # loads back as the nn.Module, so evaluate can inspect its layers
     )
     return f"runs:/{mlflow.active_run().info.run_id}/model"

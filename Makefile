@@ -1,0 +1,34 @@
+# The README's commands. Each target creates .venv when missing and installs the project.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## run: the main job, `mlflow run .` on the built-in synthetic data (offline)
+run: setup
+	mlflow run . --env-manager local
+
+## test: the default (fast) suite; slow tests with `make test-all`
+test: setup
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m "slow or not slow"
+
+## bench: speed comparisons, printed as tables with ratios
+bench: setup
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf mlruns mlflow.db optuna.db *.journal .pytest_cache
