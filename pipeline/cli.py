@@ -17,6 +17,8 @@ from pipeline.config import (
     EvaluateConfig,
     MainConfig,
     PrepareDataConfig,
+    StudySummaryConfig,
+    SweepConfig,
     TrainConfig,
     build_config,
     field_kind,
@@ -106,6 +108,26 @@ def main_cmd(config: MainConfig) -> None:
     from pipeline import main as main_stage
 
     main_stage.run(config)
+
+
+@cli.command("sweep")
+@config_options(SweepConfig)
+def sweep_cmd(config: SweepConfig) -> None:
+    """Optuna study over filter counts and kernel sizes (and optionally lr). Reads/extends the
+    study --study-name in --storage (several workers may share it); writes a parent run with
+    the best trial(s), trials.csv and Optuna's plots, and one child run per trial."""
+    from pipeline import sweep
+
+    sweep.run(config)
+
+
+@cli.command("study-summary")
+@config_options(StudySummaryConfig)
+def study_summary_cmd(config: StudySummaryConfig) -> None:
+    """Print a study's trial counts by state and its best trials."""
+    from pipeline import sweep
+
+    click.echo(sweep.summary(config.study_name, config.storage, config.top))
 
 
 @cli.command("recipes")

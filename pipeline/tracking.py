@@ -11,12 +11,14 @@ import contextlib
 import io
 import math
 import os
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SQLITE_BUSY_TIMEOUT_S = 120
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
@@ -26,10 +28,27 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    enable_wal(uri)
     mlflow.set_tracking_uri(uri)
     if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_experiment(experiment_name)
     return uri
+
+
+def enable_wal(uri: str) -> None:
+    """Put a SQLite store in WAL mode (persistent), so several processes can share it."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = uri[len("sqlite:///"):]
+    if path in ("", ":memory:"):
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
 
 
 def git_commit() -> str | None:

@@ -50,3 +50,67 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+def _find_pg_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """Base URL of a PostgreSQL server on 127.0.0.1.
+
+    Uses $PIPELINE_TEST_POSTGRES_URL (set by .ci/run); otherwise starts a throw-away server
+    from the local PostgreSQL binaries; otherwise skips with the reason.
+    """
+    import socket
+    import subprocess
+
+    url = os.environ.get("PIPELINE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    pg_bin = _find_pg_bin()
+    if pg_bin is None:
+        pytest.skip("needs PostgreSQL: set PIPELINE_TEST_POSTGRES_URL or install postgresql (apt-get install postgresql)")
+    root = tmp_path_factory.mktemp("pg")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    (root / "pw").write_text("test-secret\n")
+    subprocess.run(["chown", "postgres", str(root / "pw")] if run_as else ["true"], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*run_as, str(pg_bin / "initdb"), "-D", str(root / "data"), "-U", "postgres",
+                    "-A", "scram-sha-256", f"--pwfile={root / 'pw'}"], check=True, capture_output=True)
+    subprocess.run([*run_as, str(pg_bin / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "log"), "-w",
+                    "-o", f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=200", "start"],
+                   check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres:test-secret@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(pg_bin / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
+@pytest.fixture
+def postgres_db(postgres_server):
+    """A fresh database on the test server; yields its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"

@@ -1,0 +1,458 @@
+"""Stage `sweep`: an Optuna study over filter counts and kernel sizes, tracked in MLflow.
+
+Run as ``pipeline sweep --study-name NAME [--storage URL] --n-trials N`` (several workers
+may run the same command at once) or ``mlflow run . -e sweep``. Writes one parent run per
+invocation (tagged with the study and the storage, password hidden) holding the best
+trial(s), the trials table and Optuna's plots, and one child run per trial with its
+params, intermediate values (step = epoch), final values and its real state
+(pruned -> KILLED, failed -> FAILED).
+
+Objectives: ``success`` trains S seeds of the 1D detector at once through the capacity
+study's batched trainer and maximises P(success); ``accuracy`` trains one image model and
+maximises validation accuracy, reporting each epoch to a median pruner.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pipeline import tracking
+from pipeline.config import ConfigError, SweepConfig, TrainConfig, as_params, resolve
+from pipeline.sweep_storage import make_storage, redact
+
+STATUS_BY_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
+# --------------------------------------------------------------------------- search space
+def n_conv_layers(cfg: SweepConfig) -> int:
+    if cfg.objective == "success":
+        return 1
+    recipe_filters = resolve(TrainConfig(recipe=cfg.recipe)).filters
+    return len(recipe_filters or (1,))
+
+
+def param_names(cfg: SweepConfig) -> list[tuple[str, str]]:
+    """(filters param, kernel param) per conv layer: 'filters'/'kernel_size' for one layer."""
+    layers = n_conv_layers(cfg)
+    if layers == 1:
+        return [("filters", "kernel_size")]
+    return [(f"filters_{i}", f"kernel_size_{i}") for i in range(1, layers + 1)]
+
+
+def suggest(trial: Any, cfg: SweepConfig) -> dict[str, Any]:
+    """Draw one point of the search space."""
+    point: dict[str, Any] = {}
+    for fname, kname in param_names(cfg):
+        point[fname] = trial.suggest_categorical(fname, list(cfg.filters))
+        point[kname] = trial.suggest_categorical(kname, list(cfg.kernel_sizes))
+    if cfg.lr_min is not None:
+        point["lr"] = trial.suggest_float("lr", cfg.lr_min, cfg.lr_max, log=True)
+    return point
+
+
+def grid_space(cfg: SweepConfig) -> dict[str, list]:
+    space: dict[str, list] = {}
+    for fname, kname in param_names(cfg):
+        space[fname] = list(cfg.filters)
+        space[kname] = list(cfg.kernel_sizes)
+    return space
+
+
+def layer_values(point: dict[str, Any], cfg: SweepConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    names = param_names(cfg)
+    return tuple(point[f] for f, _ in names), tuple(point[k] for _, k in names)
+
+
+def make_sampler(cfg: SweepConfig) -> Any:
+    import optuna
+
+    if cfg.sampler == "grid":
+        return optuna.samplers.GridSampler(grid_space(cfg), seed=cfg.sampler_seed)
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.sampler_seed)
+    if cfg.multi_objective:
+        return optuna.samplers.TPESampler(seed=cfg.sampler_seed, multivariate=True)
+    return optuna.samplers.TPESampler(seed=cfg.sampler_seed)
+
+
+def make_pruner(cfg: SweepConfig) -> Any:
+    import optuna
+
+    if cfg.pruner == "median" and cfg.objective == "accuracy":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    return optuna.pruners.NopPruner()
+
+
+# --------------------------------------------------------------------------- trial runs
+class TrialRun:
+    """The MLflow child run of one trial, written through the client (one call per batch)."""
+
+    def __init__(self, client: Any, experiment_id: str, parent_id: str, trial: Any, cfg: SweepConfig):
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        self.client = client
+        tags = {
+            MLFLOW_PARENT_RUN_ID: parent_id,
+            MLFLOW_RUN_NAME: f"trial-{trial.number}",
+            "stage": "sweep-trial",
+            "study_name": cfg.study_name,
+            "trial_number": str(trial.number),
+            "objective": cfg.objective,
+            "recipe": cfg.recipe,
+            "dataset": cfg.dataset or ("synthetic" if cfg.objective == "success" else ""),
+            "model": "detector1d" if cfg.objective == "success" else "",
+            "seed": str(cfg.sampler_seed),
+        }
+        commit = tracking.git_commit()
+        if commit:
+            tags["git_commit"] = commit
+        self.run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        trial.set_user_attr("mlflow_run_id", self.run_id)
+        trial.set_user_attr("mlflow_parent_run_id", parent_id)
+        self.metrics = tracking.MetricBuffer(self.run_id, flush_every=5.0)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+    def finish(self, status: str, final: dict[str, float] | None = None) -> None:
+        if final:
+            self.metrics.log(final, step=0)
+        self.metrics.flush()
+        self.client.set_terminated(self.run_id, status)
+
+
+def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:
+    """A dead worker's trial: end its MLflow child (and that worker's parent) as KILLED."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for key in ("mlflow_run_id", "mlflow_parent_run_id"):
+        run_id = frozen_trial.user_attrs.get(key)
+        if not run_id:
+            continue
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_tag(run_id, "killed_reason", f"worker heartbeat lost (trial {frozen_trial.number})")
+                client.set_terminated(run_id, "KILLED")
+        except Exception:  # noqa: BLE001 - never let MLflow bookkeeping stop the retry
+            pass
+
+
+# --------------------------------------------------------------------------- objectives
+def success_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
+    from pipeline import capacity
+    from pipeline.config import CapacityConfig
+
+    settings = capacity_settings(cfg)
+
+    def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
+        (f,), (k,) = layer_values(point, cfg)
+        s = dataclasses.replace(settings, lr=point["lr"]) if "lr" in point else settings
+        table = capacity.seed_table(f, k, list(range(cfg.seeds)), s)
+        est = capacity.p_success(table, cfg.tau)
+        n_params = detector_parameters(f, k)
+        run.metrics.log({
+            "p_success": est.p, "p_success_low": est.low, "p_success_high": est.high,
+            "n_success": est.k, "n_seeds": est.n, "num_parameters": n_params,
+            "median_final_loss": float(table["final_loss"].median()),
+            "mean_test_accuracy": float(table["test_accuracy"].mean()),
+        }, step=0)
+        trial.set_user_attr("p_success_interval", [est.low, est.high])
+        trial.set_user_attr("num_parameters", n_params)
+        return (est.p, float(n_params)) if cfg.multi_objective else (est.p,)
+
+    _ = CapacityConfig  # the settings come from the capacity study's own config
+    return objective
+
+
+def capacity_settings(cfg: SweepConfig) -> Any:
+    """The capacity study's settings for this sweep (same data, optimiser and epochs)."""
+    from pipeline.config import CapacityConfig
+
+    base = CapacityConfig(n=cfg.n, width=cfg.width, data_seed=cfg.data_seed, seeds=cfg.seeds, tau=cfg.tau,
+                          threads=cfg.threads)
+    return dataclasses.replace(base, epochs=cfg.epochs) if cfg.epochs is not None else base
+
+
+def detector_parameters(filters: int, kernel_size: int) -> int:
+    return filters * kernel_size + filters + filters + 1  # conv weights + biases, linear weights + bias
+
+
+def accuracy_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
+    import optuna
+    import torch
+
+    from pipeline import train
+    from pipeline.data.bundle import load_bundle
+    from pipeline.models import build_model, count_parameters
+
+    base = _train_config(cfg)
+    bundle = load_bundle(base)  # once per worker: every trial sees the same data
+    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
+    device = train.pick_device(getattr(base, "device", "cpu"))
+
+    def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
+        filters, kernels = layer_values(point, cfg)
+        tcfg = resolve(dataclasses.replace(base, filters=filters, kernel_size=kernels,
+                                           **({"lr": point["lr"]} if "lr" in point else {})))
+        model = build_model(tcfg.model, bundle.input_shape, num_outputs, tcfg.filters, tcfg.kernel_size,
+                            seed=tcfg.seed).to(device)
+        n_params = count_parameters(model)
+        trial.set_user_attr("num_parameters", n_params)
+
+        def on_epoch(epoch: int, values: dict[str, float]) -> None:
+            run.metrics.log(values, step=epoch)
+            if not cfg.multi_objective:  # Optuna prunes single-objective studies only
+                trial.report(values["val_accuracy"], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        history = train.fit(model, bundle, tcfg, device, on_epoch=on_epoch, echo=lambda s: None)
+        acc = history.val_accuracy[-1]
+        run.metrics.log({"num_parameters": n_params}, step=0)
+        return (acc, float(n_params)) if cfg.multi_objective else (acc,)
+
+    return objective
+
+
+def _train_config(cfg: SweepConfig) -> TrainConfig:
+    """The train config that each accuracy trial starts from (recipe, data, epochs)."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+              if f.name in train_fields and f.name not in ("filters", "kernel_size", "threads")}
+    shared["seed"] = cfg.sampler_seed
+    shared["print_every"] = 0
+    shared["image_every"] = 0
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) is not None:
+            shared[name] = getattr(cfg, name)
+    return TrainConfig(**shared)
+
+
+# --------------------------------------------------------------------------- the stage
+@dataclass(frozen=True)
+class SweepResult:
+    run_id: str
+    study_name: str
+    storage: str  # redacted
+    best: list[dict[str, Any]]  # best trial (or the Pareto front): number, params, values
+    counts: dict[str, int]  # trials by state, whole study
+
+
+def study_directions(cfg: SweepConfig) -> list[str]:
+    return ["maximize", "minimize"] if cfg.multi_objective else ["maximize"]
+
+
+def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
+
+    def on_stale(study: Any, frozen_trial: Any) -> None:
+        close_stale_runs(tracking_uri, frozen_trial)
+        retry(study, frozen_trial)
+
+    storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
+    try:
+        return optuna.create_study(
+            study_name=cfg.study_name, storage=storage, load_if_exists=True,
+            directions=study_directions(cfg), sampler=make_sampler(cfg), pruner=make_pruner(cfg),
+        )
+    except ValueError as err:  # e.g. the stored study has other directions
+        raise ConfigError(f"study {cfg.study_name!r}: {err}") from None
+
+
+def best_trials(study: Any) -> list[dict[str, Any]]:
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        return []
+    chosen = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    return [{"number": t.number, "params": t.params, "values": t.values,
+             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in chosen]
+
+
+def state_counts(study: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    return counts
+
+
+Objective = Callable[[Any, TrialRun, dict], tuple[float, ...]]
+
+
+def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
+        objective_factory: Callable[[SweepConfig], Objective] | None = None) -> SweepResult:
+    """Run this worker's trials of the study; ``objective_factory`` replaces the objective (benchmarks)."""
+    import mlflow
+    import optuna
+    import torch
+
+    cfg = resolve(cfg)
+    tracking_uri = tracking.configure(cfg.tracking_uri, cfg.experiment_name)
+    torch.set_num_threads(cfg.threads)
+    if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
+        raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
+    study = open_study(cfg, tracking_uri)
+    if objective_factory is not None:
+        inner = objective_factory(cfg)
+    else:
+        inner = success_objective(cfg) if cfg.objective == "success" else accuracy_objective(cfg)
+    storage_text = redact(cfg.storage or "sqlite:///optuna.db")
+    tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
+            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed,
+            "dataset": cfg.dataset or ("synthetic" if cfg.objective == "success" else cfg.recipe),
+            "model": "detector1d" if cfg.objective == "success" else cfg.recipe}
+    with tracking.stage_run("sweep", run_name=f"sweep-{cfg.study_name}", tags=tags) as parent:
+        params = as_params(cfg)
+        params["storage"] = storage_text
+        tracking.log_params_safely(params)
+        client = mlflow.MlflowClient()
+        experiment_id = parent.info.experiment_id
+
+        def objective(trial: Any) -> Any:
+            run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg)
+            status = "FAILED"
+            final: dict[str, float] = {}
+            try:
+                point = suggest(trial, cfg)
+                run.log_params(point)
+                values = inner(trial, run, point)
+                final = {"objective_value": values[0]}
+                status = "FINISHED"
+                return values if cfg.multi_objective else values[0]
+            except optuna.TrialPruned:
+                status = "KILLED"
+                raise
+            finally:
+                run.finish(status, final)
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        t0 = time.monotonic()
+        study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout,
+                       show_progress_bar=cfg.progress, gc_after_trial=False)
+        elapsed = time.monotonic() - t0
+        best = best_trials(study)
+        counts = state_counts(study)
+        mlflow.log_metrics({"worker_seconds": elapsed, **{f"trials_{k.lower()}": v for k, v in counts.items()}})
+        log_study_summary(study, best, cfg)
+        for b in best:
+            if b["mlflow_run_id"]:
+                client.set_tag(b["mlflow_run_id"], "best_trial", "true")
+        run_id = parent.info.run_id
+    echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
+    return SweepResult(run_id, cfg.study_name, storage_text, best, counts)
+
+
+def log_study_summary(study: Any, best: list[dict[str, Any]], cfg: SweepConfig) -> None:
+    """On the parent run: best trial(s), the trials table and Optuna's plots."""
+    import mlflow
+
+    mlflow.log_dict({"best_trials": best}, "best_trials.json")
+    if best:
+        b = best[0]
+        mlflow.set_tags({"best_trial_number": b["number"], "best_params": str(b["params"])})
+        mlflow.log_metrics({"best_value": b["values"][0]})
+    df = study.trials_dataframe()
+    tracking.log_table(df, "trials.csv")
+    for name, fig in optuna_figures(study, cfg):
+        tracking.log_figure(fig, f"figures/{name}.png")
+
+
+def optuna_figures(study: Any, cfg: SweepConfig) -> list[tuple[str, Any]]:
+    """Optuna's matplotlib plots that apply to this study (a plot that cannot be drawn is skipped)."""
+    import warnings
+
+    import optuna
+    import optuna.visualization.matplotlib as ovm
+
+    from pipeline.plots import plt
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        return []
+    names = param_names(cfg)[0]
+    multi = len(study.directions) > 1
+    target = (lambda t: t.values[0]) if multi else None
+    target_name = "P(success)" if cfg.objective == "success" else "validation accuracy"
+    plots: list[tuple[str, Callable[[], Any]]] = [
+        ("optimization_history", lambda: ovm.plot_optimization_history(study, target=target, target_name=target_name)),
+        ("slice", lambda: ovm.plot_slice(study, params=list(names), target=target, target_name=target_name)),
+    ]
+    if len(complete) >= 3:
+        plots.append(("contour", lambda: ovm.plot_contour(study, params=list(names), target=target,
+                                                          target_name=target_name)))
+        plots.append(("param_importances", lambda: ovm.plot_param_importances(study, target=target,
+                                                                              target_name=target_name)))
+    if multi:
+        plots.append(("pareto_front", lambda: ovm.plot_pareto_front(
+            study, target_names=[target_name, "parameters"])))
+    if cfg.objective == "accuracy":
+        plots.append(("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
+    out = []
+    for name, make in plots:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = make()
+                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
+                fig.tight_layout()
+            out.append((name, fig))
+        except (ValueError, RuntimeError, ZeroDivisionError, IndexError, KeyError):
+            plt.close("all")  # e.g. importances need two distinct parameter values
+    return out
+
+
+def format_summary(study_name: str, storage: str, best: list[dict[str, Any]], counts: dict[str, int],
+                   directions: list[str]) -> str:
+    lines = [f"study {study_name!r} in {storage}: "
+             + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))]
+    if not best:
+        lines.append("no completed trial yet")
+    label = "Pareto front" if len(directions) > 1 else "best trial"
+    for b in best:
+        vals = ", ".join(f"{v:.4g}" for v in b["values"])
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
+        lines.append(f"{label}: #{b['number']}  {params}  ->  {vals}")
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else str(v)
+
+
+def summary(study_name: str, storage: str | None, top: int = 5) -> str:
+    """The text of `pipeline study-summary`: counts by state and the best trials."""
+    import optuna
+
+    st = make_storage(storage, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=st)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(st)]
+        raise ConfigError(f"no study {study_name!r} in {redact(storage or 'sqlite:///optuna.db')}"
+                          f" (studies there: {', '.join(names) or 'none'})") from None
+    counts = state_counts(study)
+    best = best_trials(study)
+    if len(study.directions) == 1:
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
+        done.sort(key=lambda t: sign * t.value)
+        best = [{"number": t.number, "params": t.params, "values": t.values,
+                 "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in done[:top]]
+    text = format_summary(study_name, redact(storage or "sqlite:///optuna.db"), best, counts,
+                          [d.name.lower() for d in study.directions])
+    return text.replace("best trial:", "top trial:") if len(best) > 1 else text

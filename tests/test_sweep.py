@@ -1,0 +1,159 @@
+"""The Optuna sweep: states in MLflow, shared storage, heartbeats, grid = capacity grid."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_cli
+from pipeline import sweep
+from pipeline.config import SweepConfig
+
+FAST = ["--seeds", "8", "--epochs", "60", "--no-progress"]
+
+
+def _optuna(url):
+    import optuna
+
+    return optuna
+
+
+def _worker(*args, cwd=None, env_extra=None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_extra or {})}
+    env.pop("MLFLOW_RUN_ID", None)
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _trial_runs(client, study_name):
+    exps = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(exps, max_results=5000)
+    return [r for r in runs if r.data.tags.get("stage") == "sweep-trial" and r.data.tags.get("study_name") == study_name]
+
+
+def _load(study_name, storage):
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+BAD = [
+    (["--filters", ""], "empty search space"),
+    (["--kernel-sizes", "3,4"], "odd"),
+    (["--sampler", "annealing"], "unknown sampler"),
+    (["--n-trials", "0"], "--n-trials"),
+    (["--tau", "1.5"], "--tau"),
+    (["--lr-min", "0.1"], "--lr-max"),
+]
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_is_one_line_error(args, needle, tracking_uri):
+    code, out, err = run_cli("sweep", *args)
+    assert code == 2 and "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_unreachable_storage_fails_fast_without_the_password(tracking_uri):
+    t0 = time.monotonic()
+    code, out, err = run_cli("sweep", "--storage", "postgresql://alice:s3cr3t-pw@127.0.0.1:1/nodb", *FAST)
+    assert time.monotonic() - t0 < 30
+    assert code == 2 and "Traceback" not in err
+    assert "s3cr3t-pw" not in out + err and "***" in err
+    assert len(err.strip().splitlines()) == 1 and "cannot open Optuna storage" in err
+
+
+def test_pruned_and_complete_trials_show_their_real_state(client):
+    cfg = SweepConfig(objective="accuracy", study_name="acc", epochs=30, n_trials=8, filters=(1, 2, 3, 4),
+                      kernel_sizes=(3, 5), sampler="random", progress=False)
+    result = sweep.run(cfg, echo=lambda s: None)
+    study = _load("acc", "sqlite:///optuna.db")
+    runs = {r.data.tags["trial_number"]: r for r in _trial_runs(client, "acc")}
+    assert len(runs) == len(study.trials) == 8
+    expected = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+    for t in study.trials:
+        run = runs[str(t.number)]
+        assert run.info.status == expected[t.state.name]
+        assert run.data.params["filters"] == str(t.params["filters"])
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 1
+        assert run.data.tags["mlflow.parentRunId"] == result.run_id
+    assert result.counts.get("PRUNED", 0) >= 1, result.counts
+    parent = client.get_run(result.run_id)
+    assert parent.data.tags["study_name"] == "acc" and parent.data.tags["storage"] == "sqlite:///optuna.db"
+    arts = {a.path for a in client.list_artifacts(result.run_id)} | {
+        a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert {"trials.csv", "best_trials.json", "figures/optimization_history.png", "figures/slice.png"} <= arts
+    best = [r for r in runs.values() if r.data.tags.get("best_trial") == "true"]
+    assert len(best) == 1 and best[0].data.tags["trial_number"] == str(study.best_trial.number)
+
+
+def test_resume_and_summary_and_optuna_cli(tracking_uri):
+    for _ in range(2):  # the second invocation resumes the same study
+        code, out, err = run_cli("sweep", "--study-name", "resume", "--n-trials", "3", "--sampler", "random", *FAST)
+        assert code == 0, err
+    assert len(_load("resume", "sqlite:///optuna.db").trials) == 6
+    code, out, err = run_cli("study-summary", "--study-name", "resume")
+    assert code == 0 and "6 complete" in out and "top trial" in out
+    optuna_bin = os.path.join(os.path.dirname(sys.executable), "optuna")
+    studies = subprocess.run([optuna_bin, "studies", "--storage", "sqlite:///optuna.db"], capture_output=True,
+                             text=True)
+    assert studies.returncode == 0 and "resume" in studies.stdout, studies.stderr
+    trials = subprocess.run([optuna_bin, "trials", "--study-name", "resume", "--storage", "sqlite:///optuna.db",
+                             "-f", "json"], capture_output=True, text=True)
+    assert trials.returncode == 0 and trials.stdout.count('"COMPLETE"') == 6, trials.stderr
+    code, out, err = run_cli("study-summary", "--study-name", "nope")
+    assert code == 2 and "no study 'nope'" in err
+
+
+def test_two_workers_on_the_default_local_storage(client, tmp_path):
+    procs = [_worker("--study-name", "pair", "--n-trials", "8", "--sampler", "random", "--sampler-seed", str(i),
+                     *FAST, cwd=tmp_path) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+        assert "database is locked" not in err
+    study = _load("pair", "sqlite:///optuna.db")
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 16
+    runs = _trial_runs(client, "pair")
+    assert len(runs) == 16 and all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_path):
+    args = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3,5",
+            "--seeds", "256", "--epochs", "4000", "--heartbeat-interval", "1", "--grace-period", "2",
+            "--n-trials", "20", "--no-progress"]
+    first = _worker(*args, cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    deadline = time.monotonic() + 120
+    running = None
+    while time.monotonic() < deadline and running is None:
+        time.sleep(0.5)
+        try:
+            trials = _load("kill", storage).trials
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            continue
+        running = next((t for t in trials if t.state.name == "RUNNING" and "mlflow_run_id" in t.user_attrs), None)
+    assert running is not None, "the first worker never started a trial"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    time.sleep(3.5)  # past the grace period: the trial's heartbeat is stale
+    second = _worker(*args[:-7], "--seeds", "16", "--epochs", "100", *args[-5:], cwd=tmp_path)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err[-2000:]
+    study = _load("kill", storage)
+    killed = study.trials[running.number]
+    assert killed.state.name == "FAIL"
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
+    assert retried[0].params == killed.params
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 4
+    run = client.get_run(running.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    assert client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
+    assert not [r for r in _trial_runs(client, "kill") if r.info.status == "RUNNING"]
