@@ -157,3 +157,91 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_pa
     assert run.info.status == "KILLED"
     assert client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"
     assert not [r for r in _trial_runs(client, "kill") if r.info.status == "RUNNING"]
+
+
+def _three_workers(storage, tracking, cwd, study):
+    procs = [_worker("--study-name", study, "--storage", storage, "--n-trials", "10", "--sampler", "random",
+                     "--sampler-seed", str(i), *FAST, cwd=cwd, env_extra={"MLFLOW_TRACKING_URI": tracking})
+             for i in range(3)]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        assert "postgres:" not in out + err or "***" in out + err  # never the password
+        assert "test-secret" not in out + err and "ci-secret" not in out + err
+
+
+def _assert_thirty(study_name, storage, tracking):
+    import mlflow
+
+    study = _load(study_name, storage)
+    assert len(study.trials) == 30
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 30
+    client = mlflow.MlflowClient(tracking)
+    runs = _trial_runs(client, study_name)
+    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(30))
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parents = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+               if r.data.tags.get("stage") == "sweep"]
+    assert len(parents) == 3 and all(r.info.status == "FINISHED" for r in parents)
+    assert all("***" in r.data.tags["storage"] for r in parents)
+
+
+@pytest.mark.postgres
+def test_three_workers_share_a_postgres_study(postgres_db, tmp_path):
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _three_workers(postgres_db, tracking, tmp_path, "dist")
+    _assert_thirty("dist", postgres_db, tracking)
+    optuna_bin = os.path.join(os.path.dirname(sys.executable), "optuna")
+    listed = subprocess.run([optuna_bin, "studies", "--storage", postgres_db], capture_output=True, text=True)
+    assert listed.returncode == 0 and "dist" in listed.stdout, listed.stderr
+    trials = subprocess.run([optuna_bin, "trials", "--study-name", "dist", "--storage", postgres_db, "-f", "json"],
+                            capture_output=True, text=True)
+    assert trials.returncode == 0 and trials.stdout.count('"COMPLETE"') == 30
+
+
+@pytest.fixture
+def mlflow_server(postgres_server, tmp_path):
+    """An `mlflow server` on 127.0.0.1 with a PostgreSQL backend store."""
+    import socket
+    import urllib.request
+    import uuid
+
+    import psycopg
+
+    name = f"mlf_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    backend = postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
+                             "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts"),
+                             "--workers", "2"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+    if proc.poll() is not None:
+        pytest.fail("mlflow server exited: " + (tmp_path / "server.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.postgres
+def test_three_workers_with_an_mlflow_server(postgres_db, mlflow_server, tmp_path):
+    _three_workers(postgres_db, mlflow_server, tmp_path, "served")
+    _assert_thirty("served", postgres_db, mlflow_server)
