@@ -301,8 +301,13 @@ class MainConfig(TrackingFields):
     seed: int = opt(0, "model seed shared by the 3- and 4-filter runs")
     small_filters: int = opt(3, "filters of the first (local-minimum prone) detector")
     large_filters: int = opt(4, "filters of the second detector")
+    sweep_trials: int = opt(12, "trials of the closing sweep over filters x kernel size (0 = no sweep)")
+    sweep_seeds: int = opt(50, "seeds per sweep trial (P(success) is estimated over them)")
+    storage: str | None = opt(None, "Optuna storage of the closing sweep (default sqlite:///optuna.db)")
 
     def __post_init__(self) -> None:
+        if self.sweep_trials < 0 or self.sweep_seeds < 1:
+            raise ConfigError("--sweep-trials must be >= 0 and --sweep-seeds >= 1")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
         if min(self.small_filters, self.large_filters) < 1:
@@ -319,7 +324,7 @@ class SweepConfig(DataFields, TrackingFields):
 
     objective: str = opt("success", "success = P(success) over seeds (synthetic); accuracy = validation accuracy (images)")
     study_name: str = opt("detector-capacity", "Optuna study name; an existing study is resumed (load_if_exists)")
-    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., FILE.journal")
+    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., FILE.journal, memory")
     filters: tuple[int, ...] = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter-count choices (per conv layer), a list or range: 1-8")
     kernel_sizes: tuple[int, ...] = opt((3, 5, 7), "odd kernel-size choices (per conv layer), e.g. 3,5,7")
     lr_min: float | None = opt(None, "also search the learning rate, log-uniform from LR_MIN ...")

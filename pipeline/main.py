@@ -1,15 +1,15 @@
 """Entry point `main`: the complete offline study on the synthetic data, as nested runs.
 
-prepare-data -> train with 3 filters -> train with 4 filters -> evaluate both, under one
-parent run. ``mlflow run . --env-manager local`` with no ``-P`` runs it.
+prepare-data -> train with 3 filters -> train with 4 filters -> evaluate both -> a small
+sweep over filters x kernel size, under one parent run. ``mlflow run . --env-manager local`` with no ``-P`` runs it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline import evaluate, prepare_data, tracking, train
-from pipeline.config import EvaluateConfig, MainConfig, PrepareDataConfig, TrainConfig, as_params
+from pipeline import evaluate, prepare_data, sweep, tracking, train
+from pipeline.config import EvaluateConfig, MainConfig, PrepareDataConfig, SweepConfig, TrainConfig, as_params
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class MainResult:
     run_id: str
     train: dict[int, train.TrainResult]  # by filter count
     evaluate: dict[int, evaluate.EvalResult]
+    sweep: sweep.SweepResult | None
 
 
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
@@ -40,8 +41,18 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         for f in trained:
             echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
                  f"  {evaluated[f].test_accuracy:8.3f}")
+        swept = None
+        if cfg.sweep_trials:
+            echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
+            swept = sweep.run(SweepConfig(study_name=f"main-{parent.info.run_id[:8]}", storage=cfg.storage,
+                                          n_trials=cfg.sweep_trials, seeds=cfg.sweep_seeds, epochs=cfg.epochs,
+                                          progress=False), echo=echo)
+            if swept.best:
+                p = swept.best[0]["params"]
+                echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
+                     f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
         run_id = parent.info.run_id
     echo("")
     echo(f"parent run {run_id} in {uri}")
     echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
-    return MainResult(run_id, trained, evaluated)
+    return MainResult(run_id, trained, evaluated, swept)

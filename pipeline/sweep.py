@@ -242,6 +242,7 @@ class SweepResult:
     storage: str  # redacted
     best: list[dict[str, Any]]  # best trial (or the Pareto front): number, params, values
     counts: dict[str, int]  # trials by state, whole study
+    seconds: float  # this worker's time in study.optimize
 
 
 def study_directions(cfg: SweepConfig) -> list[str]:
@@ -353,7 +354,7 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
                 client.set_tag(b["mlflow_run_id"], "best_trial", "true")
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
-    return SweepResult(run_id, cfg.study_name, storage_text, best, counts)
+    return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
 
 
 def log_study_summary(study: Any, best: list[dict[str, Any]], cfg: SweepConfig) -> None:

@@ -46,13 +46,16 @@ def make_storage(
     from sqlalchemy.exc import SQLAlchemyError
 
     url = url or DEFAULT_STORAGE
+    if url == "memory":  # this process only: no sharing, no heartbeats
+        return optuna.storages.InMemoryStorage()
     if url.endswith(".journal") and "://" not in url:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url))
     if not (url.startswith("sqlite:///") or url.startswith("postgresql") or url.startswith("mysql")):
         raise ConfigError(
-            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB or FILE.journal"
+            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB, FILE.journal"
+            " or memory"
         )
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
