@@ -13,7 +13,7 @@ from conftest import REPO, run_cli
 from pipeline import sweep
 from pipeline.config import SweepConfig
 
-FAST = ["--seeds", "8", "--epochs", "60", "--no-progress"]
+FAST = ["--seeds", "8", "--epochs", "60", "--progress", "false"]
 
 
 def _optuna(url):
@@ -127,7 +127,7 @@ def test_two_workers_on_the_default_local_storage(client, tmp_path):
 def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_path):
     args = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3,5",
             "--seeds", "256", "--epochs", "4000", "--heartbeat-interval", "1", "--grace-period", "2",
-            "--n-trials", "20", "--no-progress"]
+            "--n-trials", "20", "--progress", "false"]
     first = _worker(*args, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     deadline = time.monotonic() + 120
