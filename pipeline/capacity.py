@@ -40,23 +40,25 @@ REPORTED_TAUS = (0.02, 0.05, 0.1)  # the thresholds every summary shows, to make
 class Settings:
     """Everything besides (F, k, seed) that a seed's outcome depends on."""
 
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 1e-3
-    epochs: int = 500
-    n: int = 75  # training sequences
-    width: int = 20  # sequence length W
-    data_seed: int = 0  # numpy seed of the training set
-    test_seed: int = 2  # numpy seed of the fresh test set
-    test_n: int = 1000  # test sequences
-    tau: float = 0.05  # success threshold on the final training loss
-    device: str = "cpu"  # cpu | cuda (resolved, not auto)
+    lr: float
+    momentum: float
+    weight_decay: float
+    epochs: int
+    n: int  # training sequences
+    width: int  # sequence length W
+    data_seed: int  # numpy seed of the training set
+    test_seed: int  # numpy seed of the fresh test set
+    test_n: int  # test sequences
+    tau: float  # success threshold on the final training loss
+    device: str  # cpu | cuda (auto is resolved here)
 
     @classmethod
-    def from_config(cls, cfg) -> "Settings":
-        """The settings of any config with same-named fields (CapacityConfig, the sweep's)."""
-        values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)}
-        if values.get("device") == "auto":
+    def from_config(cls, cfg=None) -> "Settings":
+        """The same-named fields of ``cfg`` (CapacityConfig, the sweep's config); CapacityConfig's defaults
+        for the rest, so that the defaults live in one place."""
+        base = CapacityConfig()
+        values = {f.name: getattr(cfg, f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)}
+        if values["device"] == "auto":
             values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
         return cls(**values)
 
