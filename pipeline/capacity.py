@@ -30,6 +30,7 @@ from pipeline import tracking
 from pipeline.config import CapacityConfig, as_params
 from pipeline.data.synthetic import make_synthetic
 from pipeline.multiseed import train_seeds
+from pipeline.train import pick_device
 
 COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "success"]
 REPORTED_TAUS = (0.02, 0.05, 0.1)  # the thresholds every summary shows, to make clear tau does not drive it
@@ -58,8 +59,7 @@ class Settings:
         for the rest, so that the defaults live in one place."""
         base = CapacityConfig()
         values = {f.name: getattr(cfg, f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)}
-        if values["device"] == "auto":
-            values["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        values["device"] = str(pick_device(values["device"]))  # auto -> cpu | cuda; cuda without a GPU: a ConfigError
         return cls(**values)
 
 
@@ -361,9 +361,10 @@ def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: fl
         shifts = ", ".join(f"tau = {c.removeprefix('p_success_tau_')}: {(summary[c] - summary['p_success']).abs().max():.3f}"
                            for c in other)
         lines += ["", f"tau sensitivity, largest change of any P(success) from tau = {tau:g}: {shifts}"]
-    succ, fail = summary["test_accuracy_success"].mean(), summary["test_accuracy_failed"].mean()
-    lines.append(f"fresh test set accuracy: successful seeds {succ:.3f}, failed seeds {fail:.3f} "
-                 "(mean over configurations)")
+    succ, fail = (summary[c].mean() for c in ("test_accuracy_success", "test_accuracy_failed"))
+    lines.append("fresh test set accuracy (mean over configurations): "
+                 + ", ".join(f"{name} seeds " + ("none" if np.isnan(v) else f"{v:.3f}")
+                             for name, v in (("successful", succ), ("failed", fail))))
     lines += ["", "independent-lottery fit P(F) = 1 - (1 - p_k)^F:"]
     for k, part in lottery.groupby("kernel_size"):
         lines.append(f"  k = {k}: p_k = {part['p_k'].iloc[0]:.3f}, chi2 = {part['chi2'].iloc[0]:.1f} on "
