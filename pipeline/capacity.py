@@ -312,9 +312,9 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
-    params = {"filters": f, "kernel_size": k, "seeds": cfg.seeds, "first_seed": cfg.first_seed, "tau": cfg.tau,
-              "lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "epochs": cfg.epochs,
-              "n": cfg.n, "width": cfg.width, "data_seed": cfg.data_seed, "test_seed": cfg.test_seed}
+    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
+    params = {**{name: v for name, v in as_params(cfg).items() if name not in grid_only},
+              "filters": f, "kernel_size": k}
     with tracking.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
                             tags={**tags, "filters": f, "kernel_size": k}) as child:
         ts = int(time.time() * 1000)
