@@ -13,6 +13,7 @@ import click
 
 from pipeline.config import (
     RECIPES,
+    CapacityConfig,
     ConfigError,
     EvaluateConfig,
     MainConfig,
@@ -99,6 +100,18 @@ def evaluate_cmd(config: EvaluateConfig) -> None:
 
     result = evaluate.run(config)
     click.echo(f"run {result.run_id}; test_accuracy {result.test_accuracy:.4f}")
+
+
+@cli.command("capacity")
+@config_options(CapacityConfig)
+def capacity_cmd(config: CapacityConfig) -> None:
+    """P(success) of the synthetic detector over a grid of filter counts x kernel sizes, many seeds
+    each. Reads nothing; writes a parent run with figures (heatmap, P(success) against F, final-loss
+    histogram) and tables (tables/seeds.csv, summary.csv, lottery_fit.csv), one child run per (F, k)
+    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV."""
+    from pipeline import capacity
+
+    capacity.run(config, echo=click.echo)
 
 
 @cli.command("main")

@@ -126,7 +126,10 @@ def parse_value(f: dataclasses.Field, value: Any) -> Any:
     if isinstance(value, str) and optional and value.strip().lower() in ("", "none"):
         return None
     if typing.get_origin(base) is tuple or base is tuple:
-        return parse_int_list(value)
+        try:
+            return parse_int_list(value)
+        except ConfigError as err:
+            raise ConfigError(f"--{f.name.replace('_', '-')}: {err}") from None
     if base is bool:
         if isinstance(value, bool):
             return value
@@ -394,3 +397,64 @@ class StudySummaryConfig:
     def __post_init__(self) -> None:
         if self.top < 1:
             raise ConfigError(f"--top must be >= 1, got {self.top}")
+
+
+@dataclass(frozen=True)
+class CapacityConfig(TrackingFields):
+    """capacity: P(success) of the synthetic detector over a grid of filter counts x kernel sizes."""
+
+    filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
+    kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
+    seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
+    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`")
+    tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
+    lr: float = opt(0.05, "SGD learning rate (the synthetic recipe's)")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(1e-3, "L2 weight decay")
+    epochs: int = opt(500, "full-batch epochs per training")
+    n: int = opt(75, "number of sequences in the training set")
+    width: int = opt(20, "sequence length W")
+    data_seed: int = opt(0, "numpy seed of the training set (the lab uses 0)")
+    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation")
+    test_n: int = opt(1000, "number of sequences in the fresh test set")
+    table: str | None = opt(None, "also write the per-seed table to this local CSV file")
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)")
+    device: str = opt("cpu", "auto | cpu | cuda")
+
+    def __post_init__(self) -> None:
+        for name in ("filters", "kernel_sizes"):
+            v = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            if not v:
+                raise ConfigError(f"{flag} needs at least one value, e.g. {'1-8' if name == 'filters' else '3,5,7'}")
+            if min(v) < 1:
+                raise ConfigError(f"{flag} needs positive integers, got {','.join(map(str, v))}")
+            if len(set(v)) != len(v):
+                raise ConfigError(f"{flag} lists a value twice: {','.join(map(str, v))}")
+        even = [k for k in self.kernel_sizes if k % 2 == 0]
+        if even:
+            raise ConfigError(f"--kernel-sizes must be odd (padding k//2 keeps the width), got {','.join(map(str, even))}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
+        if not 0 < self.tau < 1:
+            raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.n < 1 or self.test_n < 1:
+            raise ConfigError(f"--n and --test-n must be >= 1, got {self.n} and {self.test_n}")
+        if self.width < 3:
+            raise ConfigError(f"--width must be >= 3, got {self.width}")
+        if self.test_seed == self.data_seed:
+            raise ConfigError("--test-seed must differ from --data-seed (the test set must be fresh)")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")

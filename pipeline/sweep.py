@@ -145,8 +145,8 @@ def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:
 
 # --------------------------------------------------------------------------- objectives
 def success_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
+    """P(success) of one (F, k) over seeds 0..S-1, through the capacity study's own seed_table."""
     from pipeline import capacity
-    from pipeline.config import CapacityConfig
 
     settings = capacity_settings(cfg)
 
@@ -157,26 +157,25 @@ def success_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple
         est = capacity.p_success(table, cfg.tau)
         n_params = detector_parameters(f, k)
         run.metrics.log({
-            "p_success": est.p, "p_success_low": est.low, "p_success_high": est.high,
+            "p_success": est.p, "p_success_low": est.lo, "p_success_high": est.hi,
             "n_success": est.k, "n_seeds": est.n, "num_parameters": n_params,
             "median_final_loss": float(table["final_loss"].median()),
             "mean_test_accuracy": float(table["test_accuracy"].mean()),
         }, step=0)
-        trial.set_user_attr("p_success_interval", [est.low, est.high])
+        trial.set_user_attr("p_success_interval", [est.lo, est.hi])
         trial.set_user_attr("num_parameters", n_params)
         return (est.p, float(n_params)) if cfg.multi_objective else (est.p,)
 
-    _ = CapacityConfig  # the settings come from the capacity study's own config
     return objective
 
 
 def capacity_settings(cfg: SweepConfig) -> Any:
-    """The capacity study's settings for this sweep (same data, optimiser and epochs)."""
+    """The capacity study's settings for this sweep: same data, optimiser and epochs."""
+    from pipeline import capacity
     from pipeline.config import CapacityConfig
 
-    base = CapacityConfig(n=cfg.n, width=cfg.width, data_seed=cfg.data_seed, seeds=cfg.seeds, tau=cfg.tau,
-                          threads=cfg.threads)
-    return dataclasses.replace(base, epochs=cfg.epochs) if cfg.epochs is not None else base
+    settings = capacity.Settings.from_config(cfg)
+    return dataclasses.replace(settings, epochs=cfg.epochs or CapacityConfig().epochs)
 
 
 def detector_parameters(filters: int, kernel_size: int) -> int:

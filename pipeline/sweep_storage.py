@@ -7,11 +7,14 @@ without "database is locked" failures.
 """
 from __future__ import annotations
 
+import contextlib
+import random
+import time
 import warnings
 from typing import Any, Callable
 
 from pipeline.config import ConfigError
-from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal
+from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, sqlite_init_lock
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -43,7 +46,7 @@ def make_storage(
 ) -> Any:
     """An Optuna storage for ``url`` (default ``sqlite:///optuna.db``); fails fast if unreachable."""
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
     url = url or DEFAULT_STORAGE
     if url == "memory":  # this process only: no sharing, no heartbeats
@@ -58,8 +61,9 @@ def make_storage(
             " or memory"
         )
     engine_kwargs: dict[str, Any] = {}
+    lock = contextlib.nullcontext()
     if url.startswith("sqlite:///"):
-        enable_wal(url)
+        lock = sqlite_init_lock(url)  # held while the tables are created: local workers start together
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 5}
@@ -72,9 +76,20 @@ def make_storage(
             "heartbeat_stale_trial_callback": on_stale,
         }
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and relied upon here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+        for attempt in range(5):
+            try:
+                with lock, warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, relied upon here
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    if url.startswith("sqlite:///"):
+                        enable_wal(url)
+                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
+            except IntegrityError:
+                # Workers that start together on an empty database race to create Optuna's
+                # tables; the losers find them made a moment later.
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 + random.random())
+        raise AssertionError("unreachable")
     except (SQLAlchemyError, ImportError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         reason = reason.replace(url, redact(url))

@@ -28,11 +28,32 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    enable_wal(uri)
     mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        with sqlite_init_lock(uri):  # workers started together on a new store must not race its migrations
+            enable_wal(uri)
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates/upgrades the tables
     if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_experiment(experiment_name)
     return uri
+
+
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock beside a SQLite store (``<file>.lock``) while it is created."""
+    import fcntl
+
+    path = uri[len("sqlite:///"):]
+    if path in ("", ":memory:"):
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def enable_wal(uri: str) -> None:
@@ -125,7 +146,8 @@ def _same_value(a: str, b: str) -> bool:
     try:
         return math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=0.0)
     except ValueError:
-        return a.strip().lower() in ("", "none") and b.strip().lower() in ("", "none")
+        empty = ("", "none", "''", '""')  # `mlflow run` logs an empty -P value as the literal ''
+        return a.strip().lower() in empty and b.strip().lower() in empty
 
 
 class MetricBuffer:

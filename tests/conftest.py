@@ -65,7 +65,7 @@ def _find_pg_bin() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     """Base URL of a PostgreSQL server on 127.0.0.1.
 
     Uses $PIPELINE_TEST_POSTGRES_URL (set by .ci/run); otherwise starts a throw-away server
@@ -81,7 +81,11 @@ def postgres_server(tmp_path_factory):
     pg_bin = _find_pg_bin()
     if pg_bin is None:
         pytest.skip("needs PostgreSQL: set PIPELINE_TEST_POSTGRES_URL or install postgresql (apt-get install postgresql)")
-    root = tmp_path_factory.mktemp("pg")
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))  # not under pytest's 0700 tmp: postgres must reach it
+    root.chmod(0o755)
     run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         subprocess.run(["chown", "-R", "postgres", str(root)], check=True)
@@ -101,6 +105,7 @@ def postgres_server(tmp_path_factory):
     finally:
         subprocess.run([*run_as, str(pg_bin / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

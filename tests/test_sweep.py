@@ -125,10 +125,9 @@ def test_two_workers_on_the_default_local_storage(client, tmp_path):
 
 
 def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_path):
-    args = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3,5",
-            "--seeds", "256", "--epochs", "4000", "--heartbeat-interval", "1", "--grace-period", "2",
-            "--n-trials", "20", "--progress", "false"]
-    first = _worker(*args, cwd=tmp_path)
+    common = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3,5",
+              "--heartbeat-interval", "1", "--grace-period", "2", "--n-trials", "20", "--progress", "false"]
+    first = _worker(*common, "--seeds", "512", "--epochs", "20000", cwd=tmp_path)  # a trial of many seconds
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     deadline = time.monotonic() + 120
     running = None
@@ -143,7 +142,7 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_pa
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(3.5)  # past the grace period: the trial's heartbeat is stale
-    second = _worker(*args[:-7], "--seeds", "16", "--epochs", "100", *args[-5:], cwd=tmp_path)
+    second = _worker(*common, "--seeds", "16", "--epochs", "100", cwd=tmp_path)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     study = _load("kill", storage)
@@ -245,3 +244,24 @@ def mlflow_server(postgres_server, tmp_path):
 def test_three_workers_with_an_mlflow_server(postgres_db, mlflow_server, tmp_path):
     _three_workers(postgres_db, mlflow_server, tmp_path, "served")
     _assert_thirty("served", postgres_db, mlflow_server)
+
+
+def test_grid_mode_gives_exactly_the_capacity_grid(client):
+    from pipeline import capacity
+    from pipeline.config import CapacityConfig
+
+    seeds, epochs = 24, 300
+    result = sweep.run(SweepConfig(study_name="grid", sampler="grid", filters=(1, 2, 3, 4, 5, 6),
+                                   kernel_sizes=(3, 5, 7), seeds=seeds, epochs=epochs, n_trials=100,
+                                   progress=False), echo=lambda s: None)
+    study = _load("grid", "sqlite:///optuna.db")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 18 and len(study.trials) == 18  # exhaustive, and stops when done
+    assert result.counts == {"COMPLETE": 18}
+    grid = capacity.run(CapacityConfig(filters=(1, 2, 3, 4, 5, 6), kernel_sizes=(3, 5, 7), seeds=seeds,
+                                       epochs=epochs), echo=lambda s: None)
+    expected = {(int(r.filters), int(r.kernel_size)): r for r in grid.summary.itertuples()}
+    by_trial = {(t.params["filters"], t.params["kernel_size"]): t.value for t in done}
+    assert set(by_trial) == set(expected)
+    for key, value in by_trial.items():
+        assert value == expected[key].p_success, key

@@ -1,0 +1,374 @@
+"""Stage `capacity`: how often does the detector escape the local minimum, against F and k?
+
+Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`` or
+``mlflow run . -e capacity``. Every configuration (F, k) of the grid is trained from
+``--seeds`` initialisation seeds on the same synthetic data, all seeds at once
+(``multiseed``). Writes one parent run with the figures (P(success) heatmap, P(success)
+against F with interval bands and the lottery fit, the histogram of final losses) and the
+tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
+``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
+Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+
+A seed succeeds when its final training loss is below tau and its training accuracy is
+100%. ``seed_table`` and ``p_success`` are the one way to compute outcomes and rates: the
+sweep calls them too, so both report the same P(success) for the same seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import tracking
+from pipeline.config import CapacityConfig, as_params
+from pipeline.data.synthetic import make_synthetic
+from pipeline.multiseed import train_seeds
+from pipeline.train import pick_device
+
+COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "success"]
+REPORTED_TAUS = (0.02, 0.05, 0.1)  # the thresholds every summary shows, to make clear tau does not drive it
+
+
+# --------------------------------------------------------------------------- outcomes
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides (F, k, seed) that a seed's outcome depends on."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    epochs: int
+    n: int  # training sequences
+    width: int  # sequence length W
+    data_seed: int  # numpy seed of the training set
+    test_seed: int  # numpy seed of the fresh test set
+    test_n: int  # test sequences
+    tau: float  # success threshold on the final training loss
+    device: str  # cpu | cuda (auto is resolved here)
+
+    @classmethod
+    def from_config(cls, cfg=None) -> "Settings":
+        """The same-named fields of ``cfg`` (CapacityConfig, the sweep's config); CapacityConfig's defaults
+        for the rest, so that the defaults live in one place."""
+        base = CapacityConfig()
+        values = {f.name: getattr(cfg, f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)}
+        values["device"] = str(pick_device(values["device"]))  # auto -> cpu | cuda; cuda without a GPU: a ConfigError
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=4)
+def datasets(n: int, width: int, data_seed: int, test_n: int, test_seed: int):
+    """(X, y, X_test, y_test): the training set and the fresh test set (cached: grids reuse them)."""
+    return (*make_synthetic(n, width, data_seed), *make_synthetic(test_n, width, test_seed))
+
+
+def is_success(final_loss, train_accuracy, tau: float) -> np.ndarray:
+    """Final training loss below tau and every training example right."""
+    return (np.asarray(final_loss) < tau) & (np.asarray(train_accuracy) == 1.0)
+
+
+def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings) -> pd.DataFrame:
+    """One configuration trained from every seed at once: the tidy table, one row per seed."""
+    X, y, Xt, yt = datasets(settings.n, settings.width, settings.data_seed, settings.test_n, settings.test_seed)
+    r = train_seeds(filters, kernel_size, seeds, X, y, lr=settings.lr, momentum=settings.momentum,
+                    weight_decay=settings.weight_decay, epochs=settings.epochs, X_test=Xt, y_test=yt,
+                    device=settings.device)
+    return pd.DataFrame({
+        "filters": filters,
+        "kernel_size": kernel_size,
+        "seed": np.asarray(r.seeds, dtype=np.int64),
+        "final_loss": r.final_loss.astype(np.float64),
+        "train_accuracy": r.train_accuracy,
+        "test_accuracy": r.test_accuracy,
+        "success": is_success(r.final_loss, r.train_accuracy, settings.tau),
+    }, columns=COLUMNS)
+
+
+class Estimate(NamedTuple):
+    """Successes k of n, the rate p and its 95% Wilson interval [lo, hi]."""
+
+    k: int
+    n: int
+    p: float
+    lo: float
+    hi: float
+
+
+def wilson(k: int, n: int) -> Estimate:
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return Estimate(int(k), int(n), k / n, float(ci.low), float(ci.high))
+
+
+def p_success(table: pd.DataFrame, tau: float) -> Estimate:
+    """P(success) of the seeds in ``table`` at threshold ``tau``, with its Wilson interval."""
+    ok = is_success(table["final_loss"], table["train_accuracy"], tau)
+    return wilson(int(ok.sum()), len(table))
+
+
+# --------------------------------------------------------------------------- summaries
+def summarize(table: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """One row per configuration: P(success) with interval, at tau and the reported taus."""
+    rows = []
+    for (f, k), part in table.groupby(["filters", "kernel_size"], sort=True):
+        est = p_success(part, tau)
+        ok = is_success(part["final_loss"], part["train_accuracy"], tau)
+        row = {"filters": f, "kernel_size": k, "n": est.n, "successes": est.k,
+               "p_success": est.p, "p_success_lo": est.lo, "p_success_hi": est.hi}
+        for t in sorted(set(REPORTED_TAUS) - {tau}):
+            row[f"p_success_tau_{t:g}"] = p_success(part, t).p
+        row["median_final_loss"] = float(part["final_loss"].median())
+        row["test_accuracy_success"] = float(part["test_accuracy"][ok].mean()) if ok.any() else np.nan
+        row["test_accuracy_failed"] = float(part["test_accuracy"][~ok].mean()) if (~ok).any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lottery_fit(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fit P(F) = 1 - (1 - p_k)^F per kernel size (binomial maximum likelihood).
+
+    One row per (k, F): the fitted p_k, the predicted and observed P(success), and the
+    deviation (observed - predicted, its z-score, whether the prediction lies in the
+    observed Wilson interval), plus per k the chi-square of the fit and its p-value
+    (degrees of freedom: number of filter counts - 1).
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.stats import chi2
+
+    rows = []
+    for k, part in summary.groupby("kernel_size", sort=True):
+        F = part["filters"].to_numpy(float)
+        succ, n = part["successes"].to_numpy(float), part["n"].to_numpy(float)
+
+        def nll(p: float) -> float:
+            P = np.clip(1 - (1 - p) ** F, 1e-12, 1 - 1e-12)
+            return -float(np.sum(succ * np.log(P) + (n - succ) * np.log1p(-P)))
+
+        p_k = float(minimize_scalar(nll, bounds=(1e-9, 1 - 1e-9), method="bounded",
+                                    options={"xatol": 1e-10}).x)
+        pred = 1 - (1 - p_k) ** F
+        obs = succ / n
+        se = np.sqrt(np.clip(pred * (1 - pred), 1e-12, None) / n)
+        z = (obs - pred) / se
+        stat = float(np.sum(z**2))
+        dof = max(len(F) - 1, 1)
+        for i in range(len(F)):
+            rows.append({
+                "kernel_size": k, "filters": int(F[i]), "p_k": p_k, "predicted": float(pred[i]),
+                "observed": float(obs[i]), "deviation": float(obs[i] - pred[i]), "z": float(z[i]),
+                "inside_interval": bool(part["p_success_lo"].iloc[i] <= pred[i] <= part["p_success_hi"].iloc[i]),
+                "chi2": stat, "dof": dof, "p_value": float(chi2.sf(stat, dof)),
+            })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- figures
+def heatmap_figure(summary: pd.DataFrame):
+    """P(success) over F (columns) x k (rows), each cell with its interval and n."""
+    from pipeline.plots import plt
+
+    Fs, ks = sorted(summary["filters"].unique()), sorted(summary["kernel_size"].unique())
+    grid = summary.set_index(["kernel_size", "filters"])
+    P = np.array([[grid.loc[(k, f), "p_success"] for f in Fs] for k in ks])
+    fig, ax = plt.subplots(figsize=(1.4 + 1.25 * len(Fs), 1.2 + 1.0 * len(ks)))
+    im = ax.imshow(P, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i, k in enumerate(ks):
+        for j, f in enumerate(Fs):
+            row = grid.loc[(k, f)]
+            ax.text(j, i, f"{row.p_success:.2f}\n[{row.p_success_lo:.2f}, {row.p_success_hi:.2f}]\nn={int(row.n)}",
+                    ha="center", va="center", fontsize=7, color="white" if row.p_success < 0.6 else "black")
+    ax.set_xticks(range(len(Fs)), [str(f) for f in Fs])
+    ax.set_yticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_xlabel("filters F")
+    ax.set_ylabel("kernel size k")
+    ax.set_title("P(success) with 95% Wilson interval and number of seeds")
+    fig.colorbar(im, ax=ax, label="P(success)")
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(summary: pd.DataFrame, fit: pd.DataFrame):
+    """P(success) against F per k, with Wilson bands and the lottery fit (dashed)."""
+    from pipeline.plots import plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, part in summary.groupby("kernel_size", sort=True):
+        F = part["filters"].to_numpy()
+        line, = ax.plot(F, part["p_success"], "o-", label=f"k = {k}")
+        ax.fill_between(F, part["p_success_lo"], part["p_success_hi"], color=line.get_color(), alpha=0.2)
+        p_k = fit.loc[fit["kernel_size"] == k, "p_k"].iloc[0]
+        Fc = np.linspace(min(F), max(F), 100)
+        ax.plot(Fc, 1 - (1 - p_k) ** Fc, "--", color=line.get_color(), alpha=0.8,
+                label=f"lottery 1-(1-p)^F, p = {p_k:.3f}")
+    ax.set_xlabel("filters F")
+    ax.set_ylabel("P(success)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("P(success) with 95% Wilson bands; dashed: independent-lottery fit")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def histogram_figure(table: pd.DataFrame, tau: float):
+    """Final training losses (log scale): bimodal, and every reported tau falls in the gap."""
+    from pipeline.plots import plt
+
+    loss = table["final_loss"].to_numpy()
+    lo, hi = max(loss.min(), 1e-6), max(loss.max(), 1e-5)
+    bins = np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, 60)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist([part["final_loss"] for _, part in table.groupby("kernel_size", sort=True)], bins=bins, stacked=True,
+            label=[f"k = {k}" for k in sorted(table["kernel_size"].unique())])
+    for t in sorted(set(REPORTED_TAUS) | {tau}):
+        p = is_success(table["final_loss"], table["train_accuracy"], t).mean()
+        ax.axvline(t, color="black", ls="-" if t == tau else ":", lw=1)
+        ax.text(t, ax.get_ylim()[1] * 0.97, f" τ={t:g}\n P={p:.3f}", fontsize=7, va="top")
+    ax.set_xscale("log")
+    ax.set_xlabel("final training loss")
+    ax.set_ylabel("seeds")
+    ax.set_title(f"final losses of {len(table)} trainings (P = overall success rate at each τ)")
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- stage
+@dataclass(frozen=True)
+class CapacityResult:
+    run_id: str
+    table: pd.DataFrame  # one row per (F, k, seed)
+    summary: pd.DataFrame  # one row per (F, k)
+    lottery: pd.DataFrame  # one row per (k, F)
+    seconds: float  # training time of the whole grid
+
+
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+    """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    import mlflow
+    from tqdm import tqdm
+
+    from pipeline.data.bundle import synthetic_bundle
+    from pipeline.data.io import log_bundle_input
+
+    tracking.configure(cfg.tracking_uri, cfg.experiment_name)
+    settings = Settings.from_config(cfg)
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
+    seed_tag = f"{seeds[0]}-{seeds[-1]}"
+    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with tracking.stage_run("capacity", run_name="capacity", tags=tags) as parent:
+            tracking.log_params_safely(as_params(cfg))
+            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+            log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
+            tables, seconds = [], 0.0
+            bar = tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False)
+            for f, k in bar:
+                bar.set_postfix_str(f"F={f} k={k}")
+                t0 = time.perf_counter()
+                part = seed_table(f, k, seeds, settings)
+                dt = time.perf_counter() - t0
+                seconds += dt
+                tables.append(part)
+                _log_child(part, f, k, cfg, tags, dt)
+            bar.close()
+            table = pd.concat(tables, ignore_index=True)
+            summary = summarize(table, cfg.tau)
+            lottery = lottery_fit(summary)
+            _log_parent(table, summary, lottery, cfg, seconds)
+            if cfg.table:
+                table.to_csv(cfg.table, index=False)
+            run_id = parent.info.run_id
+    finally:
+        torch.set_num_threads(old_threads)
+    for line in report(summary, lottery, cfg.tau, seconds, len(table)):
+        echo(line)
+    if cfg.table:
+        echo(f"per-seed table written to {cfg.table}")
+    echo(f"parent run {run_id}")
+    return CapacityResult(run_id, table, summary, lottery, seconds)
+
+
+def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
+    """One child run per configuration: its P(success), interval and generalisation, in one batch."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    row = summarize(part, cfg.tau).iloc[0]
+    metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
+               "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
+               "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(part)}
+    metrics.update({c: row[c] for c in row.index if c.startswith("p_success_tau_")})
+    for c in ("test_accuracy_success", "test_accuracy_failed"):
+        if not np.isnan(row[c]):
+            metrics[c] = row[c]
+    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
+    params = {**{name: v for name, v in as_params(cfg).items() if name not in grid_only},
+              "filters": f, "kernel_size": k}
+    with tracking.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
+                            tags={**tags, "filters": f, "kernel_size": k}) as child:
+        ts = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(
+            child.info.run_id,
+            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
+            params=[Param(name, str(v)) for name, v in params.items()],
+        )
+
+
+def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
+    import mlflow
+
+    tracking.log_table(table, "tables/seeds.csv")
+    tracking.log_table(summary, "tables/summary.csv")
+    tracking.log_table(lottery, "tables/lottery_fit.csv")
+    tracking.log_figure(heatmap_figure(summary), "figures/p_success_heatmap.png")
+    tracking.log_figure(curves_figure(summary, lottery), "figures/p_success_vs_filters.png")
+    tracking.log_figure(histogram_figure(table, cfg.tau), "figures/final_loss_histogram.png")
+    metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
+               "p_success_overall": float(table["success"].mean())}
+    for k, part in lottery.groupby("kernel_size"):
+        metrics[f"lottery_p_k{k}"] = part["p_k"].iloc[0]
+        metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]
+        metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
+        metrics[f"lottery_max_abs_deviation_k{k}"] = float(part["deviation"].abs().max())
+    mlflow.log_metrics(metrics)
+
+
+def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: float, trainings: int) -> list[str]:
+    """The console summary: the P(success) table, tau sensitivity, generalisation, the lottery fit."""
+    lines = [f"{trainings} trainings in {seconds:.1f} s ({1000 * seconds / trainings:.2f} ms each)", "",
+             f"P(success) (loss < {tau:g} and 100% train accuracy) [95% Wilson interval], "
+             f"n = {int(summary['n'].iloc[0])} seeds each:"]
+    ks = sorted(summary["kernel_size"].unique())
+    grid = summary.set_index(["filters", "kernel_size"])
+    lines.append("   F  " + "".join(f"{'k = ' + str(k):>22s}" for k in ks))
+    for f in sorted(summary["filters"].unique()):
+        cells = [grid.loc[(f, k)] for k in ks]
+        lines.append(f"{f:4d}  " + "".join(f"{c.p_success:9.3f} [{c.p_success_lo:.3f},{c.p_success_hi:.3f}]"
+                                           for c in cells))
+    other = [c for c in summary.columns if c.startswith("p_success_tau_")]
+    if other:
+        shifts = ", ".join(f"tau = {c.removeprefix('p_success_tau_')}: {(summary[c] - summary['p_success']).abs().max():.3f}"
+                           for c in other)
+        lines += ["", f"tau sensitivity, largest change of any P(success) from tau = {tau:g}: {shifts}"]
+    succ, fail = (summary[c].mean() for c in ("test_accuracy_success", "test_accuracy_failed"))
+    lines.append("fresh test set accuracy (mean over configurations): "
+                 + ", ".join(f"{name} seeds " + ("none" if np.isnan(v) else f"{v:.3f}")
+                             for name, v in (("successful", succ), ("failed", fail))))
+    lines += ["", "independent-lottery fit P(F) = 1 - (1 - p_k)^F:"]
+    for k, part in lottery.groupby("kernel_size"):
+        lines.append(f"  k = {k}: p_k = {part['p_k'].iloc[0]:.3f}, chi2 = {part['chi2'].iloc[0]:.1f} on "
+                     f"{part['dof'].iloc[0]} dof (p = {part['p_value'].iloc[0]:.3g}), max |observed - fit| = "
+                     f"{part['deviation'].abs().max():.3f}, {int(part['inside_interval'].sum())}/{len(part)} "
+                     "predictions inside the intervals")
+    return lines
