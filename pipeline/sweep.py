@@ -301,11 +301,11 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     import torch
 
     cfg = resolve(cfg)
-    tracking_uri = tracking.configure(cfg.tracking_uri, cfg.experiment_name)
     torch.set_num_threads(cfg.threads)
     if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
         raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
-    study = open_study(cfg, tracking_uri)
+    study = open_study(cfg, tracking.resolve_uri(cfg.tracking_uri))  # first: a bad storage fails fast
+    tracking.configure(cfg.tracking_uri, cfg.experiment_name)
     if objective_factory is not None:
         inner = objective_factory(cfg)
     else:

@@ -22,12 +22,17 @@ SQLITE_BUSY_TIMEOUT_S = 120
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
+def resolve_uri(tracking_uri: str | None = None) -> str:
+    """The tracking URI in force: explicit > $MLFLOW_TRACKING_URI > sqlite:///mlflow.db."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
 def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
     """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
         with sqlite_init_lock(uri):  # workers started together on a new store must not race its migrations

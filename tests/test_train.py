@@ -111,11 +111,11 @@ def test_train_reads_prepared_data_by_uri(client):
 
 
 def test_main_nests_every_stage_under_one_parent(client, capsys):
-    result = main.run(MainConfig(epochs=60))
+    result = main.run(MainConfig(epochs=60, sweep_trials=3, sweep_seeds=8))
     runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id])
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == result.run_id]
     stages = sorted(r.data.tags["stage"] for r in children)
-    assert stages == ["evaluate", "evaluate", "prepare-data", "train", "train"]
+    assert stages == ["evaluate", "evaluate", "prepare-data", "sweep", "train", "train"]
     assert all(r.info.status == "FINISHED" for r in runs)
     assert "mlflow ui" in capsys.readouterr().out
 
