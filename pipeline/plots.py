@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import os
+import sys
+
 import matplotlib
 
-matplotlib.use("Agg")  # headless: figures go to MLflow, never to a screen
+if "ipykernel" not in sys.modules and "MPLBACKEND" not in os.environ:
+    matplotlib.use("Agg")  # stages are headless: figures go to MLflow (notebooks keep their inline backend)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -39,3 +39,17 @@ def test_03_compare_runs(tracking_uri, tmp_path):
     text = outputs_text(nb)
     assert "image/png" in text  # the learning-curve figure was drawn
     assert '"error"' not in text
+
+
+def test_01_capacity_study(tracking_uri, tmp_path, monkeypatch):
+    from pipeline import capacity, sweep
+    from pipeline.config import CapacityConfig, SweepConfig
+
+    capacity.run(CapacityConfig(filters=(1, 2, 3, 4), kernel_sizes=(3, 5), seeds=40, epochs=300), echo=lambda s: None)
+    sweep.run(SweepConfig(study_name="nb", filters=(1, 2, 3, 4), kernel_sizes=(3, 5), seeds=16, epochs=200,
+                          n_trials=6, progress=False), echo=lambda s: None)
+    monkeypatch.setenv("OPTUNA_STORAGE", f"sqlite:///{tmp_path / 'optuna.db'}")
+    nb = execute("01-capacity-study.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert text.count("image/png") >= 4  # heatmap, bands, histogram, slice
+    assert "study 'nb': 6 trials" in text
