@@ -12,6 +12,7 @@ from typing import Any, Callable
 import click
 
 from pipeline.config import (
+    FALLBACKS,
     RECIPES,
     ConfigError,
     EvaluateConfig,
@@ -26,7 +27,11 @@ from pipeline.config import (
 def _default_text(f: dataclasses.Field) -> str:
     d = f.default
     if d is None:
-        return "recipe's value" if f.name in _RECIPE_KEYS else "none"
+        if f.name in _RECIPE_KEYS:
+            return "recipe's value"
+        if f.name == "recipe":
+            return "the data set's"
+        return str(FALLBACKS[f.name]) if f.name in FALLBACKS else "none"
     if isinstance(d, tuple):
         return ",".join(map(str, d))
     return str(d)
