@@ -28,17 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipeline.data.bundle import DataBundle, Split  # noqa: E402
+from pipeline.data.images import write_idx  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.train import minibatches  # noqa: E402
 
 BATCH = 100  # mnist-small's batch size
 TARGET = 0.05  # project's data time / epoch time
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An uncompressed IDX file (ubyte), as torchvision's MNIST raw/ folder holds them."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
 
 
 def synthetic_mnist(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -150,6 +150,10 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     test = bundle.test
     conv = first_conv(model)
     check_channels(conv.in_channels, bundle, "the model")
+    built_for = tuple(getattr(model, "input_shape", bundle.input_shape))
+    if built_for != bundle.input_shape:
+        raise ConfigError(f"the model was built for {'x'.join(map(str, built_for))} images, but {bundle.name} has "
+                          f"{'x'.join(map(str, bundle.input_shape))}")
     transform = bundle.input_transform(device)
     X, y = place(test.X, device), place(test.y, device)
     outs = [model(xb).float() for xb, _ in minibatches(X, y, cfg.test_batch_size, device, transform)]

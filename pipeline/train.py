@@ -200,11 +200,12 @@ def fit(
             "val_loss": val_loss,
             "val_accuracy": val_acc,
         }
+        last_batch_loss = float(loss.detach())
         if n_batches > 1:
-            metrics["last_batch_loss"] = float(loss.detach())
+            metrics["last_batch_loss"] = last_batch_loss
         if log_interval:
             nv = Xv.shape[0]
-            echo(f"Epoch {epoch}: final minibatch loss {float(loss):.4f}; validation set: average loss "
+            echo(f"Epoch {epoch}: final minibatch loss {last_batch_loss:.4f}; validation set: average loss "
                  f"{val_loss:.4f}, accuracy {round(val_acc * nv)}/{nv} ({100.0 * val_acc:.0f}%)")
         for k, v in metrics.items():
             getattr(history, k).append(v)

@@ -69,6 +69,20 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(dims)
 
 
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """Write ``array`` as an IDX file (gzip'd when the name ends in .gz): the inverse of ``read_idx``."""
+    path = Path(path)
+    array = np.asarray(array)
+    code = {v.newbyteorder(">") if v.itemsize > 1 else v: k for k, v in _IDX_DTYPES.items()}
+    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    if dtype not in code:
+        raise ValueError(f"IDX cannot hold {array.dtype}")
+    header = bytes([0, 0, code[dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + np.ascontiguousarray(array, dtype=dtype).tobytes()
+    path.write_bytes(gzip.compress(raw, compresslevel=1) if path.suffix == ".gz" else raw)
+    return path
+
+
 def _find(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
