@@ -304,11 +304,12 @@ def model_options(cfg: TrainConfig) -> dict:
             "log_softmax": cfg.loss == "nll"}
 
 
-def check_channels(expected: int | None, bundle: DataBundle, what: str) -> None:
-    if bundle.train.X.ndim == 4 and expected is not None and expected != bundle.input_shape[0]:
-        raise ConfigError(f"{what} expects {expected}-channel images, but {bundle.name} has "
-                          f"{bundle.input_shape[0]} channel{'s' * (bundle.input_shape[0] > 1)} "
-                          f"{'x'.join(map(str, bundle.input_shape))}")
+def check_channels(expected: int | None, bundle: DataBundle, what: str = "the model") -> None:
+    """A model for ``expected``-channel images must not meet data of another channel count."""
+    c = bundle.input_shape[0]
+    if bundle.train.X.ndim == 4 and expected is not None and expected != c:
+        raise ConfigError(f"{what} expects {expected}-channel images, but {bundle.name} has {c} "
+                          f"channel{'s' * (c > 1)} ({'x'.join(map(str, bundle.input_shape))})")
 
 
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
@@ -318,7 +319,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     tracking.configure(cfg.tracking_uri, cfg.experiment_name)
     cfg, bundle = load_data(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
-    check_channels(cfg.in_channels, bundle, f"--in-channels {cfg.in_channels} (recipe {cfg.recipe}):")
+    check_channels(cfg.in_channels, bundle, f"{cfg.model} (--in-channels {cfg.in_channels}, recipe {cfg.recipe})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
