@@ -54,8 +54,9 @@ def config_options(cls: type) -> Callable:
             base, _ = field_kind(f)
             help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
             flag = "--" + f.name.replace("_", "-")
-            if base is bool:
-                wrapper = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)(wrapper)
+            if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
+                wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,
+                                       metavar="[BOOL]", help=help_text)(wrapper)
             else:
                 metavar = "LIST" if base is tuple or getattr(base, "__origin__", None) is tuple else base.__name__.upper()
                 wrapper = click.option(flag, f.name, type=str, default=None, metavar=metavar, help=help_text)(wrapper)
