@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import train
+from pipeline import evaluate, train
 from pipeline.cli import main
-from pipeline.config import TrainConfig
+from pipeline.config import EvaluateConfig, TrainConfig
 
 from conftest import run_cli
 from imagefiles import write_mnist_folder
@@ -76,8 +76,12 @@ def test_three_channel_model_on_one_channel_data(capsys, client, tmp_path):
     assert no_runs(client)
 
 
-def test_evaluate_a_model_on_data_of_another_shape(capsys, tracking_uri, tmp_path):
+def test_evaluate_options_override_the_runs_and_another_shape_is_refused(capsys, tracking_uri, client, tmp_path):
     result = train.run(TrainConfig(dataset="digits", epochs=1, image_every=0, log_interval=0))
+    ev = evaluate.run(EvaluateConfig(run_id=result.run_id, split_seed=3, test_fraction=0.1))  # explicit wins
+    params = client.get_run(ev.run_id).data.params
+    assert (params["dataset"], params["split_seed"], params["test_fraction"]) == ("digits", "3", "0.1")
+    assert "180 test images of digits" in capsys.readouterr().out
     write_mnist_folder(tmp_path / "mnist", None, 100)
     line = cli_error(capsys, "evaluate", "--run-id", result.run_id, "--dataset", "mnist",
                      "--data-dir", str(tmp_path / "mnist"))
