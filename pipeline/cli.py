@@ -12,6 +12,7 @@ from typing import Any, Callable
 import click
 
 from pipeline.config import (
+    FALLBACKS,
     RECIPES,
     CapacityConfig,
     ConfigError,
@@ -29,7 +30,11 @@ from pipeline.config import (
 def _default_text(f: dataclasses.Field) -> str:
     d = f.default
     if d is None:
-        return "recipe's value" if f.name in _RECIPE_KEYS else "none"
+        if f.name in _RECIPE_KEYS:
+            return "recipe's value"
+        if f.name == "recipe":
+            return "the data set's"
+        return str(FALLBACKS[f.name]) if f.name in FALLBACKS else "none"
     if isinstance(d, tuple):
         return ",".join(map(str, d))
     return str(d)
@@ -52,7 +57,7 @@ def config_options(cls: type) -> Callable:
             base, _ = field_kind(f)
             help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
             flag = "--" + f.name.replace("_", "-")
-            if base is bool:  # `--flag` alone means true; `--flag false` also works (MLproject passes values)
+            if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
                 wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,
                                        metavar="[BOOL]", help=help_text)(wrapper)
             else:

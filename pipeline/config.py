@@ -57,10 +57,105 @@ register_recipe(
     momentum=0.9,
     weight_decay=1e-3,
     epochs=500,
-    batch_size=0,
+    batch_size=0,  # full batch: the only recipe where 0 is allowed
+    seed=0,
     print_every=50,
     image_every=50,
+    device="cpu",  # the tiny 1D model is fastest on one CPU thread
+    threads=1,
 )
+
+# What every image lab shares; each recipe below overrides what its lab changed.
+_IMAGE_LAB = dict(
+    loss="ce",
+    optimizer="sgd",
+    padding="valid",
+    dropout=0.0,
+    in_channels=1,
+    momentum=0.0,
+    weight_decay=0.0,
+    seed=0,
+    log_interval=100,  # print the running minibatch loss like the labs' script
+    print_every=0,
+    image_every=1,  # filters every epoch, so the UI shows them evolving
+    device="auto",
+    threads=0,  # torch's default: all cores
+)
+
+register_recipe(
+    "mnist-small",
+    "MNIST in [0,1]: Conv2d(1,8,5,padding=2) -> ReLU -> MaxPool2d(2) -> Linear(8*14*14,10); "
+    "SGD lr 0.05, momentum 0.9, weight decay 1e-3, batch 100, 5 epochs",
+    **{**_IMAGE_LAB, "dataset": "mnist", "model": "smallconv", "filters": (8,), "kernel_size": (5,),
+       "padding": "same", "lr": 0.05, "momentum": 0.9, "weight_decay": 1e-3, "batch_size": 100, "epochs": 5},
+)
+register_recipe(
+    "fashion-lenet",
+    "FashionMNIST, LeNet: Conv(1,6,5) -> pool -> Conv(6,16,5) -> pool -> 120 -> 84 -> 10; "
+    "plain SGD lr 1e-3, batch 64, 10 epochs",
+    **{**_IMAGE_LAB, "dataset": "fashion-mnist", "model": "lenet", "filters": (6, 16), "kernel_size": (5, 5),
+       "lr": 1e-3, "batch_size": 64, "epochs": 10},
+)
+register_recipe(
+    "mnist-lenet",
+    "MNIST, the same LeNet; SGD lr 1e-3, momentum 0.9, batch 100, 3 epochs",
+    **{**_IMAGE_LAB, "dataset": "mnist", "model": "lenet", "filters": (6, 16), "kernel_size": (5, 5),
+       "lr": 1e-3, "momentum": 0.9, "batch_size": 100, "epochs": 3},
+)
+register_recipe(
+    "mnist-rmsprop",
+    "MNIST, Conv(1,32,3) -> pool -> Conv(32,64,3) -> pool -> Conv(64,64,3) -> 64 -> 10 (93,322 parameters); "
+    "RMSprop with torch's defaults (lr 0.01), batch 64, 5 epochs",
+    **{**_IMAGE_LAB, "dataset": "mnist", "model": "conv3", "filters": (32, 64, 64), "kernel_size": (3, 3, 3),
+       "optimizer": "rmsprop", "lr": 0.01, "batch_size": 64, "epochs": 5},
+)
+register_recipe(
+    "mnist-dropout",
+    "MNIST, Conv(1,10,5) -> pool -> Conv(10,20,5) -> Dropout2d -> pool -> 50 -> Dropout -> 10, "
+    "log-softmax + NLL; SGD lr 0.01, momentum 0.5, batch 64, 10 epochs, seed 1",
+    **{**_IMAGE_LAB, "dataset": "mnist", "model": "dropoutnet", "filters": (10, 20), "kernel_size": (5, 5),
+       "dropout": 0.5, "loss": "nll", "lr": 0.01, "momentum": 0.5, "batch_size": 64, "epochs": 10, "seed": 1},
+)
+register_recipe(
+    "cifar-lenet",
+    "CIFAR-10 (RGB), LeNet with 3 input channels (flatten 16*5*5); training as fashion-lenet",
+    **{**_IMAGE_LAB, "dataset": "cifar10", "model": "lenet", "filters": (6, 16), "kernel_size": (5, 5),
+       "in_channels": 3, "lr": 1e-3, "batch_size": 64, "epochs": 10},
+)
+register_recipe(
+    "digits-lenet",
+    "scikit-learn's 8x8 digits, LeNet adapted to 8x8: 'same' padding (k//2) so that two 2x2 pools "
+    "leave 2x2 maps (flatten 16*2*2); SGD lr 0.05, momentum 0.9, batch 32, 30 epochs",
+    **{**_IMAGE_LAB, "dataset": "digits", "model": "lenet", "filters": (6, 16), "kernel_size": (5, 5),
+       "padding": "same", "lr": 0.05, "momentum": 0.9, "batch_size": 32, "epochs": 30},
+)
+
+# The recipe a data set gets when --recipe is not given.
+DATASET_RECIPES = {
+    "synthetic": "synthetic",
+    "mnist": "mnist-small",
+    "fashion-mnist": "fashion-lenet",
+    "cifar10": "cifar-lenet",
+    "digits": "digits-lenet",
+    "npz": "mnist-small",
+    "idx": "mnist-small",
+}
+DATASETS = set(DATASET_RECIPES)
+
+# Built-in values of data options that no recipe sets (None in the dataclass = "not given",
+# so that evaluate can tell them from the values of the run that it evaluates).
+FALLBACKS: dict[str, Any] = {
+    "data_dir": "data",
+    "split_seed": 0,
+    "val_fraction": 0.1,
+    "test_fraction": 0.2,
+    "normalize": "none",
+}
+
+
+def recipe_name(recipe: str | None, dataset: str | None) -> str:
+    """The recipe in force: the one given, else the data set's own (synthetic by default)."""
+    return recipe or DATASET_RECIPES.get(dataset or "synthetic", "synthetic")
 
 
 def get_recipe(name: str) -> Recipe:
@@ -164,13 +259,17 @@ def build_config(cls: type, values: Mapping[str, Any]) -> Any:
 
 
 def resolve(cfg: Any) -> Any:
-    """Fill every ``None`` field that the config's recipe sets; explicit values win."""
-    recipe = get_recipe(cfg.recipe)
-    updates = {
-        f.name: recipe.values[f.name]
-        for f in dataclasses.fields(cfg)
-        if getattr(cfg, f.name) is None and f.name in recipe.values
-    }
+    """Fill every ``None`` field from the recipe, then from ``FALLBACKS``; explicit values win."""
+    name = recipe_name(cfg.recipe, getattr(cfg, "dataset", None))
+    recipe = get_recipe(name)
+    updates: dict[str, Any] = {"recipe": name} if cfg.recipe != name else {}
+    for f in dataclasses.fields(cfg):
+        if getattr(cfg, f.name) is not None:
+            continue
+        if f.name in recipe.values:
+            updates[f.name] = recipe.values[f.name]
+        elif f.name in FALLBACKS:
+            updates[f.name] = FALLBACKS[f.name]
     return dataclasses.replace(cfg, **updates) if updates else cfg
 
 
@@ -194,15 +293,25 @@ class TrackingFields:
 
 @dataclass(frozen=True)
 class DataFields:
-    recipe: str = opt("synthetic", "preset of data, model and training settings (see `pipeline recipes`)")
-    dataset: str | None = opt(None, "data set name: synthetic (more come with the image recipes)")
+    recipe: str | None = opt(None, "preset of data, model and training settings (see `pipeline recipes`); "
+                                   "default: the data set's own (mnist -> mnist-small, digits -> digits-lenet, ...)")
+    dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
     n: int = opt(75, "synthetic: number of sequences in the training set")
     width: int = opt(20, "synthetic: sequence length W")
     data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)")
     val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set")
+    data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
+                                     "or a labs' .npz file")
+    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir")
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split")
+    val_fraction: float | None = opt(None, "images: share of the training images held out for validation")
+    test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
+                                            "the test split")
+    normalize: str | None = opt(None, "images: none (pixels in [0,1], as the labs) | standard (per-channel "
+                                      "mean/std of the training split)")
 
     def _check_data(self) -> None:
-        get_recipe(self.recipe)
+        get_recipe(recipe_name(self.recipe, self.dataset))
         if self.n < 1:
             raise ConfigError(f"--n must be >= 1, got {self.n}")
         if self.width < 3:
@@ -211,9 +320,19 @@ class DataFields:
             raise ConfigError(
                 f"unknown dataset {self.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}"
             )
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1), got {v}")
+        if self.normalize is not None and self.normalize not in ("none", "standard"):
+            raise ConfigError(f"--normalize must be none or standard, got {self.normalize!r}")
 
-
-DATASETS = {"synthetic"}
+    def recipe_value(self, name: str) -> Any:
+        """A field's value as resolve() will see it: the explicit value, else the recipe's."""
+        value = getattr(self, name)
+        if value is None:
+            value = get_recipe(recipe_name(self.recipe, self.dataset)).values.get(name, FALLBACKS.get(name))
+        return value
 
 
 # --------------------------------------------------------------------------- stages
@@ -230,21 +349,33 @@ class TrainConfig(DataFields, TrackingFields):
     """train: fit one model and log its curves, filters, figures and the model itself."""
 
     data_uri: str | None = opt(None, "prepared data from prepare-data (runs:/<id>/data); default: build on the fly")
-    model: str | None = opt(None, "model name: detector1d")
+    model: str | None = opt(None, "model name: detector1d | smallconv | lenet | conv3 | dropoutnet")
     filters: tuple[int, ...] | None = opt(None, "filter count per conv layer, e.g. 3 or 6,16")
-    kernel_size: tuple[int, ...] | None = opt(None, "odd kernel size per conv layer, e.g. 5 or 5,5")
-    loss: str | None = opt(None, "loss: bce (binary logits)")
-    optimizer: str | None = opt(None, "optimizer: sgd")
+    kernel_size: tuple[int, ...] | None = opt(None, "kernel size per conv layer, e.g. 5 or 5,5 (one value: every "
+                                                    "layer); odd for detector1d")
+    padding: str | None = opt(None, "2D convs: same (k//2, keeps H x W) or valid (no padding)")
+    dropout: float | None = opt(None, "2D nets: dropout probability (Dropout2d after the last conv, Dropout in "
+                                      "the head); 0 = none")
+    batch_norm: bool = opt(False, "2D nets: BatchNorm2d after every conv")
+    in_channels: int | None = opt(None, "input channels the 2D model is built for (cifar-lenet: 3); must match "
+                                        "the data")
+    loss: str | None = opt(None, "loss: bce (binary logits) | ce (cross-entropy) | nll (log-softmax + NLL)")
+    optimizer: str | None = opt(None, "optimizer: sgd | rmsprop | adam")
     lr: float | None = opt(None, "learning rate")
-    momentum: float | None = opt(None, "SGD momentum")
+    momentum: float | None = opt(None, "SGD / RMSprop momentum")
     weight_decay: float | None = opt(None, "L2 weight decay")
     epochs: int | None = opt(None, "passes over the training set")
-    batch_size: int | None = opt(None, "minibatch size; 0 = full batch")
-    seed: int = opt(0, "torch.manual_seed for the model's initial weights (separate from the data seed)")
+    batch_size: int | None = opt(None, "minibatch size (>= 1; 0 = full batch, for the synthetic data only)")
+    test_batch_size: int = opt(1000, "minibatch size when scoring the validation split (no gradients)")
+    max_batches: int = opt(0, "stop each epoch after this many minibatches (0 = all): a fast path for tests")
+    seed: int | None = opt(None, "torch.manual_seed for the model's initial weights and the batch order "
+                                 "(separate from the data seed)")
     print_every: int | None = opt(None, "print 'Epoch %d had training loss %.4f' at epoch 1 and every N epochs")
+    log_interval: int | None = opt(None, "print the minibatch loss every N minibatches, like the labs' script "
+                                         "(0 = never)")
     image_every: int | None = opt(None, "log the filters as an image every N epochs (step = epoch)")
-    device: str = opt("cpu", "auto | cpu | cuda")
-    threads: int = opt(1, "torch CPU threads (1 is fastest for the tiny models)")
+    device: str | None = opt(None, "auto | cpu | cuda")
+    threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)")
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -252,8 +383,19 @@ class TrainConfig(DataFields, TrackingFields):
             v = getattr(self, name)
             if v is not None and (len(v) == 0 or min(v) < 1):
                 raise ConfigError(f"--{name.replace('_', '-')} needs positive integers, got {v}")
-        if self.kernel_size is not None and any(k % 2 == 0 for k in self.kernel_size):
+        if (self.kernel_size is not None and any(k % 2 == 0 for k in self.kernel_size)
+                and self.recipe_value("model") == "detector1d"):
             raise ConfigError(f"--kernel-size must be odd (padding k//2 keeps the width), got {self.kernel_size}")
+        if self.padding is not None and self.padding not in ("same", "valid"):
+            raise ConfigError(f"--padding must be same or valid, got {self.padding!r}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.in_channels is not None and self.in_channels < 1:
+            raise ConfigError(f"--in-channels must be >= 1, got {self.in_channels}")
+        if self.loss is not None and self.loss not in ("bce", "ce", "nll"):
+            raise ConfigError(f"unknown loss {self.loss!r}; choose bce, ce or nll")
+        if self.optimizer is not None and self.optimizer not in ("sgd", "rmsprop", "adam"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, rmsprop or adam")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError(f"--lr must be > 0, got {self.lr}")
         if self.momentum is not None and not 0 <= self.momentum < 1:
@@ -262,16 +404,26 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.batch_size is not None and self.batch_size < 0:
-            raise ConfigError(f"--batch-size must be >= 0 (0 = full batch), got {self.batch_size}")
-        for name in ("print_every", "image_every"):
+        if self.batch_size is not None:
+            check_batch_size(self.batch_size, self.recipe_value("dataset"))
+        if self.test_batch_size < 1:
+            raise ConfigError(f"--test-batch-size must be >= 1, got {self.test_batch_size}")
+        for name in ("print_every", "image_every", "log_interval", "max_batches"):
             v = getattr(self, name)
             if v is not None and v < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device is not None and self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.threads is not None and self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
+
+
+def check_batch_size(batch_size: int, dataset: str | None) -> None:
+    """Full batch (0) is the synthetic lab's setting; image data always comes in minibatches."""
+    if batch_size < 0:
+        raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
+    if batch_size == 0 and (dataset or "synthetic") != "synthetic":
+        raise ConfigError(f"--batch-size must be >= 1 for {dataset} (0 = full batch is for the synthetic data only)")
 
 
 @dataclass(frozen=True)
@@ -280,12 +432,21 @@ class EvaluateConfig(DataFields, TrackingFields):
 
     model_uri: str | None = opt(None, "model to evaluate, e.g. runs:/<run id>/model")
     run_id: str | None = opt(None, "shortcut for --model-uri runs:/<run id>/model")
+    data_uri: str | None = opt(None, "prepared data whose test split to use (default: the evaluated run's)")
     data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set")
     n: int = opt(1000, "synthetic: number of sequences in the test set")
-    device: str = opt("cpu", "auto | cpu | cuda")
+    test_batch_size: int = opt(1000, "minibatch size for scoring the test split")
+    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show")
+    device: str | None = opt(None, "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
         self._check_data()
+        if self.test_batch_size < 1:
+            raise ConfigError(f"--test-batch-size must be >= 1, got {self.test_batch_size}")
+        if self.examples < 1:
+            raise ConfigError(f"--examples must be >= 1, got {self.examples}")
+        if self.device is not None and self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.model_uri is None and self.run_id is None:
             raise ConfigError("give --model-uri runs:/<run id>/model or --run-id <run id>")
         if self.model_uri is not None and self.run_id is not None:

@@ -1,24 +1,36 @@
 """Stage `evaluate`: score a logged model on fresh data and log what it learned.
 
 Run as ``pipeline evaluate --model-uri runs:/<id>/model`` (or ``--run-id <id>``), or
-``mlflow run . -e evaluate -P run_id=<id>``. Reads the model; writes ``test_loss``,
-``test_accuracy``, confusion counts and figure, a prediction heatmap and, for the 1D
-detector, which filter implements 0, +1, 0 and its kernel.
+``mlflow run . -e evaluate -P run_id=<id>``. Reads the model, and the data options of the
+run that logged it (its recipe, data set, data folder, split), so no data options need
+repeating; explicit options override them. Writes ``test_loss``, ``test_accuracy``,
+confusion counts and figure, and
+- for the 1D detector: a prediction heatmap, which filter implements 0, +1, 0 and its kernel;
+- for image models (on the test split): per-class accuracy (``test_accuracy_class_<i>``
+  and a CSV), the easiest and hardest test examples by true-class probability, the first
+  layer's feature maps for one input, and the filters.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from pipeline import tracking
-from pipeline.config import ConfigError, EvaluateConfig, as_params, resolve
-from pipeline.data.bundle import DataBundle, Split
+from pipeline.config import ConfigError, EvaluateConfig, as_params, parse_value, resolve
+from pipeline.data.bundle import DataBundle, Split, load_bundle
+from pipeline.data.io import bundle_from_uri
 from pipeline.data.synthetic import make_synthetic
-from pipeline.train import correct_count, make_criterion, pick_device
+from pipeline.models import first_conv
+from pipeline.train import check_channels, correct_count, make_criterion, minibatches, pick_device, place
+
+# Data options that evaluate takes from the evaluated run unless given; the location ones
+# only while the data set is the same.
+INHERITED = ("recipe", "dataset", "data_dir", "split_seed", "val_fraction", "test_fraction", "normalize", "data_uri")
+LOCATION = ("recipe", "data_dir", "data_uri")
 
 
 @dataclass(frozen=True)
@@ -39,15 +51,32 @@ def load_model(uri: str, device: torch.device) -> torch.nn.Module:
         raise ConfigError(f"cannot load model {uri}: {str(err).splitlines()[0]}") from None
 
 
-def _source_tag(run_id: str | None, key: str) -> str | None:
+def source_run(run_id: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, tags) of the run that logged the model; empty when it is not in this store."""
     import mlflow
 
     if run_id is None:
-        return None
+        return {}, {}
     try:
-        return mlflow.MlflowClient().get_run(run_id).data.tags.get(key)
+        data = mlflow.MlflowClient().get_run(run_id).data
+        return dict(data.params), dict(data.tags)
     except Exception:  # noqa: BLE001 - provenance is best effort when the source run is elsewhere
-        return None
+        return {}, {}
+
+
+def inherit(cfg: EvaluateConfig, params: dict[str, str]) -> EvaluateConfig:
+    """Fill the data options that were not given from the evaluated run's params (its resolved values)."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    src_dataset = params.get("resolved.dataset", params.get("dataset")) or None
+    same_data = cfg.dataset is None or cfg.dataset == src_dataset
+    updates: dict[str, Any] = {}
+    for name in INHERITED:
+        if getattr(cfg, name) is not None or (name in LOCATION and not same_data):
+            continue
+        value = params.get(f"resolved.{name}", params.get(name))
+        if value not in (None, ""):
+            updates[name] = parse_value(fields[name], value)
+    return dataclasses.replace(cfg, **updates) if updates else cfg
 
 
 def source_run_id(uri: str) -> str | None:
@@ -55,9 +84,13 @@ def source_run_id(uri: str) -> str | None:
 
 
 def test_data(cfg: EvaluateConfig) -> DataBundle:
+    """Synthetic: a fresh set (``--data-seed``, ``--n``). Images: the test split of the run's data."""
     dataset = cfg.dataset or "synthetic"
     if dataset != "synthetic":
-        raise ConfigError(f"evaluate: unknown dataset {dataset!r}")
+        bundle = bundle_from_uri(cfg.data_uri) if cfg.data_uri else load_bundle(cfg)
+        if bundle.test is None:
+            raise ConfigError(f"{cfg.data_uri or dataset}: has no test split to evaluate on")
+        return bundle
     X, y = make_synthetic(cfg.n, cfg.width, cfg.data_seed)
     split = Split(X, y)
     return DataBundle("synthetic", "binary", split, split, ("no pattern", "0,+1,0"),
@@ -108,22 +141,89 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     return loss, acc, idx, [float(v) for v in kernel]
 
 
+@torch.no_grad()
+def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo) -> tuple[float, float]:
+    import mlflow
+    import pandas as pd
+
+    from pipeline import plots
+
+    test = bundle.test
+    conv = first_conv(model)
+    check_channels(conv.in_channels, bundle, "the model")
+    built_for = tuple(getattr(model, "input_shape", bundle.input_shape))
+    if built_for != bundle.input_shape:
+        raise ConfigError(f"the model was built for {'x'.join(map(str, built_for))} images, but {bundle.name} has "
+                          f"{'x'.join(map(str, bundle.input_shape))}")
+    transform = bundle.input_transform(device)
+    X, y = place(test.X, device), place(test.y, device)
+    outs = [model(xb).float() for xb, _ in minibatches(X, y, cfg.test_batch_size, device, transform)]
+    logp = torch.log_softmax(torch.cat(outs), dim=1).cpu()  # (N, K); log-softmax outputs pass unchanged
+    y = test.y
+    k = len(bundle.classes)
+    if logp.shape[1] != k:
+        raise ConfigError(f"the model has {logp.shape[1]} outputs, but {bundle.name} has {k} classes")
+    loss = float(torch.nn.functional.nll_loss(logp, y))  # = cross-entropy of the logits
+    pred = logp.argmax(dim=1)
+    acc = float((pred == y).float().mean())
+    cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()  # rows: true, cols: predicted
+    per_class = pd.DataFrame({"class": list(bundle.classes), "n": cm.sum(axis=1), "correct": np.diag(cm)})
+    per_class["accuracy"] = per_class["correct"] / per_class["n"].clip(lower=1)
+    mlflow.log_metrics({"test_loss": loss, "test_accuracy": acc,
+                        **{f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])}})
+    tracking.log_table(per_class, "per_class_accuracy.csv")
+    tracking.log_table(pd.DataFrame(cm, index=bundle.classes, columns=bundle.classes).reset_index(names="true"),
+                       "confusion_matrix.csv")
+    tracking.log_figure(plots.confusion_figure(cm, bundle.classes, title=f"{bundle.name} test split"),
+                        "figures/confusion_matrix.png")
+
+    # Easiest and hardest examples: highest and lowest probability given to the true class.
+    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
+    order = torch.argsort(p_true)
+    shown = min(cfg.examples, len(y))
+    pixels = test.X.float() / 255 if test.X.dtype == torch.uint8 else test.X  # what a person sees
+    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
+        captions = [f"{bundle.classes[int(y[i])]} -> {bundle.classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}"
+                    for i in idx]
+        fig = plots.image_grid(pixels[idx].numpy(), captions,
+                               title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
+        tracking.log_figure(fig, f"figures/{name}_examples.png")
+
+    maps = conv(transform(test.X[:1].to(device)))[0].cpu().numpy()  # (F, H', W') of the first test image
+    tracking.log_figure(plots.feature_maps_figure(pixels[0].numpy(), maps,
+                                                  title=f"first-layer feature maps (test image 0, "
+                                                        f"class {bundle.classes[int(y[0])]})"),
+                        "figures/feature_maps.png")
+    mlflow.log_image(plots.filter_grid_rgb(conv.weight.detach().cpu().numpy()), artifact_file="figures/filters.png")
+    worst = per_class.sort_values("accuracy").iloc[0]
+    echo(f"per-class accuracy from {per_class['accuracy'].min():.3f} ({worst['class']}) to "
+         f"{per_class['accuracy'].max():.3f}")
+    return loss, acc
+
+
 def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     import mlflow
 
-    cfg = resolve(cfg)
     tracking.configure(cfg.tracking_uri, cfg.experiment_name)
-    device = pick_device(cfg.device)
     uri = cfg.resolved_model_uri
-    model = load_model(uri, device)
     src = source_run_id(uri)
+    src_params, src_tags = source_run(src)
+    cfg = resolve(inherit(cfg, src_params))
+    device = pick_device(cfg.device)
+    model = load_model(uri, device)
     bundle = test_data(cfg)
-    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": type(model).__name__,
-            "source_run_id": src, "model_uri": uri, "seed": _source_tag(src, "seed")}
+    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
+            "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed")}
     with tracking.stage_run("evaluate", run_name=f"evaluate-{src or 'model'}", tags=tags) as active:
         tracking.log_params_safely({**as_params(cfg), "model_uri": uri})
         mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
-        loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
-        echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
-             f"data seed {cfg.data_seed})")
+        if bundle.task == "binary":
+            loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
+                 f"data seed {cfg.data_seed})")
+        else:
+            loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
+            idx = kernel = None
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
+                 f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
         return EvalResult(active.info.run_id, loss, acc, idx, kernel)

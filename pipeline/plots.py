@@ -68,7 +68,8 @@ def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndar
     return out
 
 
-def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symmetric: Sequence[bool] | None = None):
+def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symmetric: Sequence[bool] | None = None,
+             xlabel: str = "position"):
     """Side-by-side heatmaps (e.g. X | y_hat | y), one row per example, with colour bars."""
     widths = [max(np.asarray(a).shape[1], 1) for _, a in panels]
     widths = [max(w, 3) for w in widths]
@@ -84,7 +85,7 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
         else:
             im = ax.imshow(arr, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title)
-        ax.set_xlabel("position" if arr.shape[1] > 1 else "")
+        ax.set_xlabel(xlabel if arr.shape[1] > 1 else "")
         if arr.shape[1] == 1:
             ax.set_xticks([])
         if i == 0:
@@ -150,5 +151,53 @@ def confusion_figure(cm: np.ndarray, classes: Sequence[str], title: str = "confu
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def _as_display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(H, W) or (H, W, 3) array in [0, 1] for imshow from a (C, H, W) image, and its colour map."""
+    img = np.asarray(img, dtype=np.float32)
+    if img.shape[0] == 3:
+        return np.clip(img.transpose(1, 2, 0), 0, 1), None
+    return img[0], "gray"
+
+
+def image_grid(images: np.ndarray, captions: Sequence[str], title: str = "", cols: int = 8):
+    """Images (N, C, H, W) in [0, 1] in a grid, each with a caption (e.g. 'true 3 / pred 5, p=0.02')."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), images, captions):
+        arr, cmap = _as_display(img)
+        ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(cap, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str = "", cols: int = 8):
+    """One input image (C, H, W) in [0, 1] beside the first layer's feature maps (F, H', W'), blue < 0 < red."""
+    f = len(maps)
+    cols = max(1, min(cols, f))
+    rows = int(np.ceil(f / cols))
+    fig, axes = plt.subplots(rows, cols + 1, figsize=(1.6 * (cols + 1), 1.7 * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    arr, cmap = _as_display(image)
+    axes[0, 0].imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    axes[0, 0].set_title("input", fontsize=8)
+    lim = symmetric_limit(maps)
+    for i in range(f):
+        ax = axes[i // cols, 1 + i % cols]
+        ax.imshow(maps[i], cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(f"filter {i}", fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,17 +1,22 @@
 """Stage `prepare-data`: build a data set once and log it for the other stages.
 
-Run as ``pipeline prepare-data [--n 75 --width 20 --data-seed 0]`` or
-``mlflow run . -e prepare_data``. Writes the tensors (``data/data.pt``, read by
-``train --data-uri runs:/<id>/data``), a dataset input, class counts and a picture of X
-beside y.
+Run as ``pipeline prepare-data [--n 75 --width 20 --data-seed 0]``, ``pipeline prepare-data
+--dataset digits`` (or ``--dataset mnist --data-dir ...``), or ``mlflow run . -e
+prepare_data``. Reads the synthetic generator's options, or an image data set (a
+torchvision root, a folder of IDX files, an .npz file, digits). Writes the tensors
+(``data/data.pt`` with train, validation and, for images, test splits; read by ``train
+--data-uri runs:/<id>/data``), a dataset input, class counts, and a picture: X beside y for
+the 1D data, a grid of sample images for image data.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from pipeline import tracking
 from pipeline.config import PrepareDataConfig, as_params, resolve
@@ -42,6 +47,12 @@ def log_data_picture(bundle: DataBundle) -> None:
             symmetric=[True, False],
         )
         tracking.log_figure(fig, "figures/data.png")
+    else:  # images: the first 32 training images with their labels
+        X, y = bundle.train.X[:32], bundle.train.y[:32]
+        pixels = X.float() / 255 if X.dtype == torch.uint8 else X
+        fig = plots.image_grid(pixels.numpy(), [bundle.classes[int(c)] for c in y],
+                               title=f"{bundle.name}: first {len(y)} of {len(bundle.train)} training images")
+        tracking.log_figure(fig, "figures/samples.png")
 
 
 def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareResult:
@@ -50,6 +61,8 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
     cfg = resolve(cfg)
     tracking.configure(cfg.tracking_uri, cfg.experiment_name)
     bundle = load_bundle(cfg)
+    if bundle.meta.get("data_dir"):  # an absolute path, so later stages find it from anywhere
+        cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
     with tracking.stage_run("prepare-data", run_name=f"prepare-{bundle.name}",
                             tags={"recipe": cfg.recipe, "dataset": bundle.name}) as active:
         tracking.log_params_safely(as_params(cfg))
@@ -58,9 +71,12 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
         log_bundle_input(bundle, context="training")
         counts = class_counts(bundle)
         mlflow.log_dict(counts, "class_counts.json")
-        mlflow.log_metrics({"n_train": len(bundle.train), "n_val": len(bundle.val),
-                            **{f"count_class_{i}": c for i, c in enumerate(counts.values())}})
+        sizes = {"n_train": len(bundle.train), "n_val": len(bundle.val)}
+        if bundle.test is not None:
+            sizes["n_test"] = len(bundle.test)
+        mlflow.log_metrics({**sizes, **{f"count_class_{i}": c for i, c in enumerate(counts.values())}})
         log_data_picture(bundle)
-        echo(f"prepared {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val rows, "
+        test = f" / {len(bundle.test)} test" if bundle.test is not None else ""
+        echo(f"prepared {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val{test} rows, "
              f"class counts {counts} -> {data_uri}")
         return PrepareResult(active.info.run_id, data_uri, bundle)

@@ -220,7 +220,7 @@ def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     reqs = []
-    for pkg in ("torch", "mlflow", "numpy"):
+    for pkg in ("torch", "mlflow", "numpy", "cloudpickle"):
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
         except Exception:  # noqa: BLE001 - a missing distribution just goes unpinned
@@ -229,15 +229,25 @@ def pip_requirements() -> list[str]:
 
 
 def log_model(model: Any, input_example: Any) -> str:
-    """Log a torch model as ``model`` with an input example; returns its runs:/ URI."""
+    """Log a torch model as ``model`` with an input example; returns its runs:/ URI.
+
+    Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
+    evaluate needs the module itself (``.eval()`` for dropout and batch norm, its layers
+    for filters and feature maps), which an exported program does not give back.
+    """
+    import inspect
+
     import mlflow
 
     model_cpu = model.to("cpu").eval()
+    extra = {}
+    if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
+        extra["serialization_format"] = "pickle"
     mlflow.pytorch.log_model(
         model_cpu,
         name="model",
         input_example=input_example,
         pip_requirements=pip_requirements(),
-        serialization_format="pickle",  # loads back as the nn.Module, so evaluate can inspect its layers
+        **extra,
     )
     return f"runs:/{mlflow.active_run().info.run_id}/model"

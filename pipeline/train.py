@@ -1,27 +1,35 @@
 """Stage `train`: fit one model and log its learning curves, filters and figures to MLflow.
 
 Run as ``pipeline train [--recipe synthetic] [--filters 4] ...`` or
-``mlflow run . -e train -P filters=4``. Reads prepared data (``--data-uri``) or builds the
-recipe's data set on the fly; writes params, per-epoch ``train_loss``, ``train_accuracy``,
-``val_loss``, ``val_accuracy`` (step = epoch), filter images (key ``filters``, step =
-epoch), final figures and the model (``runs:/<id>/model``).
+``mlflow run . -e train -P filters=4``; ``pipeline train --recipe fashion-lenet`` (or
+``--dataset digits``) for the image labs. Reads prepared data (``--data-uri``) or builds
+the recipe's data set on the fly; writes params, per-epoch ``train_loss``,
+``train_accuracy``, ``val_loss``, ``val_accuracy`` (step = epoch; with minibatches also
+``last_batch_loss``, the number the labs print), filter images (key ``filters``, step =
+epoch), a model summary (``model_summary.txt``), final figures and the model
+(``runs:/<id>/model``).
+
+The data lives as tensors (on the GPU when it fits) and minibatches are index
+permutations of them: no DataLoader, no per-sample Python.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from pipeline import tracking
-from pipeline.config import ConfigError, TrainConfig, as_params, resolve
+from pipeline.config import ConfigError, TrainConfig, as_params, check_batch_size, resolve
 from pipeline.data.bundle import DataBundle, load_bundle
 from pipeline.data.io import bundle_from_uri, log_bundle_input
-from pipeline.models import build_model, count_parameters, first_conv
+from pipeline.models import build_model, count_parameters, first_conv, model_summary
 
 
 # --------------------------------------------------------------------------- pieces
@@ -43,9 +51,14 @@ def correct_count(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    momentum, weight_decay = cfg.momentum or 0.0, cfg.weight_decay or 0.0
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}")
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
+    if cfg.optimizer == "rmsprop":  # torch's defaults otherwise (alpha 0.99, eps 1e-8), as the lab
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, rmsprop or adam")
 
 
 def pick_device(name: str) -> torch.device:
@@ -56,21 +69,66 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def place(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A whole split on ``device`` when it fits in half its free memory; else it stays on the host."""
+    if device.type != "cuda" or t.device == device:
+        return t.to(device)
+    free, _ = torch.cuda.mem_get_info(device)
+    return t.to(device) if t.numel() * t.element_size() < free // 2 else t
+
+
+CHUNK_BYTES = 4 << 20  # model input prepared at once: a few tensor ops per chunk, none per minibatch;
+# big enough to amortise per-op costs, small enough to stay in cache and reuse freed memory (no page faults)
+
+
+def minibatches(X: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
+                transform: Callable[[torch.Tensor], torch.Tensor], order: torch.Tensor | None = None,
+                max_batches: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(inputs, targets) minibatches of a split stored as tensors, in ``order`` (None: as stored).
+
+    Minibatch b holds rows ``order[b*bs:(b+1)*bs]``. Rows are gathered, moved and converted
+    (``transform``) a chunk of many minibatches at a time, and each minibatch is a view of
+    its chunk: per-op overheads (kernel launches, thread-pool wake-ups) are paid per
+    chunk, never per sample as with a DataLoader, and not even per minibatch.
+    """
+    n = X.shape[0]
+    if batch_size >= n and order is None and not max_batches:  # full batch: the split itself
+        yield transform(X.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+        return
+    if max_batches:
+        n = min(n, max_batches * batch_size)
+    row_bytes = 4 * max(1, X[0].numel())  # as float32 model input
+    chunk = max(1, CHUNK_BYTES // (row_bytes * batch_size)) * batch_size
+    for c in range(0, n, chunk):
+        rows = slice(c, min(c + chunk, n))
+        if order is None:
+            Xc, yc = X[rows], y[rows]
+        else:
+            idx = order[rows]
+            Xc, yc = X.index_select(0, idx), y.index_select(0, idx)
+        Xc, yc = transform(Xc.to(device, non_blocking=True)), yc.to(device, non_blocking=True)
+        for i in range(0, Xc.shape[0], batch_size):
+            yield Xc[i : i + batch_size], yc[i : i + batch_size]
+
+
 @torch.no_grad()
 def evaluate_split(model: nn.Module, X: torch.Tensor, y: torch.Tensor, criterion: nn.Module, task: str,
-                   batch_size: int = 0) -> tuple[float, float]:
+                   batch_size: int = 0, transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   device: torch.device | None = None) -> tuple[float, float]:
     """(mean loss, accuracy) of ``model`` on a whole split, in eval mode."""
     was_training = model.training
     model.eval()
     n = X.shape[0]
     bs = batch_size or n
-    total_loss, correct = 0.0, 0
-    for i in range(0, n, bs):
-        out = model(X[i : i + bs])
-        total_loss += float(criterion(out, y[i : i + bs])) * min(bs, n - i)
-        correct += int(correct_count(out, y[i : i + bs], task))
+    device = device or X.device
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)  # float64: a whole split's sum
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for xb, yb in minibatches(X, y, bs, device, transform or (lambda x: x)):
+        out = model(xb)
+        total_loss += criterion(out, yb).double() * xb.shape[0]
+        correct += correct_count(out, yb, task)
     model.train(was_training)
-    return total_loss / n, correct / n
+    return float(total_loss) / n, int(correct) / n
 
 
 @dataclass
@@ -81,6 +139,7 @@ class History:
     train_accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    last_batch_loss: list[float] = field(default_factory=list)  # minibatch training only
 
     def last(self) -> dict[str, float]:
         return {k: v[-1] for k, v in dataclasses.asdict(self).items() if v}
@@ -98,23 +157,29 @@ def fit(
 
     With ``batch_size`` 0 it is the lab's full-batch loop (one step per epoch). The
     epoch's ``train_loss`` is the mean of its minibatch losses before each step, which
-    for full batch is exactly the loss that the lab prints.
+    for full batch is exactly the loss that the lab prints. Losses and counts stay on the
+    device; the only host syncs are the epoch's end and the ``log_interval`` prints.
     """
+    cfg = resolve(cfg)
+    check_batch_size(cfg.batch_size, bundle.name)
     criterion = make_criterion(cfg.loss)
     optimizer = make_optimizer(cfg, model.parameters())
-    X, y = bundle.train.X.to(device), bundle.train.y.to(device)
-    Xv, yv = bundle.val.X.to(device), bundle.val.y.to(device)
+    transform = bundle.input_transform(device)
+    X, y = place(bundle.train.X, device), place(bundle.train.y, device)
+    Xv, yv = place(bundle.val.X, device), place(bundle.val.y, device)
     n = X.shape[0]
     bs = cfg.batch_size or n
+    n_batches = math.ceil(n / bs) if not cfg.max_batches else min(cfg.max_batches, math.ceil(n / bs))
     gen = torch.Generator().manual_seed(cfg.seed)
+    log_interval = cfg.log_interval or 0
     history = History()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
-        order = torch.randperm(n, generator=gen).to(device) if bs < n else None
+        order = torch.randperm(n, generator=gen).to(X.device) if bs < n else None
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for i in range(0, n, bs):
-            xb, yb = (X, y) if order is None else (X[order[i : i + bs]], y[order[i : i + bs]])
+        seen = 0
+        for b, (xb, yb) in enumerate(minibatches(X, y, bs, device, transform, order, cfg.max_batches)):
             optimizer.zero_grad(set_to_none=True)
             out = model(xb)
             loss = criterion(out, yb)
@@ -122,16 +187,27 @@ def fit(
             optimizer.step()
             loss_sum += loss.detach() * xb.shape[0]
             correct += correct_count(out.detach(), yb, bundle.task)
-        train_loss = float(loss_sum) / n
+            seen += xb.shape[0]
+            if log_interval and b % log_interval == 0:  # the labs' script's progress line
+                echo(f"Train Epoch: {epoch} [{b * bs}/{n} ({100.0 * b / n_batches:.0f}%)]\tLoss: {loss.item():.6f}")
+        train_loss = float(loss_sum) / seen
         if cfg.print_every and (epoch == 1 or epoch % cfg.print_every == 0):
             echo("Epoch %d had training loss %.4f" % (epoch, train_loss))
-        val_loss, val_acc = evaluate_split(model, Xv, yv, criterion, bundle.task, batch_size=max(bs, 1000))
+        val_loss, val_acc = evaluate_split(model, Xv, yv, criterion, bundle.task, batch_size=cfg.test_batch_size,
+                                           transform=transform, device=device)
         metrics = {
             "train_loss": train_loss,
-            "train_accuracy": int(correct) / n,
+            "train_accuracy": int(correct) / seen,
             "val_loss": val_loss,
             "val_accuracy": val_acc,
         }
+        last_batch_loss = float(loss.detach())
+        if n_batches > 1:
+            metrics["last_batch_loss"] = last_batch_loss
+        if log_interval:
+            nv = Xv.shape[0]
+            echo(f"Epoch {epoch}: final minibatch loss {last_batch_loss:.4f}; validation set: average loss "
+                 f"{val_loss:.4f}, accuracy {round(val_acc * nv)}/{nv} ({100.0 * val_acc:.0f}%)")
         for k, v in metrics.items():
             getattr(history, k).append(v)
         if on_epoch is not None:
@@ -168,6 +244,21 @@ def log_detector_figures(model: nn.Module, bundle: DataBundle, prefix: str = "fi
     tracking.log_figure(fig, f"{prefix}/filters_linear.png")
 
 
+@torch.no_grad()
+def log_prediction_heatmap(model: nn.Module, bundle: DataBundle, rows: int = 50, prefix: str = "figures") -> None:
+    """Images: ŷ (class probabilities) beside one-hot y for the first ``rows`` training examples."""
+    from pipeline import plots
+
+    model = model.eval()
+    X, y = bundle.train.X[:rows], bundle.train.y[:rows]
+    p = torch.softmax(model(bundle.input_transform()(X)), dim=1).numpy()  # log-softmax outputs too
+    onehot = torch.nn.functional.one_hot(y, len(bundle.classes)).numpy()
+    fig = plots.heatmaps([("ŷ = softmax(model(x))", p), ("y (one-hot)", onehot)],
+                         suptitle=f"first {len(y)} training examples: predictions against targets",
+                         symmetric=[False, False], xlabel="class")
+    tracking.log_figure(fig, f"{prefix}/train_heatmaps.png")
+
+
 def log_curves(history: History, prefix: str = "figures") -> None:
     from pipeline.plots import plt
 
@@ -194,21 +285,48 @@ class TrainResult:
     model: nn.Module
 
 
-def load_data(cfg: TrainConfig) -> DataBundle:
-    return bundle_from_uri(cfg.data_uri) if cfg.data_uri else load_bundle(cfg)
+def load_data(cfg: TrainConfig) -> tuple[TrainConfig, DataBundle]:
+    """The resolved config and its data: prepared (``--data-uri``, whose data set picks the recipe) or built."""
+    if cfg.data_uri:
+        bundle = bundle_from_uri(cfg.data_uri)
+        if cfg.dataset is None:
+            cfg = dataclasses.replace(cfg, dataset=bundle.name)
+        return resolve(cfg), bundle
+    cfg = resolve(cfg)
+    bundle = load_bundle(cfg)
+    if bundle.meta.get("data_dir"):  # logged absolute, so that evaluate finds it from any folder
+        cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
+    return cfg, bundle
+
+
+def model_options(cfg: TrainConfig) -> dict:
+    """The options that ``build_model`` passes to a 2D net (the 1D detector ignores them)."""
+    return {"padding": cfg.padding, "dropout": cfg.dropout, "batch_norm": cfg.batch_norm,
+            "log_softmax": cfg.loss == "nll"}
+
+
+def check_channels(expected: int | None, bundle: DataBundle, what: str = "the model") -> None:
+    """A model for ``expected``-channel images must not meet data of another channel count."""
+    c = bundle.input_shape[0]
+    if bundle.train.X.ndim == 4 and expected is not None and expected != c:
+        raise ConfigError(f"{what} expects {expected}-channel images, but {bundle.name} has {c} "
+                          f"channel{'s' * (c > 1)} ({'x'.join(map(str, bundle.input_shape))})")
 
 
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
     import mlflow
 
-    cfg = resolve(cfg)
     tracking.configure(cfg.tracking_uri, cfg.experiment_name)
-    torch.set_num_threads(cfg.threads)
+    cfg, bundle = load_data(cfg)
+    check_batch_size(cfg.batch_size, bundle.name)
+    check_channels(cfg.in_channels, bundle, f"{cfg.model} (--in-channels {cfg.in_channels}, recipe {cfg.recipe})")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    bundle = load_data(cfg)
     num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
-    model = build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed)
+    model = build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
+                        **model_options(cfg))
     model.to(device)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed}
     run_name = f"train-{cfg.model}-F{','.join(map(str, cfg.filters))}-k{','.join(map(str, cfg.kernel_size))}-s{cfg.seed}"
@@ -216,6 +334,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         tracking.log_params_safely(as_params(cfg))
         tracking.log_params_safely({"num_parameters": count_parameters(model), "device": str(device)})
         mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        tracking.log_text(model_summary(model, bundle.input_shape), "model_summary.txt")
         log_bundle_input(bundle, context="training")
         image_every = cfg.image_every or 0
         if image_every:
@@ -232,8 +351,10 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         log_curves(history)
         if bundle.task == "binary" and hasattr(model, "linear"):
             log_detector_figures(model, bundle)
+        if bundle.task == "multiclass":
+            log_prediction_heatmap(model, bundle)
         mlflow.log_dict(history.last(), "final_metrics.json")
-        model_uri = tracking.log_model(model, input_example=bundle.train.X[:2].numpy())
+        model_uri = tracking.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy())
         return TrainResult(active.info.run_id, model_uri, history.last(), history, model)
 
 

@@ -1,10 +1,14 @@
-"""A prepared data set as tensors, saved and loaded as one run artifact (``data/data.pt``)."""
+"""A prepared data set as tensors, saved and loaded as one run artifact (``data/data.pt``).
+
+Images stay uint8 in storage (a quarter of float32's memory, on the device when it fits);
+``DataBundle.input_transform`` turns a drawn minibatch into the model's float input.
+"""
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -17,7 +21,7 @@ ARTIFACT_FILE = "data.pt"
 
 @dataclass(frozen=True)
 class Split:
-    X: torch.Tensor  # (N, C, W) or (N, C, H, W)
+    X: torch.Tensor  # (N, C, W) float, or (N, C, H, W) uint8 pixels / float in [0, 1]
     y: torch.Tensor  # (N, 1) float for binary tasks, (N,) int64 for classes
 
     def __len__(self) -> int:
@@ -33,11 +37,32 @@ class DataBundle:
     train: Split
     val: Split
     classes: tuple[str, ...]
-    meta: dict[str, Any] = field(default_factory=dict)  # generator options, provenance
+    meta: dict[str, Any] = field(default_factory=dict)  # generator options, provenance, mean/std
+    test: Split | None = None  # images: the official or seeded held-out test split
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train.X.shape[1:])
+
+    def input_transform(self, device: torch.device | str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Stored rows -> model input: uint8 pixels to [0, 1], then the per-channel standardisation if any.
+
+        Float data without standardisation (the synthetic set) passes through untouched.
+        """
+        mean = std = None
+        if self.meta.get("mean") is not None:
+            shape = (1, -1) + (1,) * (self.train.X.ndim - 2)  # broadcast over (N, C, ...)
+            mean = torch.tensor(self.meta["mean"], dtype=torch.float32, device=device).view(shape)
+            std = torch.tensor(self.meta["std"], dtype=torch.float32, device=device).view(shape)
+
+        def transform(x: torch.Tensor) -> torch.Tensor:
+            if x.dtype == torch.uint8:
+                x = torch.div(x, 255)  # one fused op: uint8 -> float32 in [0, 1]
+            if mean is not None:
+                x = (x - mean) / std
+            return x
+
+        return transform
 
     def save(self, path: Path) -> Path:
         payload = {
@@ -47,6 +72,7 @@ class DataBundle:
             "meta": self.meta,
             "train": (self.train.X, self.train.y),
             "val": (self.val.X, self.val.y),
+            "test": None if self.test is None else (self.test.X, self.test.y),
         }
         torch.save(payload, path)
         return path
@@ -62,6 +88,7 @@ class DataBundle:
                 meta=dict(payload["meta"]),
                 train=Split(*payload["train"]),
                 val=Split(*payload["val"]),
+                test=Split(*payload["test"]) if payload.get("test") is not None else None,
             )
         except (KeyError, TypeError, RuntimeError, EOFError, OSError) as err:
             raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {err})") from None
@@ -81,12 +108,16 @@ def synthetic_bundle(n: int, width: int, data_seed: int, val_seed: int) -> DataB
 
 
 def load_bundle(cfg: Any) -> DataBundle:
-    """The data a stage config asks for: its data set name with its options."""
+    """The data a (resolved) stage config asks for: its data set name with its options."""
     dataset = cfg.dataset or "synthetic"
     if dataset == "synthetic":
         if cfg.data_seed == cfg.val_seed:
             raise ConfigError("--val-seed must differ from --data-seed (the validation set must be held out)")
         return synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.val_seed)
+    from pipeline.data.images import IMAGE_DATASETS, image_bundle
+
+    if dataset in IMAGE_DATASETS:
+        return image_bundle(cfg)
     raise ConfigError(f"unknown dataset {dataset!r}")
 
 
