@@ -507,6 +507,7 @@ class SweepConfig(DataFields, TrackingFields):
     grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default 2x interval)")
     max_retry: int = opt(3, "times a trial of a dead worker is re-queued")
     progress: bool = opt(True, "show a progress bar over trials")
+    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)")
     threads: int = opt(1, "torch CPU threads")
 
     def __post_init__(self) -> None:

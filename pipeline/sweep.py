@@ -188,19 +188,17 @@ def accuracy_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tupl
 
     from pipeline import train
     from pipeline.data.bundle import load_bundle
-    from pipeline.models import build_model, count_parameters
+    from pipeline.models import count_parameters
 
-    base = _train_config(cfg)
+    base = resolve(_train_config(cfg))
     bundle = load_bundle(base)  # once per worker: every trial sees the same data
-    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
-    device = train.pick_device(getattr(base, "device", "cpu"))
+    device = train.pick_device(base.device)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         filters, kernels = layer_values(point, cfg)
         tcfg = resolve(dataclasses.replace(base, filters=filters, kernel_size=kernels,
                                            **({"lr": point["lr"]} if "lr" in point else {})))
-        model = build_model(tcfg.model, bundle.input_shape, num_outputs, tcfg.filters, tcfg.kernel_size,
-                            seed=tcfg.seed).to(device)
+        model = train.make_model(tcfg, bundle).to(device)
         n_params = count_parameters(model)
         trial.set_user_attr("num_parameters", n_params)
 

@@ -305,6 +305,13 @@ def model_options(cfg: TrainConfig) -> dict:
             "log_softmax": cfg.loss == "nll"}
 
 
+def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
+    """The (resolved) config's model for this data, initialised by torch.manual_seed(cfg.seed)."""
+    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
+    return build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
+                       **model_options(cfg))
+
+
 def check_channels(expected: int | None, bundle: DataBundle, what: str = "the model") -> None:
     """A model for ``expected``-channel images must not meet data of another channel count."""
     c = bundle.input_shape[0]
@@ -324,10 +331,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
-    model = build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
-                        **model_options(cfg))
-    model.to(device)
+    model = make_model(cfg, bundle).to(device)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed}
     run_name = f"train-{cfg.model}-F{','.join(map(str, cfg.filters))}-k{','.join(map(str, cfg.kernel_size))}-s{cfg.seed}"
     with tracking.stage_run("train", run_name=run_name, tags=tags) as active:

@@ -265,3 +265,22 @@ def test_grid_mode_gives_exactly_the_capacity_grid(client):
     assert set(by_trial) == set(expected)
     for key, value in by_trial.items():
         assert value == expected[key].p_success, key
+
+
+def test_image_objective_on_digits_prunes_and_marks_killed(client):
+    """6 trials, 6 epochs, median pruner (2 startup trials, 1 warm-up epoch), random sampler seed 0,
+    filters 1,2,4,8,16 and kernels 3,5 per LeNet layer: the 1-2 filter nets fall behind and get pruned."""
+    cfg = SweepConfig(objective="accuracy", dataset="digits", study_name="digits", n_trials=6, epochs=6,
+                      filters=(1, 2, 4, 8, 16), kernel_sizes=(3, 5), sampler="random", progress=False)
+    result = sweep.run(cfg, echo=lambda s: None)
+    study = _load("digits", "sqlite:///optuna.db")
+    assert len(study.trials) == 6
+    assert set(study.trials[0].params) == {"filters_1", "kernel_size_1", "filters_2", "kernel_size_2"}
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and result.counts["PRUNED"] == len(pruned)
+    runs = {r.data.tags["trial_number"]: r for r in _trial_runs(client, "digits")}
+    for t in pruned:
+        assert runs[str(t.number)].info.status == "KILLED"
+        n_steps = len(client.get_metric_history(runs[str(t.number)].info.run_id, "val_accuracy"))
+        assert n_steps < 6  # stopped early
+    assert 0 < study.best_value <= 1
