@@ -17,6 +17,7 @@ from pipeline.config import (
     CapacityConfig,
     ConfigError,
     EvaluateConfig,
+    InspectConfig,
     MainConfig,
     PrepareDataConfig,
     StudySummaryConfig,
@@ -117,6 +118,18 @@ def capacity_cmd(config: CapacityConfig) -> None:
     from pipeline import capacity
 
     capacity.run(config, echo=click.echo)
+
+
+@cli.command("inspect")
+@config_options(InspectConfig)
+def inspect_cmd(config: InspectConfig) -> None:
+    """Look inside a logged model (runs:/<id>/model): activation maximisation per first-layer filter
+    and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
+    filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
+    from pipeline import inspection
+
+    result = inspection.run(config)
+    click.echo(f"run {result.run_id}")
 
 
 @cli.command("main")

@@ -620,3 +620,24 @@ class CapacityConfig(TrackingFields):
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class InspectConfig(EvaluateConfig):
+    """inspect: what a trained model learned (activation maximisation, saliency, Sobel scores)."""
+
+    steps: int = opt(200, "gradient-ascent steps of activation maximisation")
+    radius: float | None = opt(None, "L2 norm bound of the optimised inputs (default: mean norm of test inputs)")
+    ascent_lr: float = opt(0.1, "Adam step size of the ascent on the input")
+    saliency_examples: int = opt(8, "images: how many easiest and hardest test examples get saliency maps")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {self.steps}")
+        if self.radius is not None and not self.radius > 0:
+            raise ConfigError(f"--radius must be > 0, got {self.radius}")
+        if not self.ascent_lr > 0:
+            raise ConfigError(f"--ascent-lr must be > 0, got {self.ascent_lr}")
+        if self.saliency_examples < 1:
+            raise ConfigError(f"--saliency-examples must be >= 1, got {self.saliency_examples}")

@@ -83,7 +83,8 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
             lim = symmetric_limit(arr)
             im = ax.imshow(arr, aspect="auto", cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
         else:
-            im = ax.imshow(arr, aspect="auto", cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
+            top = max(1.0, float(arr.max()))  # probabilities stay on [0, 1]; activations get their range
+            im = ax.imshow(arr, aspect="auto", cmap="Greys", vmin=0, vmax=top, interpolation="nearest")
         ax.set_title(title)
         ax.set_xlabel(xlabel if arr.shape[1] > 1 else "")
         if arr.shape[1] == 1:
@@ -199,5 +200,44 @@ def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str = "", co
         ax.set_title(f"filter {i}", fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def signed_image_grid(images: np.ndarray, captions: Sequence[str], title: str = "", cols: int = 8):
+    """Signed inputs (N, C, H, W), e.g. optimised by gradient ascent: channel mean, blue < 0 < red,
+    each on its own symmetric scale (the pattern matters, not the absolute level)."""
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), images, captions):
+        arr = np.asarray(img).mean(axis=0)
+        lim = symmetric_limit(arr)
+        ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(cap, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def saliency_figure(images: np.ndarray, saliency: np.ndarray, captions: Sequence[str], title: str = ""):
+    """Each input (top row) over its saliency map (bottom row, channel max, dark = most influential)."""
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
+    for i in range(n):
+        arr, cmap = _as_display(images[i])
+        axes[0, i].imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        axes[0, i].set_title(captions[i], fontsize=7)
+        sal = np.asarray(saliency[i]).max(axis=0)
+        axes[1, i].imshow(sal, cmap="Greys", vmin=0, vmax=max(float(sal.max()), 1e-12), interpolation="nearest")
+        axes[0, i].axis("off")
+        axes[1, i].axis("off")
+    axes[1, 0].set_title("saliency", fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -15,9 +15,7 @@ STAGES = {
     "train": C.TrainConfig,
     "evaluate": C.EvaluateConfig,
 }
-for _name in ("CapacityConfig", "SweepConfig"):
-    if hasattr(C, _name):
-        STAGES[{"CapacityConfig": "capacity", "SweepConfig": "sweep"}[_name]] = getattr(C, _name)
+STAGES.update({"capacity": C.CapacityConfig, "sweep": C.SweepConfig, "inspect": C.InspectConfig})
 
 
 def _mlproject() -> dict:
