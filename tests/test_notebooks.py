@@ -53,3 +53,11 @@ def test_01_capacity_study(tracking_uri, tmp_path, monkeypatch):
     text = outputs_text(nb)
     assert text.count("image/png") >= 4  # heatmap, bands, histogram, slice
     assert "study 'nb': 6 trials" in text
+
+
+def test_02_what_filters_learn(tracking_uri, tmp_path):
+    train.run(TrainConfig(dataset="digits", epochs=3, image_every=1), echo=lambda s: None)
+    nb = execute("02-what-filters-learn.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert text.count("image/png") >= 4  # filters, their evolution, feature maps, activation maximisation
+    assert "mean best similarity: trained" in text
