@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-all bench clean
+.PHONY: setup run test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ run: setup
 ## test: the default (fast) suite; slow tests with `make test-all`
 test: setup
 	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
 
 test-all: setup
 	$(PY) -m pytest -m "slow or not slow"

@@ -218,7 +218,8 @@ def parse_value(f: dataclasses.Field, value: Any) -> Any:
     base, optional = field_kind(f)
     if value is None:
         return None
-    if isinstance(value, str) and optional and value.strip().lower() in ("", "none"):
+    if isinstance(value, str) and optional and value.strip().lower() in ("", "none", "''", '""'):
+        # ("''" is how `mlflow run` logs an empty -P value; it means "not given" too)
         return None
     if typing.get_origin(base) is tuple or base is tuple:
         try:

@@ -201,9 +201,22 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     return loss, acc
 
 
-def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
-    import mlflow
+@dataclass(frozen=True)
+class LoadedModel:
+    """A logged model with the data and provenance of the run that trained it."""
 
+    cfg: Any  # the stage config, resolved, data options inherited from the source run
+    uri: str  # runs:/<id>/model
+    source_run_id: str | None
+    source_params: dict[str, str]
+    model: torch.nn.Module
+    device: torch.device
+    bundle: DataBundle  # synthetic: a fresh set; images: the run's data with its test split
+    tags: dict[str, Any]  # for the stage's own run
+
+
+def open_model(cfg: Any) -> LoadedModel:
+    """Load ``cfg``'s model and the data to look at it with (evaluate and inspect start here)."""
     tracking.configure(cfg.tracking_uri, cfg.experiment_name)
     uri = cfg.resolved_model_uri
     src = source_run_id(uri)
@@ -214,7 +227,16 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     bundle = test_data(cfg)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
             "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed")}
-    with tracking.stage_run("evaluate", run_name=f"evaluate-{src or 'model'}", tags=tags) as active:
+    return LoadedModel(cfg, uri, src, src_params, model, device, bundle, tags)
+
+
+def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
+    import mlflow
+
+    loaded = open_model(cfg)
+    cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
+    with tracking.stage_run("evaluate", run_name=f"evaluate-{loaded.source_run_id or 'model'}",
+                            tags=loaded.tags) as active:
         tracking.log_params_safely({**as_params(cfg), "model_uri": uri})
         mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
         if bundle.task == "binary":

@@ -22,11 +22,10 @@ import torch
 
 from pipeline import inspect_model as I
 from pipeline import plots, tracking
-from pipeline.config import InspectConfig, as_params, resolve
+from pipeline.config import InspectConfig, as_params
 from pipeline.data.synthetic import make_synthetic
-from pipeline.evaluate import detector_filter, inherit, load_model, source_run, source_run_id, test_data
+from pipeline.evaluate import detector_filter, open_model
 from pipeline.models import first_conv
-from pipeline.train import pick_device
 
 
 @dataclass(frozen=True)
@@ -131,25 +130,18 @@ def _inspect_detector(model, src_params: dict[str, str], echo) -> None:
 def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResult:
     import mlflow
 
-    tracking.configure(cfg.tracking_uri, cfg.experiment_name)
-    uri = cfg.resolved_model_uri
-    src = source_run_id(uri)
-    src_params, src_tags = source_run(src)
-    cfg = resolve(inherit(cfg, src_params))
-    device = pick_device(cfg.device)
-    model = load_model(uri, device)
+    loaded = open_model(cfg)
+    cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
     for p in model.parameters():
         p.requires_grad_(False)  # gradients flow to the inputs only
-    bundle = test_data(cfg)
     binary = bundle.task == "binary"
     split = bundle.train if binary else bundle.test
     inputs = split.X.float() / 255 if split.X.dtype == torch.uint8 else split.X
     if not binary:
         inputs = bundle.input_transform("cpu")(split.X[:1000])
     radius = cfg.radius or float(inputs.flatten(1).norm(dim=1).mean())
-    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
-            "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed")}
-    with tracking.stage_run("inspect", run_name=f"inspect-{src or 'model'}", tags=tags) as active:
+    with tracking.stage_run("inspect", run_name=f"inspect-{loaded.source_run_id or 'model'}",
+                            tags=loaded.tags) as active:
         tracking.log_params_safely({**as_params(cfg), "model_uri": uri, "resolved_radius": radius})
         mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
         model = model.to(device)
@@ -160,7 +152,7 @@ def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResul
              f"{table['gain'].median():.1f}x over the noise start")
         sobel, untrained = (None, None)
         if binary:
-            _inspect_detector(model.cpu(), src_params, echo)
+            _inspect_detector(model.cpu(), loaded.source_params, echo)
         elif first_conv(model).weight.ndim == 4:
             sobel, untrained = _inspect_images(model, bundle, cfg, device, echo)
         return InspectResult(active.info.run_id, table, sobel, untrained)

@@ -216,9 +216,11 @@ def mlflow_server(postgres_server, tmp_path):
         port = s.getsockname()[1]
     mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
     log = open(tmp_path / "server.log", "w")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no GenAI job runners needed
     proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
                              "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts"),
-                             "--workers", "2"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+                             "--workers", "2"], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -230,14 +232,20 @@ def mlflow_server(postgres_server, tmp_path):
                 break
             time.sleep(1)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("mlflow server did not start: " + (tmp_path / "server.log").read_text()[-2000:])
     if proc.poll() is not None:
         pytest.fail("mlflow server exited: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn workers
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
 
 
 @pytest.mark.postgres

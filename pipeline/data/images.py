@@ -177,7 +177,8 @@ def _download(dataset: str, root: Path) -> None:
     try:
         _torchvision_class(dataset)(str(root), train=True, download=True)
     except Exception as err:  # noqa: BLE001 - network and archive errors of many kinds
-        raise ConfigError(f"--download {dataset} into {root} failed: {str(err).splitlines()[0]}") from None
+        reason = " ".join(str(err).split())[:300]  # torchvision puts the cause on a second line
+        raise ConfigError(f"--download {dataset} into {root} failed: {reason}") from None
 
 
 def _read_cifar_batch(path: Path) -> Arrays:

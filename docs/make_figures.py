@@ -1,0 +1,61 @@
+"""Regenerate the README's pictures from real runs (a scratch MLflow store under /tmp).
+
+    python docs/make_figures.py
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline import capacity, plots, train
+from pipeline.config import CapacityConfig, TrainConfig, resolve
+from pipeline.data.bundle import load_bundle
+from pipeline.models import build_model
+
+OUT = Path(__file__).resolve().parent / "images"
+
+
+def filters_forming(path: Path) -> None:
+    """The 4-filter detector (seed 0): filters and linear weights at a few epochs."""
+    cfg = resolve(TrainConfig(filters=(4,), seed=0, print_every=0))
+    bundle = load_bundle(cfg)
+    model = build_model(cfg.model, (1, cfg.width), 1, cfg.filters, cfg.kernel_size, seed=cfg.seed)
+    shots = {0: (model.conv.weight.detach().clone(), model.linear.weight.detach().clone())}
+    wanted = {10, 50, 150, 500}
+
+    def on_epoch(epoch, _):
+        if epoch in wanted:
+            shots[epoch] = (model.conv.weight.detach().clone(), model.linear.weight.detach().clone())
+
+    history = train.fit(model, bundle, cfg, torch.device("cpu"), on_epoch=on_epoch, echo=lambda s: None)
+    fig, axes = plots.plt.subplots(1, len(shots), figsize=(3.1 * len(shots), 2.6))
+    lim = plots.symmetric_limit(*[w.numpy() for w, _ in shots.values()])
+    for ax, (epoch, (w, lin)) in zip(axes, sorted(shots.items())):
+        ax.imshow(w[:, 0].numpy(), cmap=plots.CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        loss = "init" if epoch == 0 else f"loss {history.train_loss[epoch - 1]:.3f}"
+        ax.set_title(f"epoch {epoch} ({loss})", fontsize=9)
+        ax.set_xticks(range(5), [str(i - 2) for i in range(5)])
+        ax.set_yticks(range(4), [f"F{i} ({float(lin[0, i]):+.1f})" for i in range(4)], fontsize=8)
+    fig.suptitle("4 filters of the 1D detector forming (rows: filters, with their linear weight; "
+                 "one becomes 0, +1, 0)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def capacity_heatmap(path: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = capacity.run(CapacityConfig(tracking_uri=f"sqlite:///{tmp}/mlflow.db"), echo=lambda s: None)
+    fig = capacity.heatmap_figure(result.summary)
+    fig.savefig(path, dpi=80)
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    torch.set_num_threads(1)
+    np.set_printoptions(precision=3)
+    filters_forming(OUT / "filters_forming.png")
+    capacity_heatmap(OUT / "capacity_heatmap.png")
+    print(f"wrote {sorted(p.name for p in OUT.glob('*.png'))}")

@@ -1,0 +1,176 @@
+"""Every command in the README is run: here, or (the `ci` block) by .ci/run.
+
+Each ```bash block in the README is tagged with the way it is checked
+(``<!-- readme-test: KIND -->``): ``run`` blocks run line by line in a scratch directory,
+with ``<... run id>`` placeholders filled from the store; ``distributed`` runs whole
+against a PostgreSQL server on 127.0.0.1; ``env-managers`` runs each line whose
+environment manager is installed; ``ci`` lines must be in .ci/run.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+BLOCK = re.compile(r"<!-- readme-test: ([\w-]+) -->\n```bash\n(.*?)```", re.S)
+BIN = Path(sys.executable).parent
+
+
+def blocks(kind: str) -> list[str]:
+    out = []
+    for k, body in BLOCK.findall(README):
+        if k == kind:
+            out += [re.sub(r"\s{2,}#.*$", "", ln).strip() for ln in body.splitlines()
+                    if ln.strip() and not ln.strip().startswith("#")]
+    return out
+
+
+def _env(tmp_path) -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # servers started here need no GenAI job runners
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "OPTUNA_STORAGE"):
+        env.pop(key, None)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_every_bash_block_is_tagged():
+    assert README.count("```bash") == len(BLOCK.findall(README))
+
+
+def test_ci_block_is_run_by_ci():
+    ci = (REPO / ".ci" / "run").read_text()
+    lines = blocks("ci")
+    assert lines == ["make run", "make test"]
+    for line in lines:
+        assert re.search(rf"^{re.escape(line)}$", ci, re.M), f".ci/run does not run `{line}`"
+
+
+def _latest(work: Path, stage: str) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string=f"tags.stage = '{stage}'", order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id
+
+
+def _serve(cmd: str, work: Path, env) -> None:
+    """`mlflow ui`: start it on a free port, check that it answers, stop it."""
+    port = _free_port()
+    proc = subprocess.Popen([*cmd.split(), "--port", str(port), "--host", "127.0.0.1"], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, f"`{cmd}` did not start"
+                time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_run_blocks(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shared = REPO.parent / "shared"
+    if shared.is_dir():
+        (tmp_path / "shared").symlink_to(shared)  # so that ../shared/data/mnist resolves as in the README
+    env = _env(tmp_path)
+    skipped = []
+    for line in blocks("run"):
+        cmd = line
+        if "<prepare run id>" in cmd:
+            cmd = cmd.replace("<prepare run id>", _latest(work, "prepare-data"))
+        if "<train run id>" in cmd:
+            cmd = cmd.replace("<train run id>", _latest(work, "train"))
+        cmd = cmd.replace("mlflow run . ", f"mlflow run {REPO} ")
+        if cmd.startswith("mlflow ui"):
+            _serve(cmd, work, env)
+            continue
+        if "../shared/data/mnist" in cmd and not (tmp_path / "shared" / "data" / "mnist").is_dir():
+            skipped.append(line)
+            continue
+        proc = subprocess.run(cmd, shell=True, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        if "--download" in cmd and proc.returncode != 0:  # no internet here: a clean one-line error
+            assert proc.returncode == 2 and proc.stderr.strip().startswith("Error: --download"), proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1
+            continue
+        assert proc.returncode == 0, f"`{line}` failed:\n{proc.stderr[-3000:]}"
+        assert "Traceback" not in proc.stderr, line
+    assert (work / "capacity.csv").is_file()
+    assert not skipped or not shared.is_dir(), skipped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("line", blocks("env-managers"))
+def test_env_manager_lines(line, tmp_path):
+    manager = line.split("--env-manager")[1].split()[0]
+    if manager == "local":  # the main job: `make run` runs exactly this, and .ci/run runs `make run`
+        assert line in (REPO / "Makefile").read_text()
+        return
+    if shutil.which(manager) is None:
+        pytest.skip(f"`{manager}` is not installed here, so `mlflow run . --env-manager {manager}` cannot run")
+    env = {**_env(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    proc = subprocess.run(line.replace("mlflow run . ", f"mlflow run {REPO} "), shell=True, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=3000)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_distributed_block(postgres_server, tmp_path):
+    import uuid
+
+    import psycopg
+
+    dbs = {}
+    with psycopg.connect(postgres_server, autocommit=True) as con:
+        for role in ("optuna", "mlflow"):
+            dbs[role] = f"{role}_{uuid.uuid4().hex[:8]}"
+            con.execute(f"CREATE DATABASE {dbs[role]}")
+    base = postgres_server.rsplit("/", 1)[0]
+    port = _free_port()
+    script = "\n".join(blocks("distributed"))
+    script = (script.replace("postgresql://optuna:secret@db-host:5432/optuna", f"{base}/{dbs['optuna']}")
+                    .replace("postgresql://mlflow:secret@db-host:5432/mlflow", f"{base}/{dbs['mlflow']}")
+                    .replace("--host 0.0.0.0 --port 5000", f"--host 127.0.0.1 --port {port}")
+                    .replace("mlflow-host:5000", f"127.0.0.1:{port}"))
+    assert "db-host" not in script and "mlflow-host" not in script
+    proc = subprocess.Popen(["bash", "-c", "set -e\n" + script], cwd=tmp_path, env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=900)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):  # the mlflow server that the block started
+            try:
+                os.killpg(proc.pid, sig)
+                time.sleep(2)
+            except ProcessLookupError:
+                break
+    assert proc.returncode == 0, err[-3000:]
+    assert "20 complete" in out and out.count("COMPLETE") >= 20
+    password = base.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    assert password not in out + err
