@@ -261,6 +261,7 @@ def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
         retry(study, frozen_trial)
 
     storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
     try:
         return optuna.create_study(
             study_name=cfg.study_name, storage=storage, load_if_exists=True,
@@ -337,7 +338,6 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
             finally:
                 run.finish(status, final)
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         t0 = time.monotonic()
         study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout,
                        show_progress_bar=cfg.progress, gc_after_trial=False)

@@ -292,3 +292,20 @@ def test_image_objective_on_digits_prunes_and_marks_killed(client):
         n_steps = len(client.get_metric_history(runs[str(t.number)].info.run_id, "val_accuracy"))
         assert n_steps < 6  # stopped early
     assert 0 < study.best_value <= 1
+
+
+def test_multi_objective_reports_the_pareto_front(client):
+    cfg = SweepConfig(study_name="pareto", multi_objective=True, n_trials=8, seeds=8, epochs=150,
+                      filters=(1, 2, 4, 8), kernel_sizes=(3, 7), sampler="random", progress=False)
+    result = sweep.run(cfg, echo=lambda s: None)
+    study = _load("pareto", "sqlite:///optuna.db")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    front = {t.number for t in study.best_trials}
+    assert {b["number"] for b in result.best} == front and front
+    for t in study.trials:  # the second objective is the detector's parameter count
+        f, k = t.params["filters"], t.params["kernel_size"]
+        assert t.values[1] == f * k + 2 * f + 1
+    figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert "figures/pareto_front.png" in figures
+    tagged = [r for r in _trial_runs(client, "pareto") if r.data.tags.get("best_trial") == "true"]
+    assert len(tagged) == len(front)
