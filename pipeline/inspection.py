@@ -16,7 +16,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -118,7 +117,7 @@ def _inspect_detector(model, src_params: dict[str, str], echo) -> None:
     mlflow.log_metric("detector_filter", idx)
     tracking.log_figure(plots.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"), "inspect/detector_kernel.png")
     fig = plots.heatmaps([("X (training inputs)", X[:, 0].numpy()), (f"ReLU(filter {idx})", act),
-                          ("y", y.numpy())], suptitle=f"the detector filter's activation along each training input",
+                          ("y", y.numpy())], suptitle="the detector filter's activation along each training input",
                          symmetric=[True, False, False])
     tracking.log_figure(fig, "inspect/detector_activations.png")
     pos, neg = act[y[:, 0] == 1].max(axis=1), act[y[:, 0] == 0].max(axis=1)

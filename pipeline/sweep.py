@@ -184,7 +184,6 @@ def detector_parameters(filters: int, kernel_size: int) -> int:
 
 def accuracy_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
     import optuna
-    import torch
 
     from pipeline import train
     from pipeline.data.bundle import load_bundle
