@@ -67,8 +67,8 @@ def _log_actmax(result, table: pd.DataFrame, n_filters: int, class_names) -> Non
             ("filters", x[:n_filters], [f"filter {i}" for i in range(n_filters)]),
             ("classes", x[n_filters:], [f"class {c}" for c in class_names]),
         ):
-            fig = plots.signed_image_grid(part, captions, title=f"inputs that maximise each {name[:-1]} "
-                                                                f"(gradient ascent from noise, L2 ball)")
+            fig = plots.image_grid(part, captions, title=f"inputs that maximise each {name[:-1]} "
+                                                       f"(gradient ascent from noise, L2 ball)", signed=True)
             tracking.log_figure(fig, f"inspect/activation_max_{name}.png")
     else:  # 1D: one row per target
         fig = plots.heatmaps([("optimised input", x[:, 0])], suptitle="inputs that maximise each filter "

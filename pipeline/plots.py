@@ -164,20 +164,29 @@ def _as_display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
     return img[0], "gray"
 
 
-def image_grid(images: np.ndarray, captions: Sequence[str], title: str = "", cols: int = 8):
-    """Images (N, C, H, W) in [0, 1] in a grid, each with a caption (e.g. 'true 3 / pred 5, p=0.02')."""
+def image_grid(images: np.ndarray, captions: Sequence[str], title: str = "", cols: int = 8, signed: bool = False):
+    """Images (N, C, H, W) in a grid, each with a caption (e.g. 'true 3 / pred 5, p=0.02').
+
+    Pixels in [0, 1] are drawn as they are; ``signed`` inputs (e.g. optimised by gradient
+    ascent) as their channel mean, blue < 0 < red, each on its own symmetric scale.
+    """
     n = len(images)
     cols = max(1, min(cols, n))
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.5), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, img, cap in zip(axes.ravel(), images, captions):
-        arr, cmap = _as_display(img)
-        ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        if signed:
+            arr = np.asarray(img).mean(axis=0)
+            lim = symmetric_limit(arr)
+            ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        else:
+            arr, cmap = _as_display(img)
+            ax.imshow(arr, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(cap, fontsize=7)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=9 if signed else None)
     fig.tight_layout()
     return fig
 
@@ -200,26 +209,6 @@ def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str = "", co
         ax.set_title(f"filter {i}", fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def signed_image_grid(images: np.ndarray, captions: Sequence[str], title: str = "", cols: int = 8):
-    """Signed inputs (N, C, H, W), e.g. optimised by gradient ascent: channel mean, blue < 0 < red,
-    each on its own symmetric scale (the pattern matters, not the absolute level)."""
-    n = len(images)
-    cols = max(1, min(cols, n))
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows + 0.5), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, img, cap in zip(axes.ravel(), images, captions):
-        arr = np.asarray(img).mean(axis=0)
-        lim = symmetric_limit(arr)
-        ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
-        ax.set_title(cap, fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
