@@ -34,6 +34,11 @@ def n_conv_layers(cfg: SweepConfig) -> int:
     return len(recipe_filters or (1,))
 
 
+def model_name(cfg: SweepConfig) -> str:
+    """The model that the trials train: the 1D detector, or the recipe's image net."""
+    return "detector1d" if cfg.objective == "success" else str(resolve(TrainConfig(recipe=cfg.recipe)).model)
+
+
 def param_names(cfg: SweepConfig) -> list[tuple[str, str]]:
     """(filters param, kernel param) per conv layer: 'filters'/'kernel_size' for one layer."""
     layers = n_conv_layers(cfg)
@@ -102,8 +107,8 @@ class TrialRun:
             "trial_number": str(trial.number),
             "objective": cfg.objective,
             "recipe": cfg.recipe,
-            "dataset": cfg.dataset or ("synthetic" if cfg.objective == "success" else ""),
-            "model": "detector1d" if cfg.objective == "success" else "",
+            "dataset": cfg.dataset or "synthetic",
+            "model": model_name(cfg),
             "seed": str(cfg.sampler_seed),
         }
         commit = tracking.git_commit()
@@ -311,8 +316,7 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     storage_text = redact(cfg.storage or "sqlite:///optuna.db")
     tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
             "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed,
-            "dataset": cfg.dataset or ("synthetic" if cfg.objective == "success" else cfg.recipe),
-            "model": "detector1d" if cfg.objective == "success" else cfg.recipe}
+            "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
     with tracking.stage_run("sweep", run_name=f"sweep-{cfg.study_name}", tags=tags) as parent:
         params = as_params(cfg)
         params["storage"] = storage_text

@@ -8,6 +8,7 @@ one; metrics go out in batches.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -77,6 +78,7 @@ def enable_wal(uri: str) -> None:
         con.close()
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The code version of this checkout (None outside git)."""
     try:

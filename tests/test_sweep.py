@@ -287,6 +287,7 @@ def test_image_objective_on_digits_prunes_and_marks_killed(client):
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
     assert pruned and result.counts["PRUNED"] == len(pruned)
     runs = {r.data.tags["trial_number"]: r for r in _trial_runs(client, "digits")}
+    assert all(r.data.tags["model"] == "lenet" and r.data.tags["dataset"] == "digits" for r in runs.values())
     for t in pruned:
         assert runs[str(t.number)].info.status == "KILLED"
         n_steps = len(client.get_metric_history(runs[str(t.number)].info.run_id, "val_accuracy"))
