@@ -157,9 +157,9 @@ def sweep_cmd(config: SweepConfig) -> None:
 @config_options(StudySummaryConfig)
 def study_summary_cmd(config: StudySummaryConfig) -> None:
     """Print a study's trial counts by state and its best trials."""
-    from pipeline import sweep
+    from pipeline import sweep_report
 
-    click.echo(sweep.summary(config.study_name, config.storage, config.top))
+    click.echo(sweep_report.summary(config.study_name, config.storage, config.top))
 
 
 @cli.command("recipes")

@@ -14,29 +14,32 @@ maximises validation accuracy, reporting each epoch to a median pruner.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pipeline import tracking
 from pipeline.config import ConfigError, SweepConfig, TrainConfig, as_params, resolve
+from pipeline.sweep_report import best_trials, format_summary, log_study_summary, state_counts
 from pipeline.sweep_storage import make_storage, redact
 
-STATUS_BY_STATE = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-
-
 # --------------------------------------------------------------------------- search space
+@functools.lru_cache(maxsize=8)
+def recipe_train_config(recipe: str | None) -> TrainConfig:
+    """The recipe's resolved train config (asked for on every trial, so built once)."""
+    return resolve(TrainConfig(recipe=recipe))
+
+
 def n_conv_layers(cfg: SweepConfig) -> int:
     if cfg.objective == "success":
         return 1
-    recipe_filters = resolve(TrainConfig(recipe=cfg.recipe)).filters
-    return len(recipe_filters or (1,))
+    return len(recipe_train_config(cfg.recipe).filters or (1,))
 
 
 def model_name(cfg: SweepConfig) -> str:
     """The model that the trials train: the 1D detector, or the recipe's image net."""
-    return "detector1d" if cfg.objective == "success" else str(resolve(TrainConfig(recipe=cfg.recipe)).model)
+    return "detector1d" if cfg.objective == "success" else str(recipe_train_config(cfg.recipe).model)
 
 
 def param_names(cfg: SweepConfig) -> list[tuple[str, str]]:
@@ -152,6 +155,7 @@ def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:
 def success_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
     """P(success) of one (F, k) over seeds 0..S-1, through the capacity study's own seed_table."""
     from pipeline import capacity
+    from pipeline.models import Detector1d, count_parameters
 
     settings = capacity_settings(cfg)
 
@@ -160,7 +164,7 @@ def success_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple
         s = dataclasses.replace(settings, lr=point["lr"]) if "lr" in point else settings
         table = capacity.seed_table(f, k, list(range(cfg.seeds)), s)
         est = capacity.p_success(table, cfg.tau)
-        n_params = detector_parameters(f, k)
+        n_params = count_parameters(Detector1d(f, k))
         run.metrics.log({
             "p_success": est.p, "p_success_low": est.lo, "p_success_high": est.hi,
             "n_success": est.k, "n_seeds": est.n, "num_parameters": n_params,
@@ -181,10 +185,6 @@ def capacity_settings(cfg: SweepConfig) -> Any:
 
     settings = capacity.Settings.from_config(cfg)
     return dataclasses.replace(settings, epochs=cfg.epochs or CapacityConfig().epochs)
-
-
-def detector_parameters(filters: int, kernel_size: int) -> int:
-    return filters * kernel_size + filters + filters + 1  # conv weights + biases, linear weights + bias
 
 
 def accuracy_objective(cfg: SweepConfig) -> Callable[[Any, TrialRun, dict], tuple[float, ...]]:
@@ -275,24 +275,6 @@ def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
         raise ConfigError(f"study {cfg.study_name!r}: {err}") from None
 
 
-def best_trials(study: Any) -> list[dict[str, Any]]:
-    import optuna
-
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not done:
-        return []
-    chosen = study.best_trials if len(study.directions) > 1 else [study.best_trial]
-    return [{"number": t.number, "params": t.params, "values": t.values,
-             "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in chosen]
-
-
-def state_counts(study: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
-    return counts
-
-
 Objective = Callable[[Any, TrialRun, dict], tuple[float, ...]]
 
 
@@ -348,112 +330,10 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         best = best_trials(study)
         counts = state_counts(study)
         mlflow.log_metrics({"worker_seconds": elapsed, **{f"trials_{k.lower()}": v for k, v in counts.items()}})
-        log_study_summary(study, best, cfg)
+        log_study_summary(study, best, param_names(cfg)[0], cfg.objective)
         for b in best:
             if b["mlflow_run_id"]:
                 client.set_tag(b["mlflow_run_id"], "best_trial", "true")
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
     return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
-
-
-def log_study_summary(study: Any, best: list[dict[str, Any]], cfg: SweepConfig) -> None:
-    """On the parent run: best trial(s), the trials table and Optuna's plots."""
-    import mlflow
-
-    mlflow.log_dict({"best_trials": best}, "best_trials.json")
-    if best:
-        b = best[0]
-        mlflow.set_tags({"best_trial_number": b["number"], "best_params": str(b["params"])})
-        mlflow.log_metrics({"best_value": b["values"][0]})
-    df = study.trials_dataframe()
-    tracking.log_table(df, "trials.csv")
-    for name, fig in optuna_figures(study, cfg):
-        tracking.log_figure(fig, f"figures/{name}.png")
-
-
-def optuna_figures(study: Any, cfg: SweepConfig) -> list[tuple[str, Any]]:
-    """Optuna's matplotlib plots that apply to this study (a plot that cannot be drawn is skipped)."""
-    import warnings
-
-    import optuna
-    import optuna.visualization.matplotlib as ovm
-
-    from pipeline.plots import plt
-
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not complete:
-        return []
-    names = param_names(cfg)[0]
-    multi = len(study.directions) > 1
-    target = (lambda t: t.values[0]) if multi else None
-    target_name = "P(success)" if cfg.objective == "success" else "validation accuracy"
-    plots: list[tuple[str, Callable[[], Any]]] = [
-        ("optimization_history", lambda: ovm.plot_optimization_history(study, target=target, target_name=target_name)),
-        ("slice", lambda: ovm.plot_slice(study, params=list(names), target=target, target_name=target_name)),
-    ]
-    if len(complete) >= 3:
-        plots.append(("contour", lambda: ovm.plot_contour(study, params=list(names), target=target,
-                                                          target_name=target_name)))
-        plots.append(("param_importances", lambda: ovm.plot_param_importances(study, target=target,
-                                                                              target_name=target_name)))
-    if multi:
-        plots.append(("pareto_front", lambda: ovm.plot_pareto_front(
-            study, target_names=[target_name, "parameters"])))
-    if cfg.objective == "accuracy":
-        plots.append(("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
-    out = []
-    for name, make in plots:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = make()
-                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
-                fig.tight_layout()
-            out.append((name, fig))
-        except (ValueError, RuntimeError, ZeroDivisionError, IndexError, KeyError):
-            plt.close("all")  # e.g. importances need two distinct parameter values
-    return out
-
-
-def format_summary(study_name: str, storage: str, best: list[dict[str, Any]], counts: dict[str, int],
-                   directions: list[str]) -> str:
-    lines = [f"study {study_name!r} in {storage}: "
-             + ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))]
-    if not best:
-        lines.append("no completed trial yet")
-    label = "Pareto front" if len(directions) > 1 else "best trial"
-    for b in best:
-        vals = ", ".join(f"{v:.4g}" for v in b["values"])
-        params = ", ".join(f"{k}={_fmt(v)}" for k, v in b["params"].items())
-        lines.append(f"{label}: #{b['number']}  {params}  ->  {vals}")
-    return "\n".join(lines)
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) and not math.isnan(v) else str(v)
-
-
-def summary(study_name: str, storage: str | None, top: int = 5) -> str:
-    """The text of `pipeline study-summary`: counts by state and the best trials."""
-    import optuna
-
-    st = make_storage(storage, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=st)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(st)]
-        raise ConfigError(f"no study {study_name!r} in {redact(storage or 'sqlite:///optuna.db')}"
-                          f" (studies there: {', '.join(names) or 'none'})") from None
-    counts = state_counts(study)
-    best = best_trials(study)
-    if len(study.directions) == 1:
-        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
-        done.sort(key=lambda t: sign * t.value)
-        best = [{"number": t.number, "params": t.params, "values": t.values,
-                 "mlflow_run_id": t.user_attrs.get("mlflow_run_id")} for t in done[:top]]
-    text = format_summary(study_name, redact(storage or "sqlite:///optuna.db"), best, counts,
-                          [d.name.lower() for d in study.directions])
-    return text.replace("best trial:", "top trial:") if len(best) > 1 else text
