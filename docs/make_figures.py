@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import capacity, plots, train
+from pipeline import capacity, capacity_plots, plots, train
 from pipeline.config import CapacityConfig, TrainConfig, resolve
 from pipeline.data.bundle import load_bundle
 from pipeline.models import build_model
@@ -48,7 +48,7 @@ def filters_forming(path: Path) -> None:
 def capacity_heatmap(path: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = capacity.run(CapacityConfig(tracking_uri=f"sqlite:///{tmp}/mlflow.db"), echo=lambda s: None)
-    fig = capacity.heatmap_figure(result.summary)
+    fig = capacity_plots.heatmap_figure(result.summary)
     fig.savefig(path, dpi=80)
 
 
