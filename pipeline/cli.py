@@ -186,3 +186,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except Exception as err:
+        # The tracking server went away or refused a request mid-stage: say so in one line
+        # (the stage's run is already closed as FAILED where the store still answers).
+        if type(err).__module__.split(".")[0] != "mlflow":
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        click.echo(f"Error: MLflow: {first[:300]}", err=True)
+        sys.exit(1)

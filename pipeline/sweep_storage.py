@@ -7,35 +7,20 @@ without "database is locked" failures.
 """
 from __future__ import annotations
 
-import contextlib
 import random
 import time
 import warnings
 from typing import Any, Callable
 
 from pipeline.config import ConfigError
-from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, sqlite_init_lock
+from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, redact, scrub, store_init_lock
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
 
-def redact(url: str) -> str:
-    """The storage URL without its password (safe to print and to tag runs with)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL (e.g. a journal path)
-        return url
-
-
-def _password(url: str) -> str | None:
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).password
-    except Exception:  # noqa: BLE001 - no URL, no password
-        return None
+def _lost_creation_race(err: Exception) -> bool:
+    text = str(err).lower()
+    return "already exists" in text or "duplicate" in text or "unique" in text
 
 
 def make_storage(
@@ -46,7 +31,7 @@ def make_storage(
 ) -> Any:
     """An Optuna storage for ``url`` (default ``sqlite:///optuna.db``); fails fast if unreachable."""
     import optuna
-    from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     url = url or DEFAULT_STORAGE
     if url == "memory":  # this process only: no sharing, no heartbeats
@@ -61,9 +46,7 @@ def make_storage(
             " or memory"
         )
     engine_kwargs: dict[str, Any] = {}
-    lock = contextlib.nullcontext()
     if url.startswith("sqlite:///"):
-        lock = sqlite_init_lock(url)  # held while the tables are created: local workers start together
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif url.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 5}
@@ -78,22 +61,17 @@ def make_storage(
     try:
         for attempt in range(5):
             try:
-                with lock, warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, relied upon here
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    if url.startswith("sqlite:///"):
-                        enable_wal(url)
+                # Held while the tables are created: workers start together, on one machine or many.
+                with store_init_lock(url, "optuna"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+                    enable_wal(url)
                     return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
-            except IntegrityError:
-                # Workers that start together on an empty database race to create Optuna's
-                # tables; the losers find them made a moment later.
-                if attempt == 4:
+            except (IntegrityError, ProgrammingError) as err:
+                # A database with no init lock here (MySQL) can still race on table creation;
+                # the losers find the tables made a moment later.
+                if attempt == 4 or not _lost_creation_race(err):
                     raise
                 time.sleep(0.5 + random.random())
         raise AssertionError("unreachable")
     except (SQLAlchemyError, ImportError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        reason = reason.replace(url, redact(url))
-        secret = _password(url)
-        if secret:
-            reason = reason.replace(secret, "***")
-        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {reason[:200]}") from None
+        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {scrub(err, url)}") from None

@@ -12,6 +12,7 @@ import functools
 import io
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import time
@@ -35,13 +36,116 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        with sqlite_init_lock(uri):  # workers started together on a new store must not race its migrations
-            enable_wal(uri)
-            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates/upgrades the tables
+    _open_store(uri)
     if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
         mlflow.set_experiment(experiment_name)
     return uri
+
+
+def _open_store(uri: str) -> None:
+    """Create or upgrade a database store, or fail at once, in one line, if it cannot be reached.
+
+    Without this an unreachable server surfaces minutes later (MLflow retries HTTP requests
+    with back-off) as a traceback.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from pipeline.errors import ConfigError
+
+    problem = None
+    try:
+        if uri.startswith(("sqlite:///", "postgresql", "mysql")):
+            with store_init_lock(uri, "mlflow"):  # workers started together must not race its migrations
+                enable_wal(uri)
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates/upgrades the tables
+        elif uri.startswith(("http://", "https://")):
+            problem = _probe_server(uri)
+    except (OSError, ValueError, sqlite3.Error, SQLAlchemyError, MlflowException, ImportError) as err:
+        problem = scrub(err, uri)
+    if problem:
+        raise ConfigError(f"cannot open the MLflow tracking store {redact(uri)}: {problem}")
+
+
+def _probe_server(uri: str) -> str | None:
+    """Why ``uri`` is not an MLflow server that answers, or None. One request, 10 s at most."""
+    import requests  # as MLflow's client talks to a server (user:password@ in the URL included)
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=10)
+    except requests.exceptions.ConnectionError as err:
+        # requests nests the reason three deep; the socket's own words are what helps
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
+        return f"no answer ({errno.group(1) if errno else type(err).__name__})"
+    with response:
+        if response.status_code in (200, 401, 403):  # an auth layer may guard /health: MLflow will say
+            return None
+        return f"/health answered HTTP {response.status_code}; is it an MLflow tracking server?"
+
+
+def redact(url: str) -> str:
+    """A store URL without its password (safe to print and to tag runs with)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL (a path, an http address)
+        return url
+
+
+def scrub(err: BaseException | str, url: str) -> str:
+    """The first line of an error message, with ``url``'s password hidden, at most 200 characters."""
+    text = str(err).strip()
+    reason = text.splitlines()[0] if text else type(err).__name__
+    reason = reason.replace(url, redact(url))
+    try:
+        from sqlalchemy.engine import make_url
+
+        secret = make_url(url).password
+    except Exception:  # noqa: BLE001 - no URL, no password
+        secret = None
+    if secret:
+        reason = reason.replace(str(secret), "***")
+    return reason[:200]
+
+
+def store_init_lock(uri: str, purpose: str) -> contextlib.AbstractContextManager[None]:
+    """A lock that serialises creating (or migrating) the tables of a database store.
+
+    Workers that start together on an empty store otherwise race to create the same tables
+    and the losers fail ("relation already exists"). SQLite: a file lock beside the file.
+    PostgreSQL: a session-level advisory lock, which holds across machines. ``purpose`` keeps
+    MLflow's and Optuna's locks apart when they share a database.
+    """
+    if uri.startswith("sqlite:///"):
+        return sqlite_init_lock(uri)
+    if uri.startswith("postgresql"):
+        return postgres_init_lock(uri, purpose)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def postgres_init_lock(uri: str, purpose: str) -> Iterator[None]:
+    """Hold ``pg_advisory_lock`` (keyed by ``purpose``) on its own connection for the block."""
+    import zlib
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    key = zlib.crc32(f"convnet-pipeline:{purpose}:init".encode())
+    engine = create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as con:
+            con.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            con.commit()  # the lock belongs to the session, not to this transaction
+            try:
+                yield
+            finally:
+                con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                con.commit()
+    finally:
+        engine.dispose()
 
 
 @contextlib.contextmanager

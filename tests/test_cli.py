@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,52 @@ def test_bad_input_is_one_line_error(args, needle, tracking_uri):
     lines = [ln for ln in err.strip().splitlines() if ln.strip() and "INFO" not in ln and "WARNING" not in ln]
     assert len(lines) == 1 and lines[0].startswith("Error: "), err
     assert needle in lines[0]
+
+
+UNREACHABLE_STORES = [
+    "postgresql://alice:s3cr3t-pw@127.0.0.1:1/nodb",
+    "http://alice:s3cr3t-pw@127.0.0.1:1",
+    "sqlite:////proc/no-such-dir/mlflow.db",
+]
+
+
+@pytest.mark.parametrize("uri", UNREACHABLE_STORES)
+def test_unreachable_tracking_store_fails_fast_in_one_line(uri, tmp_path):
+    # MLflow alone retries an HTTP store for minutes and then prints a traceback.
+    t0 = time.monotonic()
+    code, out, err = run_cli("train", "--tracking-uri", uri, "--epochs", "5")
+    assert time.monotonic() - t0 < 60
+    assert code == 2 and "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot open the MLflow tracking store"), err
+    assert "s3cr3t-pw" not in out + err
+
+
+def test_a_tracking_server_that_refuses_requests_is_one_line(tmp_path):
+    # It answers /health but not MLflow's API (a wrong port, a half-configured proxy).
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_response(200 if self.path == "/health" else 404)
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, out, err = run_cli("train", "--tracking-uri", f"http://127.0.0.1:{server.server_port}",
+                                 "--epochs", "5")
+    finally:
+        server.shutdown()
+    assert code == 1 and "Traceback" not in err, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: MLflow: ") and "404" in lines[0], err
 
 
 def test_help_names_what_stages_read_and_write():

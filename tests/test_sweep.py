@@ -310,3 +310,42 @@ def test_multi_objective_reports_the_pareto_front(client):
     assert "figures/pareto_front.png" in figures
     tagged = [r for r in _trial_runs(client, "pareto") if r.data.tags.get("best_trial") == "true"]
     assert len(tagged) == len(front)
+
+
+_RACE = """
+import sys, time
+import mlflow, optuna, psycopg, sqlalchemy  # imported before the start, so that the calls coincide
+from pipeline import tracking
+from pipeline.sweep_storage import make_storage
+url, start, which = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+time.sleep(max(0.0, start - time.time()))
+if which == "optuna":
+    make_storage(url, heartbeat_interval=None)
+else:
+    tracking.configure(url)
+print("ok")
+"""
+
+
+@pytest.mark.postgres
+def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, tmp_path):
+    # Workers on many machines start together on empty databases: whoever loses the race to
+    # create Optuna's or MLflow's tables must wait for them, not fail with "relation already exists".
+    import psycopg
+
+    mlflow_db = postgres_db + "_mlf"
+    with psycopg.connect(postgres_db, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {mlflow_db.rsplit('/', 1)[1]}")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.time() + 15  # every process has its imports done by then, and they call at one moment
+    jobs = [(postgres_db, "optuna")] * 4 + [(mlflow_db, "mlflow")] * 4
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, url, str(start), which], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for url, which in jobs]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+    assert _optuna(postgres_db).get_all_study_summaries(postgres_db) == []
+    import mlflow
+
+    assert [e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()] == ["Default"]
