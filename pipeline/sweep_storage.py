@@ -13,7 +13,7 @@ import warnings
 from typing import Any, Callable
 
 from pipeline.config import ConfigError
-from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, redact, scrub, store_init_lock
+from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, postgres_connect_args, redact, scrub, store_init_lock
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 
@@ -49,7 +49,7 @@ def make_storage(
     if url.startswith("sqlite:///"):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = {"connect_timeout": 5}
+        engine_kwargs["connect_args"] = postgres_connect_args(url)
         engine_kwargs["pool_pre_ping"] = True
     hb = {}
     if heartbeat_interval:

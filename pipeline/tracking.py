@@ -125,6 +125,18 @@ def store_init_lock(uri: str, purpose: str) -> contextlib.AbstractContextManager
     return contextlib.nullcontext()
 
 
+def postgres_connect_args(uri: str, timeout_s: int = 5) -> dict[str, Any]:
+    """Connect arguments that make an unreachable PostgreSQL server fail in ``timeout_s``."""
+    from sqlalchemy.engine import make_url
+
+    driver = make_url(uri).get_driver_name()
+    if driver in ("psycopg", "psycopg2"):
+        return {"connect_timeout": timeout_s}
+    if driver == "pg8000":
+        return {"timeout": timeout_s}
+    return {}
+
+
 @contextlib.contextmanager
 def postgres_init_lock(uri: str, purpose: str) -> Iterator[None]:
     """Hold ``pg_advisory_lock`` (keyed by ``purpose``) on its own connection for the block."""
@@ -134,7 +146,7 @@ def postgres_init_lock(uri: str, purpose: str) -> Iterator[None]:
     from sqlalchemy.pool import NullPool
 
     key = zlib.crc32(f"convnet-pipeline:{purpose}:init".encode())
-    engine = create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": 5})
+    engine = create_engine(uri, poolclass=NullPool, connect_args=postgres_connect_args(uri))
     try:
         with engine.connect() as con:
             con.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
