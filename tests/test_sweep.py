@@ -313,12 +313,14 @@ def test_multi_objective_reports_the_pareto_front(client):
 
 
 _RACE = """
-import sys, time
+import os, sys, time
 import mlflow, optuna, psycopg, sqlalchemy  # imported before the start, so that the calls coincide
 from pipeline import tracking
 from pipeline.sweep_storage import make_storage
-url, start, which = sys.argv[1], float(sys.argv[2]), sys.argv[3]
-time.sleep(max(0.0, start - time.time()))
+url, which, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+open(ready, "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.002)
 if which == "optuna":
     make_storage(url, heartbeat_interval=None)
 else:
@@ -331,6 +333,8 @@ print("ok")
 def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, tmp_path):
     # Workers on many machines start together on empty databases: whoever loses the race to
     # create Optuna's or MLflow's tables must wait for them, not fail with "relation already exists".
+    # (Without the init lock, Optuna's side failed here about 1 run in 3, and MLflow's own client
+    # creating its tables from 4 processes at once failed every time.)
     import psycopg
 
     mlflow_db = postgres_db + "_mlf"
@@ -338,10 +342,15 @@ def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, t
         con.execute(f"CREATE DATABASE {mlflow_db.rsplit('/', 1)[1]}")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    start = time.time() + 15  # every process has its imports done by then, and they call at one moment
     jobs = [(postgres_db, "optuna")] * 4 + [(mlflow_db, "mlflow")] * 4
-    procs = [subprocess.Popen([sys.executable, "-c", _RACE, url, str(start), which], env=env, cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for url, which in jobs]
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, url, which, f"ready-{i}"], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, (url, which) in enumerate(jobs)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(jobs):  # all imported: now they go at one moment
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "a worker did not start"
+        time.sleep(0.05)
+    (tmp_path / "go").touch()
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
