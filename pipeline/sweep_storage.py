@@ -13,7 +13,14 @@ import warnings
 from typing import Any, Callable
 
 from pipeline.config import ConfigError
-from pipeline.tracking import SQLITE_BUSY_TIMEOUT_S, enable_wal, postgres_connect_args, redact, scrub, store_init_lock
+from pipeline.stores import (
+    SQLITE_BUSY_TIMEOUT_S,
+    enable_wal,
+    postgres_connect_args,
+    redact,
+    scrub,
+    store_init_lock,
+)
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from pipeline.stores import enable_wal, redact, scrub, store_init_lock
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-SQLITE_BUSY_TIMEOUT_S = 120
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
@@ -82,116 +83,6 @@ def _probe_server(uri: str) -> str | None:
         if response.status_code in (200, 401, 403):  # an auth layer may guard /health: MLflow will say
             return None
         return f"/health answered HTTP {response.status_code}; is it an MLflow tracking server?"
-
-
-def redact(url: str) -> str:
-    """A store URL without its password (safe to print and to tag runs with)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not an SQLAlchemy URL (a path, an http address)
-        return url
-
-
-def scrub(err: BaseException | str, url: str) -> str:
-    """The first line of an error message, with ``url``'s password hidden, at most 200 characters."""
-    text = str(err).strip()
-    reason = text.splitlines()[0] if text else type(err).__name__
-    reason = reason.replace(url, redact(url))
-    try:
-        from sqlalchemy.engine import make_url
-
-        secret = make_url(url).password
-    except Exception:  # noqa: BLE001 - no URL, no password
-        secret = None
-    if secret:
-        reason = reason.replace(str(secret), "***")
-    return reason[:200]
-
-
-def store_init_lock(uri: str, purpose: str) -> contextlib.AbstractContextManager[None]:
-    """A lock that serialises creating (or migrating) the tables of a database store.
-
-    Workers that start together on an empty store otherwise race to create the same tables
-    and the losers fail ("relation already exists"). SQLite: a file lock beside the file.
-    PostgreSQL: a session-level advisory lock, which holds across machines. ``purpose`` keeps
-    MLflow's and Optuna's locks apart when they share a database.
-    """
-    if uri.startswith("sqlite:///"):
-        return sqlite_init_lock(uri)
-    if uri.startswith("postgresql"):
-        return postgres_init_lock(uri, purpose)
-    return contextlib.nullcontext()
-
-
-def postgres_connect_args(uri: str, timeout_s: int = 5) -> dict[str, Any]:
-    """Connect arguments that make an unreachable PostgreSQL server fail in ``timeout_s``."""
-    from sqlalchemy.engine import make_url
-
-    driver = make_url(uri).get_driver_name()
-    if driver in ("psycopg", "psycopg2"):
-        return {"connect_timeout": timeout_s}
-    if driver == "pg8000":
-        return {"timeout": timeout_s}
-    return {}
-
-
-@contextlib.contextmanager
-def postgres_init_lock(uri: str, purpose: str) -> Iterator[None]:
-    """Hold ``pg_advisory_lock`` (keyed by ``purpose``) on its own connection for the block."""
-    import zlib
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    key = zlib.crc32(f"convnet-pipeline:{purpose}:init".encode())
-    engine = create_engine(uri, poolclass=NullPool, connect_args=postgres_connect_args(uri))
-    try:
-        with engine.connect() as con:
-            con.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            con.commit()  # the lock belongs to the session, not to this transaction
-            try:
-                yield
-            finally:
-                con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                con.commit()
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
-def sqlite_init_lock(uri: str) -> Iterator[None]:
-    """An exclusive file lock beside a SQLite store (``<file>.lock``) while it is created."""
-    import fcntl
-
-    path = uri[len("sqlite:///"):]
-    if path in ("", ":memory:"):
-        yield
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def enable_wal(uri: str) -> None:
-    """Put a SQLite store in WAL mode (persistent), so several processes can share it."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = uri[len("sqlite:///"):]
-    if path in ("", ":memory:"):
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
-    try:
-        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
 
 
 @functools.lru_cache(maxsize=1)
