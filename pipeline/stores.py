@@ -85,8 +85,9 @@ def postgres_init_lock(uri: str, purpose: str) -> Iterator[None]:
             try:
                 yield
             finally:
-                con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
-                con.commit()
+                with contextlib.suppress(Exception):  # a dropped session has released it already
+                    con.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    con.commit()
     finally:
         engine.dispose()
 
