@@ -39,7 +39,7 @@ reproduce another's numbers bit for bit should batch the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -242,32 +242,14 @@ class MultiSeedResult:
                 "linear.weight": self.linear_weight[i].clone(), "linear.bias": self.linear_bias[i].clone()}
 
 
-def train_seeds(
-    filters: int,
-    kernel_size: int,
-    seeds: Sequence[int],
-    X: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-3,
-    epochs: int = 500,
-    history_every: int = 0,
-    X_test: torch.Tensor | None = None,
-    y_test: torch.Tensor | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-) -> MultiSeedResult:
+def train_seeds(filters: int, kernel_size: int, seeds: Sequence[int], X: torch.Tensor, y: torch.Tensor,
+                **options: Any) -> MultiSeedResult:
     """Train ``Detector1d(filters, kernel_size)`` from every seed in ``seeds`` on (X, y) at once.
 
-    X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}. ``history_every`` = n > 0
-    records the training loss at epoch 1, every n-th epoch and the last epoch. ``dtype``
-    float64 is for checks: it tells float32 rounding apart from a real difference.
+    ``options`` are those of ``train_configs`` (optimizer settings, epochs, history, test set,
+    device, dtype).
     """
-    return train_configs([(filters, kernel_size)], seeds, X, y, lr=lr, momentum=momentum,
-                         weight_decay=weight_decay, epochs=epochs, history_every=history_every,
-                         X_test=X_test, y_test=y_test, device=device, dtype=dtype)[0]
+    return train_configs([(filters, kernel_size)], seeds, X, y, **options)[0]
 
 
 def train_configs(
@@ -286,7 +268,11 @@ def train_configs(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> list[MultiSeedResult]:
-    """``train_seeds`` for several (filters, kernel_size) configurations, one result each.
+    """Train ``Detector1d(F, k)`` for each (F, k) in ``configs`` from every seed, one result each.
+
+    X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}. ``history_every`` = n > 0
+    records the training loss at epoch 1, every n-th epoch and the last epoch. ``dtype``
+    float64 is for checks: it tells float32 rounding apart from a real difference.
 
     Configurations with the same kernel size share one computation. A seed's result
     agrees with training it alone up to float rounding (not bit for bit: how a reduction
