@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.capacity import REPORTED_TAUS, is_success
+from pipeline.capacity_stats import REPORTED_TAUS, is_success
 
 
 def heatmap_figure(summary: pd.DataFrame):

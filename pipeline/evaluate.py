@@ -25,7 +25,8 @@ from pipeline.data.bundle import DataBundle, Split, load_bundle
 from pipeline.data.io import bundle_from_uri
 from pipeline.data.synthetic import make_synthetic
 from pipeline.models import first_conv
-from pipeline.train import check_channels, correct_count, make_criterion, minibatches, pick_device, place
+from pipeline.batching import minibatches, pick_device, place
+from pipeline.train import check_channels, correct_count, make_criterion
 
 # Data options that evaluate takes from the evaluated run unless given; the location ones
 # only while the data set is the same.

@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 
 from pipeline import tracking
 from pipeline.config import ConfigError
-from pipeline.sweep_storage import make_storage, redact
+from pipeline.stores import redact
+from pipeline.sweep_storage import make_storage
 
 
 def trial_row(t: Any) -> dict[str, Any]:

@@ -19,17 +19,23 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from pipeline import tracking
+from pipeline.batching import minibatches, pick_device, place
 from pipeline.config import ConfigError, TrainConfig, as_params, check_batch_size, resolve
 from pipeline.data.bundle import DataBundle, load_bundle
 from pipeline.data.io import bundle_from_uri, log_bundle_input
-from pipeline.models import build_model, count_parameters, first_conv, model_summary
+from pipeline.models import build_model, count_parameters, model_summary
+from pipeline.train_figures import (
+    log_curves,
+    log_detector_figures,
+    log_filter_image,
+    log_prediction_heatmap,
+)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -59,56 +65,6 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=weight_decay)
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; choose sgd, rmsprop or adam")
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available (use --device auto or cpu)")
-    return torch.device(name)
-
-
-def place(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A whole split on ``device`` when it fits in half its free memory; else it stays on the host."""
-    if device.type != "cuda" or t.device == device:
-        return t.to(device)
-    free, _ = torch.cuda.mem_get_info(device)
-    return t.to(device) if t.numel() * t.element_size() < free // 2 else t
-
-
-CHUNK_BYTES = 4 << 20  # model input prepared at once: a few tensor ops per chunk, none per minibatch;
-# big enough to amortise per-op costs, small enough to stay in cache and reuse freed memory (no page faults)
-
-
-def minibatches(X: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch.device,
-                transform: Callable[[torch.Tensor], torch.Tensor], order: torch.Tensor | None = None,
-                max_batches: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(inputs, targets) minibatches of a split stored as tensors, in ``order`` (None: as stored).
-
-    Minibatch b holds rows ``order[b*bs:(b+1)*bs]``. Rows are gathered, moved and converted
-    (``transform``) a chunk of many minibatches at a time, and each minibatch is a view of
-    its chunk: per-op overheads (kernel launches, thread-pool wake-ups) are paid per
-    chunk, never per sample as with a DataLoader, and not even per minibatch.
-    """
-    n = X.shape[0]
-    if batch_size >= n and order is None and not max_batches:  # full batch: the split itself
-        yield transform(X.to(device, non_blocking=True)), y.to(device, non_blocking=True)
-        return
-    if max_batches:
-        n = min(n, max_batches * batch_size)
-    row_bytes = 4 * max(1, X[0].numel())  # as float32 model input
-    chunk = max(1, CHUNK_BYTES // (row_bytes * batch_size)) * batch_size
-    for c in range(0, n, chunk):
-        rows = slice(c, min(c + chunk, n))
-        if order is None:
-            Xc, yc = X[rows], y[rows]
-        else:
-            idx = order[rows]
-            Xc, yc = X.index_select(0, idx), y.index_select(0, idx)
-        Xc, yc = transform(Xc.to(device, non_blocking=True)), yc.to(device, non_blocking=True)
-        for i in range(0, Xc.shape[0], batch_size):
-            yield Xc[i : i + batch_size], yc[i : i + batch_size]
 
 
 @torch.no_grad()
@@ -213,66 +169,6 @@ def fit(
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return history
-
-
-# --------------------------------------------------------------------------- figures
-def log_filter_image(model: nn.Module, step: int) -> None:
-    import mlflow
-
-    from pipeline.plots import filter_grid_rgb
-
-    w = first_conv(model).weight.detach().cpu().numpy()
-    mlflow.log_image(filter_grid_rgb(w), key="filters", step=step, synchronous=True)
-
-
-@torch.no_grad()
-def log_detector_figures(model: nn.Module, bundle: DataBundle, prefix: str = "figures") -> None:
-    """1D detector: X | y_hat | y heatmaps for the training set, and filters beside linear weights."""
-    from pipeline import plots
-
-    model = model.eval()
-    X = bundle.train.X
-    p = torch.sigmoid(model(X)).cpu().numpy()
-    fig = plots.heatmaps(
-        [("X (training inputs)", X[:, 0].numpy()), ("ŷ = P(pattern)", p), ("y", bundle.train.y.numpy())],
-        suptitle="training set: inputs, predictions, targets",
-        symmetric=[True, False, False],
-    )
-    tracking.log_figure(fig, f"{prefix}/train_heatmaps.png")
-    fig = plots.filters_and_linear(model.conv.weight.cpu().numpy(), model.linear.weight.cpu().numpy(),
-                                   title="filters (rows) and their linear weights")
-    tracking.log_figure(fig, f"{prefix}/filters_linear.png")
-
-
-@torch.no_grad()
-def log_prediction_heatmap(model: nn.Module, bundle: DataBundle, rows: int = 50, prefix: str = "figures") -> None:
-    """Images: ŷ (class probabilities) beside one-hot y for the first ``rows`` training examples."""
-    from pipeline import plots
-
-    model = model.eval()
-    X, y = bundle.train.X[:rows], bundle.train.y[:rows]
-    p = torch.softmax(model(bundle.input_transform()(X)), dim=1).numpy()  # log-softmax outputs too
-    onehot = torch.nn.functional.one_hot(y, len(bundle.classes)).numpy()
-    fig = plots.heatmaps([("ŷ = softmax(model(x))", p), ("y (one-hot)", onehot)],
-                         suptitle=f"first {len(y)} training examples: predictions against targets",
-                         symmetric=[False, False], xlabel="class")
-    tracking.log_figure(fig, f"{prefix}/train_heatmaps.png")
-
-
-def log_curves(history: History, prefix: str = "figures") -> None:
-    from pipeline.plots import plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    epochs = np.arange(1, len(history.train_loss) + 1)
-    for ax, kind in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, getattr(history, f"train_{kind}"), label="train")
-        ax.plot(epochs, getattr(history, f"val_{kind}"), label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(kind)
-        ax.legend()
-    axes[0].set_yscale("log")
-    fig.tight_layout()
-    tracking.log_figure(fig, f"{prefix}/curves.png")
 
 
 # --------------------------------------------------------------------------- stage

@@ -9,7 +9,8 @@ import torch
 from pipeline.config import TrainConfig, resolve
 from pipeline.data.bundle import DataBundle, Split
 from pipeline.models import build_model
-from pipeline.train import fit, pick_device
+from pipeline.batching import pick_device
+from pipeline.train import fit
 
 from imagefiles import fake_images
 

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import evaluate, prepare_data, train
+from pipeline import batching, evaluate, prepare_data, train
+from pipeline.batching import minibatches
 from pipeline.config import EvaluateConfig, PrepareDataConfig, TrainConfig, resolve
 from pipeline.data.bundle import load_bundle
 from pipeline.models import build_model
-from pipeline.train import fit, minibatches
+from pipeline.train import fit
 
 
 def metric_steps(client, run_id: str, key: str) -> list[int]:
@@ -45,7 +46,7 @@ def test_synthetic_training_is_unchanged(capsys):
 
 
 def test_minibatches_follow_the_order_across_chunks(monkeypatch):
-    monkeypatch.setattr(train, "CHUNK_BYTES", 4 * 3 * 7)  # chunks of 7 rows of 3 floats: many chunks
+    monkeypatch.setattr(batching, "CHUNK_BYTES", 4 * 3 * 7)  # chunks of 7 rows of 3 floats: many chunks
     X = torch.arange(50 * 3, dtype=torch.uint8).reshape(50, 3)
     y = torch.arange(50)
     order = torch.randperm(50, generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,98 @@
+"""The capacity study's statistics: success, P(success) with Wilson intervals, the lottery fit.
+
+A seed succeeds when its final training loss is below tau and every training example is
+right. ``summarize`` gives one row per (F, k); ``lottery_fit`` tests whether filters act as
+independent lottery tickets, P(F) = 1 - (1 - p_k)^F.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+REPORTED_TAUS = (0.02, 0.05, 0.1)  # the thresholds every summary shows, to make clear tau does not drive it
+
+
+def is_success(final_loss, train_accuracy, tau: float) -> np.ndarray:
+    """Final training loss below tau and every training example right."""
+    return (np.asarray(final_loss) < tau) & (np.asarray(train_accuracy) == 1.0)
+
+
+class Estimate(NamedTuple):
+    """Successes k of n, the rate p and its 95% Wilson interval [lo, hi]."""
+
+    k: int
+    n: int
+    p: float
+    lo: float
+    hi: float
+
+
+def wilson(k: int, n: int) -> Estimate:
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
+    return Estimate(int(k), int(n), k / n, float(ci.low), float(ci.high))
+
+
+def p_success(table: pd.DataFrame, tau: float) -> Estimate:
+    """P(success) of the seeds in ``table`` at threshold ``tau``, with its Wilson interval."""
+    ok = is_success(table["final_loss"], table["train_accuracy"], tau)
+    return wilson(int(ok.sum()), len(table))
+
+
+# --------------------------------------------------------------------------- summaries
+def summarize(table: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """One row per configuration: P(success) with interval, at tau and the reported taus."""
+    rows = []
+    for (f, k), part in table.groupby(["filters", "kernel_size"], sort=True):
+        est = p_success(part, tau)
+        ok = is_success(part["final_loss"], part["train_accuracy"], tau)
+        row = {"filters": f, "kernel_size": k, "n": est.n, "successes": est.k,
+               "p_success": est.p, "p_success_lo": est.lo, "p_success_hi": est.hi}
+        for t in sorted(set(REPORTED_TAUS) - {tau}):
+            row[f"p_success_tau_{t:g}"] = p_success(part, t).p
+        row["median_final_loss"] = float(part["final_loss"].median())
+        row["test_accuracy_success"] = float(part["test_accuracy"][ok].mean()) if ok.any() else np.nan
+        row["test_accuracy_failed"] = float(part["test_accuracy"][~ok].mean()) if (~ok).any() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def lottery_fit(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fit P(F) = 1 - (1 - p_k)^F per kernel size (binomial maximum likelihood).
+
+    One row per (k, F): the fitted p_k, the predicted and observed P(success), and the
+    deviation (observed - predicted, its z-score, whether the prediction lies in the
+    observed Wilson interval), plus per k the chi-square of the fit and its p-value
+    (degrees of freedom: number of filter counts - 1).
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.stats import chi2
+
+    rows = []
+    for k, part in summary.groupby("kernel_size", sort=True):
+        F = part["filters"].to_numpy(float)
+        succ, n = part["successes"].to_numpy(float), part["n"].to_numpy(float)
+
+        def nll(p: float) -> float:
+            P = np.clip(1 - (1 - p) ** F, 1e-12, 1 - 1e-12)
+            return -float(np.sum(succ * np.log(P) + (n - succ) * np.log1p(-P)))
+
+        p_k = float(minimize_scalar(nll, bounds=(1e-9, 1 - 1e-9), method="bounded",
+                                    options={"xatol": 1e-10}).x)
+        pred = 1 - (1 - p_k) ** F
+        obs = succ / n
+        se = np.sqrt(np.clip(pred * (1 - pred), 1e-12, None) / n)
+        z = (obs - pred) / se
+        stat = float(np.sum(z**2))
+        dof = max(len(F) - 1, 1)
+        for i in range(len(F)):
+            rows.append({
+                "kernel_size": k, "filters": int(F[i]), "p_k": p_k, "predicted": float(pred[i]),
+                "observed": float(obs[i]), "deviation": float(obs[i] - pred[i]), "z": float(z[i]),
+                "inside_interval": bool(part["p_success_lo"].iloc[i] <= pred[i] <= part["p_success_hi"].iloc[i]),
+                "chi2": stat, "dof": dof, "p_value": float(chi2.sf(stat, dof)),
+            })
+    return pd.DataFrame(rows)
