@@ -6,7 +6,7 @@ run, from the same initial weights:
 - labs:    torchvision.datasets.MNIST(transform=ToTensor()) + DataLoader(shuffle=True):
            one PIL image and one ToTensor call per sample, in Python;
 - project: the split as one uint8 tensor, minibatches gathered by an index permutation
-           and converted on the device (``pipeline.batching.minibatches``, what ``fit`` uses).
+           and converted on the device (``pipeline.train.batching.minibatches``, what ``fit`` uses).
 Prints the data time per epoch and the total for each, and checks the target: this
 project's data overhead is at most 5% of its epoch time. Where a CUDA GPU is available it
 also times the project's path on it.
@@ -28,9 +28,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from pipeline.data.bundle import DataBundle, Split  # noqa: E402
-from pipeline.data.images import write_idx  # noqa: E402
-from pipeline.models import build_model  # noqa: E402
-from pipeline.batching import minibatches  # noqa: E402
+from pipeline.data.formats import write_idx  # noqa: E402
+from pipeline.models.registry import build_model  # noqa: E402
+from pipeline.train.batching import minibatches  # noqa: E402
 
 BATCH = 100  # mnist-small's batch size
 TARGET = 0.05  # project's data time / epoch time

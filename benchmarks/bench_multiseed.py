@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 
 from pipeline.data.synthetic import make_synthetic  # noqa: E402
-from pipeline.models import build_model  # noqa: E402
-from pipeline.multiseed import train_seeds  # noqa: E402
+from pipeline.capacity.multiseed import train_seeds  # noqa: E402
+from pipeline.models.registry import build_model  # noqa: E402
 
 
 def lab_loop(filters: int, k: int, seed: int, X, y, epochs: int) -> float:

@@ -11,8 +11,8 @@ import os
 import tempfile
 import time
 
-from pipeline import sweep
-from pipeline.config import SweepConfig
+from pipeline.config.studies import SweepConfig
+from pipeline.sweep import stage as sweep
 
 
 def trivial(cfg):

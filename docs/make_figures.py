@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import capacity, capacity_plots, plots, train
-from pipeline.config import CapacityConfig, TrainConfig, resolve
-from pipeline.data.bundle import load_bundle
-from pipeline.models import build_model
+from pipeline import figures
+from pipeline.capacity import plots as capacity_plots
+from pipeline.capacity import stage as capacity
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import TrainConfig
+from pipeline.config.studies import CapacityConfig
+from pipeline.data.load import load_bundle
+from pipeline.models.registry import build_model
+from pipeline.train.loop import fit
 
 OUT = Path(__file__).resolve().parent / "images"
 
@@ -30,11 +35,11 @@ def filters_forming(path: Path) -> None:
         if epoch in wanted:
             shots[epoch] = (model.conv.weight.detach().clone(), model.linear.weight.detach().clone())
 
-    history = train.fit(model, bundle, cfg, torch.device("cpu"), on_epoch=on_epoch, echo=lambda s: None)
-    fig, axes = plots.plt.subplots(1, len(shots), figsize=(3.1 * len(shots), 2.6))
-    lim = plots.symmetric_limit(*[w.numpy() for w, _ in shots.values()])
+    history = fit(model, bundle, cfg, torch.device("cpu"), on_epoch=on_epoch, echo=lambda s: None)
+    fig, axes = figures.plt.subplots(1, len(shots), figsize=(3.1 * len(shots), 2.6))
+    lim = figures.symmetric_limit(*[w.numpy() for w, _ in shots.values()])
     for ax, (epoch, (w, lin)) in zip(axes, sorted(shots.items())):
-        ax.imshow(w[:, 0].numpy(), cmap=plots.CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.imshow(w[:, 0].numpy(), cmap=figures.CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
         loss = "init" if epoch == 0 else f"loss {history.train_loss[epoch - 1]:.3f}"
         ax.set_title(f"epoch {epoch} ({loss})", fontsize=9)
         ax.set_xticks(range(5), [str(i - 2) for i in range(5)])

@@ -1,7 +1,7 @@
 """Click CLI: one thin command per stage (options -> config -> stage).
 
 Options are generated from the stage's config dataclass, so defaults and help live in one
-place (``config.py``). Bad input ends in a one-line ``Error: ...`` and exit status 2.
+place (``config/``). Bad input ends in a one-line ``Error: ...`` and exit status 2.
 """
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ from typing import Any, Callable
 
 import click
 
-from pipeline.config import (
-    FALLBACKS,
-    RECIPES,
-    CapacityConfig,
-    ConfigError,
-    EvaluateConfig,
-    InspectConfig,
-    MainConfig,
-    PrepareDataConfig,
-    StudySummaryConfig,
-    SweepConfig,
-    TrainConfig,
-    build_config,
-    field_kind,
-)
+from pipeline.config.parsing import build_config, field_kind
+from pipeline.config.recipes import FALLBACKS, RECIPES
+from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
+from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
+from pipeline.errors import ConfigError
 
 
 def _default_text(f: dataclasses.Field) -> str:
@@ -79,7 +69,7 @@ def cli() -> None:
 def prepare_data_cmd(config: PrepareDataConfig) -> None:
     """Build a data set and log it: data/data.pt (for train --data-uri), a dataset input,
     class counts and a picture of X beside y."""
-    from pipeline import prepare_data
+    from pipeline.data import prepare as prepare_data
 
     result = prepare_data.run(config)
     click.echo(f"run {result.run_id}; data at {result.data_uri}")
@@ -91,7 +81,7 @@ def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
     figures, and the model at runs:/<id>/model."""
-    from pipeline import train
+    from pipeline.train import stage as train
 
     result = train.run(config)
     click.echo(f"run {result.run_id}; model at {result.model_uri}; final {train.summary_line(result)}")
@@ -102,7 +92,7 @@ def train_cmd(config: TrainConfig) -> None:
 def evaluate_cmd(config: EvaluateConfig) -> None:
     """Evaluate a logged model (runs:/<id>/model) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
-    from pipeline import evaluate
+    from pipeline.evaluate import stage as evaluate
 
     result = evaluate.run(config)
     click.echo(f"run {result.run_id}; test_accuracy {result.test_accuracy:.4f}")
@@ -115,7 +105,7 @@ def capacity_cmd(config: CapacityConfig) -> None:
     each. Reads nothing; writes a parent run with figures (heatmap, P(success) against F, final-loss
     histogram) and tables (tables/seeds.csv, summary.csv, lottery_fit.csv), one child run per (F, k)
     with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV."""
-    from pipeline import capacity
+    from pipeline.capacity import stage as capacity
 
     capacity.run(config, echo=click.echo)
 
@@ -126,7 +116,7 @@ def inspect_cmd(config: InspectConfig) -> None:
     """Look inside a logged model (runs:/<id>/model): activation maximisation per first-layer filter
     and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
     filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
-    from pipeline import inspection
+    from pipeline.evaluate import inspect as inspection
 
     result = inspection.run(config)
     click.echo(f"run {result.run_id}")
@@ -148,7 +138,7 @@ def sweep_cmd(config: SweepConfig) -> None:
     """Optuna study over filter counts and kernel sizes (and optionally lr). Reads/extends the
     study --study-name in --storage (several workers may share it); writes a parent run with
     the best trial(s), trials.csv and Optuna's plots, and one child run per trial."""
-    from pipeline import sweep
+    from pipeline.sweep import stage as sweep
 
     sweep.run(config)
 
@@ -157,7 +147,7 @@ def sweep_cmd(config: SweepConfig) -> None:
 @config_options(StudySummaryConfig)
 def study_summary_cmd(config: StudySummaryConfig) -> None:
     """Print a study's trial counts by state and its best trials."""
-    from pipeline import sweep_report
+    from pipeline.sweep import report as sweep_report
 
     click.echo(sweep_report.summary(config.study_name, config.storage, config.top))
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from pipeline import evaluate, prepare_data, sweep, tracking, train
-from pipeline.config import EvaluateConfig, MainConfig, PrepareDataConfig, SweepConfig, TrainConfig, as_params
+from pipeline.config.parsing import as_params
+from pipeline.config.stages import EvaluateConfig, MainConfig, PrepareDataConfig, TrainConfig
+from pipeline.config.studies import SweepConfig
+from pipeline.data import prepare as prepare_data
+from pipeline.evaluate import stage as evaluate
+from pipeline.sweep import stage as sweep
+from pipeline.tracking import runs
+from pipeline.train import stage as train
 
 
 @dataclass(frozen=True)
@@ -21,10 +27,10 @@ class MainResult:
 
 
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
-    uri = tracking.configure(cfg.tracking_uri, cfg.experiment_name)
-    with tracking.stage_run("main", run_name="main", tags={"recipe": "synthetic", "dataset": "synthetic",
+    uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    with runs.stage_run("main", run_name="main", tags={"recipe": "synthetic", "dataset": "synthetic",
                                                              "model": "detector1d", "seed": cfg.seed}) as parent:
-        tracking.log_params_safely(as_params(cfg))
+        runs.log_params_safely(as_params(cfg))
         echo("== prepare-data")
         prepared = prepare_data.run(PrepareDataConfig(), echo=echo)
         trained: dict[int, train.TrainResult] = {}

@@ -7,10 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
@@ -40,16 +36,6 @@ def client(tracking_uri):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri)
-
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run ``python -m pipeline ARGS`` in a subprocess; returns (exit code, stdout, stderr)."""
-    import subprocess
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
-    return proc.returncode, proc.stdout, proc.stderr
 
 
 # --------------------------------------------------------------------------- PostgreSQL

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.images import write_idx
+from pipeline.data.formats import write_idx
 
 
 def fake_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 BAD_INPUT = [
     (["train", "--kernel-size", "4"], "odd"),

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import cli, config_options
-from pipeline.config import TrainConfig
+from pipeline.config.stages import TrainConfig
 
 
 @pytest.mark.parametrize("args,expected", [

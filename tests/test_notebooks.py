@@ -7,9 +7,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO
-from pipeline import train
-from pipeline.config import TrainConfig
+from helpers import REPO
+from pipeline.config.stages import TrainConfig
+from pipeline.train import stage as train
 
 NOTEBOOKS = REPO / "notebooks"
 
@@ -42,8 +42,9 @@ def test_03_compare_runs(tracking_uri, tmp_path):
 
 
 def test_01_capacity_study(tracking_uri, tmp_path, monkeypatch):
-    from pipeline import capacity, sweep
-    from pipeline.config import CapacityConfig, SweepConfig
+    from pipeline.capacity import stage as capacity
+    from pipeline.config.studies import CapacityConfig, SweepConfig
+    from pipeline.sweep import stage as sweep
 
     capacity.run(CapacityConfig(filters=(1, 2, 3, 4), kernel_sizes=(3, 5), seeds=40, epochs=300), echo=lambda s: None)
     sweep.run(SweepConfig(study_name="nb", filters=(1, 2, 3, 4), kernel_sizes=(3, 5), seeds=16, epochs=200,

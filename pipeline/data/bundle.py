@@ -5,15 +5,13 @@ Images stay uint8 in storage (a quarter of float32's memory, on the device when 
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from pipeline.config import ConfigError
-from pipeline.data.synthetic import make_synthetic
+from pipeline.errors import ConfigError
 
 ARTIFACT_DIR = "data"
 ARTIFACT_FILE = "data.pt"
@@ -92,34 +90,3 @@ class DataBundle:
             )
         except (KeyError, TypeError, RuntimeError, EOFError, OSError) as err:
             raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {err})") from None
-
-
-def synthetic_bundle(n: int, width: int, data_seed: int, val_seed: int) -> DataBundle:
-    X, y = make_synthetic(n, width, data_seed)
-    Xv, yv = make_synthetic(n, width, val_seed)
-    return DataBundle(
-        name="synthetic",
-        task="binary",
-        train=Split(X, y),
-        val=Split(Xv, yv),
-        classes=("no pattern", "0,+1,0"),
-        meta={"n": n, "width": width, "data_seed": data_seed, "val_seed": val_seed},
-    )
-
-
-def load_bundle(cfg: Any) -> DataBundle:
-    """The data a (resolved) stage config asks for: its data set name with its options."""
-    dataset = cfg.dataset or "synthetic"
-    if dataset == "synthetic":
-        if cfg.data_seed == cfg.val_seed:
-            raise ConfigError("--val-seed must differ from --data-seed (the validation set must be held out)")
-        return synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.val_seed)
-    from pipeline.data.images import IMAGE_DATASETS, image_bundle
-
-    if dataset in IMAGE_DATASETS:
-        return image_bundle(cfg)
-    raise ConfigError(f"unknown dataset {dataset!r}")
-
-
-def replace_meta(bundle: DataBundle, **meta: Any) -> DataBundle:
-    return dataclasses.replace(bundle, meta={**bundle.meta, **meta})

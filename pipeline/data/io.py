@@ -4,8 +4,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from pipeline.config import ConfigError
 from pipeline.data.bundle import ARTIFACT_DIR, ARTIFACT_FILE, DataBundle
+from pipeline.errors import ConfigError
 
 
 def log_bundle_artifact(bundle: DataBundle) -> str:

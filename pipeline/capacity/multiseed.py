@@ -1,0 +1,217 @@
+"""Many initialisation seeds of the 1D detector trained at once, for the capacity study.
+
+``train_seeds(F, k, seeds, X, y)`` runs the same experiment as ``pipeline train --seed s``
+for every seed s (the same initial weights; full-batch SGD with momentum and weight decay
+on BCE-with-logits), as one tensor computation with a hand-written forward and backward.
+``train_configs`` does the same for several filter counts at once.
+
+Why it is fast: the model is tiny, so per-op overhead and memory traffic dominate; the
+forward and backward in ``kernel.py`` work on distinct windows and row groups
+with units (model, filter) as columns. The optimizer step is done here:
+
+* **SGD in torch.optim.SGD's exact order**: ``d = g + wd·p; buf = m·buf + d`` (``buf = d``
+  at step 1); ``p -= lr·buf``.
+
+Exactness. In float64 the whole 500-epoch trajectory matches torch's to ~1e-15. In
+float32 the two sum in different orders, so they differ by rounding (~1e-7, no further
+from the float64 path than torch's own float32 run); usually that stays so (tested to 1e-4
+on the final loss), but about one seed in a hundred passes so close to a switch (which
+window is the max, whether a ReLU is on) that the rounding picks the path, and the losses
+part by up to ~2e-3. Torch's float32 run does the same against its float64 run on other
+seeds (F=5, k=5, seed 4: by 1e-5, where this code stays with float64).
+Exact float ties for the maximum do happen (two shifts of a bump can give the same
+pre-activation); torch's max pool then routes the gradient to the first position, so each
+group lists its windows in order of first appearance along the row and a tie goes to the
+first of them. Batching other seeds or configurations alongside changes a result only by
+rounding (reductions vectorise differently with the batch width), so code that must
+reproduce another's numbers bit for bit should batch the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.capacity.kernel import Batch, WindowIndex, Workspace, accuracy, backward, forward, mean_bce
+from pipeline.errors import ConfigError
+from pipeline.models.registry import build_model
+
+
+# --------------------------------------------------------------------------- weights
+def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial (unit parameters (k + 2, S·F), linear biases (S,)), exactly as ``build_model(seed=s)``.
+
+    The model is built once; each further seed re-runs its modules' ``reset_parameters``
+    after seeding the CPU generator, which is what the constructor does (a test checks
+    the weights bit for bit). The global RNG state is left as it was.
+    """
+    convs, biases, linears, consts = [], [], [], []
+    with torch.random.fork_rng(devices=[]):
+        model = build_model("detector1d", (1, kernel_size), 1, (filters,), (kernel_size,), seed=int(seeds[0]))
+        for i, s in enumerate(seeds):
+            if i:
+                torch.default_generator.manual_seed(int(s))
+                for module in model.modules():
+                    if hasattr(module, "reset_parameters"):
+                        module.reset_parameters()
+            convs.append(model.conv.weight.detach()[:, 0].clone())  # (F, k)
+            biases.append(model.conv.bias.detach().clone())  # (F,)
+            linears.append(model.linear.weight.detach()[0].clone())  # (F,)
+            consts.append(model.linear.bias.detach().clone())  # (1,)
+    S, F = len(seeds), filters
+    taps = torch.stack(convs).permute(2, 0, 1).reshape(kernel_size, S * F)  # (k, S·F), unit = s·F + f
+    units = torch.cat([taps, torch.stack(biases).reshape(1, S * F), torch.stack(linears).reshape(1, S * F)])
+    return units.contiguous(), torch.cat(consts)
+
+
+# --------------------------------------------------------------------------- training
+@dataclass(frozen=True)
+class MultiSeedResult:
+    """Per-seed outcome of one configuration; row i belongs to ``seeds[i]``."""
+
+    filters: int
+    kernel_size: int
+    seeds: tuple[int, ...]
+    final_loss: np.ndarray  # (S,) training loss of the last epoch, before its step (as `pipeline train` logs it)
+    train_accuracy: np.ndarray  # (S,) training accuracy of the last epoch, before its step (as `train`)
+    test_accuracy: np.ndarray | None  # (S,) accuracy of the final weights on (X_test, y_test)
+    history: np.ndarray | None  # (S, T) training loss at ``history_epochs``
+    history_epochs: np.ndarray | None  # (T,) 1-based epochs of the history columns
+    conv_weight: torch.Tensor  # (S, F, 1, k) final weights
+    conv_bias: torch.Tensor  # (S, F)
+    linear_weight: torch.Tensor  # (S, 1, F)
+    linear_bias: torch.Tensor  # (S, 1)
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Final weights of ``seeds[i]``, loadable into ``Detector1d(F, k)``."""
+        return {"conv.weight": self.conv_weight[i].clone(), "conv.bias": self.conv_bias[i].clone(),
+                "linear.weight": self.linear_weight[i].clone(), "linear.bias": self.linear_bias[i].clone()}
+
+
+def train_seeds(filters: int, kernel_size: int, seeds: Sequence[int], X: torch.Tensor, y: torch.Tensor,
+                **options: Any) -> MultiSeedResult:
+    """Train ``Detector1d(filters, kernel_size)`` from every seed in ``seeds`` on (X, y) at once.
+
+    ``options`` are those of ``train_configs`` (optimizer settings, epochs, history, test set,
+    device, dtype).
+    """
+    return train_configs([(filters, kernel_size)], seeds, X, y, **options)[0]
+
+
+def train_configs(
+    configs: Sequence[tuple[int, int]],
+    seeds: Sequence[int],
+    X: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-3,
+    epochs: int = 500,
+    history_every: int = 0,
+    X_test: torch.Tensor | None = None,
+    y_test: torch.Tensor | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[MultiSeedResult]:
+    """Train ``Detector1d(F, k)`` for each (F, k) in ``configs`` from every seed, one result each.
+
+    X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}. ``history_every`` = n > 0
+    records the training loss at epoch 1, every n-th epoch and the last epoch. ``dtype``
+    float64 is for checks: it tells float32 rounding apart from a real difference.
+
+    Configurations with the same kernel size share one computation. A seed's result
+    agrees with training it alone up to float rounding (not bit for bit: how a reduction
+    is vectorised depends on the batch width), so callers that must reproduce each other
+    exactly should batch the same way; ``outcomes.seed_table`` is that one way.
+    """
+    seeds = tuple(int(s) for s in seeds)
+    configs = [(int(f), int(k)) for f, k in configs]
+    if not seeds:
+        raise ConfigError("need at least one seed")
+    for f, k in configs:
+        if f < 1 or k < 1 or k % 2 == 0:
+            raise ConfigError(f"need filters >= 1 and an odd kernel size, got F={f}, k={k}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if (X_test is None) != (y_test is None):
+        raise ConfigError("give both X_test and y_test, or neither")
+    device = torch.device(device)
+    results: dict[tuple[int, int], MultiSeedResult] = {}
+    for k in sorted({k for _, k in configs}):
+        filters = list(dict.fromkeys(f for f, kk in configs if kk == k))
+        out = _train_kernel(filters, k, seeds, X, y, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                            epochs=epochs, history_every=history_every, X_test=X_test, y_test=y_test,
+                            device=device, dtype=dtype)
+        results.update({(r.filters, k): r for r in out})
+    return [results[c] for c in configs]
+
+
+def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
+                  epochs, history_every, X_test, y_test, device, dtype) -> list[MultiSeedResult]:
+    """One computation for all filter counts in ``filters`` with kernel size ``k``."""
+    index = WindowIndex.build(X, y, k).to(device, dtype)
+    S = len(seeds)
+    parts = [initial_weights(f, k, seeds) for f in filters]
+    units = torch.cat([u for u, _ in parts], dim=1).to(device, dtype)  # (k + 2, U), config-major
+    const = torch.cat([c for _, c in parts]).to(device, dtype)  # (models,) = (len(filters)·S,)
+    owner = torch.cat([torch.arange(S).repeat_interleave(f) + i * S for i, f in enumerate(filters)])
+    batch = Batch(k=k, model_of_unit=owner.to(device), models=len(filters) * S)
+    params, grads = [units, const], [torch.empty_like(units), None]
+    bufs: list[torch.Tensor] = []
+    record = _history_epochs(epochs, history_every)
+    history = torch.empty(len(record), batch.models, device=device, dtype=dtype) if record else None
+    ws = Workspace(index, units)
+    col = 0
+    with torch.no_grad():
+        for epoch in range(1, epochs + 1):
+            fwd = forward(units, const, index, batch, ws)
+            if history is not None and record[col] == epoch:
+                history[col] = mean_bce(fwd[0], index)
+                col += 1
+            if epoch == epochs:
+                final_loss, train_acc = mean_bce(fwd[0], index).cpu().numpy(), accuracy(fwd[0], index)
+            grads[1] = backward(units, index, batch, fwd, grads[0])
+            for i, (p, g) in enumerate(zip(params, grads)):
+                d = g.add_(p, alpha=weight_decay) if i == 0 else g.add(p, alpha=weight_decay)
+                if momentum:
+                    if epoch == 1:
+                        bufs.append(d.clone())
+                    else:
+                        bufs[i].mul_(momentum).add_(d)
+                    d = bufs[i]
+                p.add_(d, alpha=-lr)
+        test_acc = None
+        if X_test is not None:
+            test_index = WindowIndex.build(X_test, y_test, k).to(device, dtype)
+            test_acc = accuracy(forward(units, const, test_index, batch)[0], test_index)
+    units, const = units.cpu(), const.cpu()
+    out, start = [], 0
+    for i, f in enumerate(filters):
+        u = units[:, start : start + S * f].reshape(k + 2, S, f)
+        start += S * f
+        rows = slice(i * S, (i + 1) * S)
+        out.append(MultiSeedResult(
+            filters=f,
+            kernel_size=k,
+            seeds=seeds,
+            final_loss=final_loss[rows].copy(),
+            train_accuracy=train_acc[rows].copy(),
+            test_accuracy=None if test_acc is None else test_acc[rows].copy(),
+            history=None if history is None else history[:, rows].T.cpu().numpy().copy(),
+            history_epochs=np.asarray(record) if record else None,
+            conv_weight=u[:k].permute(1, 2, 0).unsqueeze(2).contiguous(),
+            conv_bias=u[k].contiguous(),
+            linear_weight=u[k + 1].unsqueeze(1).contiguous(),
+            linear_bias=const[rows].unsqueeze(1).clone(),
+        ))
+    return out
+
+
+def _history_epochs(epochs: int, every: int) -> list[int]:
+    """Epoch 1, every ``every``-th epoch and the last one (as the lab prints them)."""
+    if every <= 0:
+        return []
+    return sorted({1, epochs, *range(every, epochs + 1, every)})

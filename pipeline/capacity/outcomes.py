@@ -1,0 +1,72 @@
+"""The capacity study's outcomes: one configuration (F, k) trained from many seeds at once.
+
+``seed_table`` is the one way to turn (F, k, seeds, settings) into per-seed outcomes: the
+capacity stage and the sweep's success objective both call it, so both report the same
+P(success) for the same seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline.capacity.multiseed import train_seeds
+from pipeline.capacity.stats import is_success
+from pipeline.config.studies import CapacityConfig
+from pipeline.data.synthetic import make_synthetic
+from pipeline.train.batching import pick_device
+
+COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "success"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything besides (F, k, seed) that a seed's outcome depends on."""
+
+    lr: float
+    momentum: float
+    weight_decay: float
+    epochs: int
+    n: int  # training sequences
+    width: int  # sequence length W
+    data_seed: int  # numpy seed of the training set
+    test_seed: int  # numpy seed of the fresh test set
+    test_n: int  # test sequences
+    tau: float  # success threshold on the final training loss
+    device: str  # cpu | cuda (auto is resolved here)
+
+    @classmethod
+    def from_config(cls, cfg=None) -> "Settings":
+        """The same-named fields of ``cfg`` (CapacityConfig, the sweep's config); CapacityConfig's defaults
+        for the rest, so that the defaults live in one place."""
+        base = CapacityConfig()
+        values = {f.name: getattr(cfg, f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)}
+        values["device"] = str(pick_device(values["device"]))  # auto -> cpu | cuda; cuda without a GPU: a ConfigError
+        return cls(**values)
+
+
+@functools.lru_cache(maxsize=4)
+def datasets(n: int, width: int, data_seed: int, test_n: int, test_seed: int):
+    """(X, y, X_test, y_test): the training set and the fresh test set (cached: grids reuse them)."""
+    return (*make_synthetic(n, width, data_seed), *make_synthetic(test_n, width, test_seed))
+
+
+def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings) -> pd.DataFrame:
+    """One configuration trained from every seed at once: the tidy table, one row per seed."""
+    X, y, Xt, yt = datasets(settings.n, settings.width, settings.data_seed, settings.test_n, settings.test_seed)
+    r = train_seeds(filters, kernel_size, seeds, X, y, lr=settings.lr, momentum=settings.momentum,
+                    weight_decay=settings.weight_decay, epochs=settings.epochs, X_test=Xt, y_test=yt,
+                    device=settings.device)
+    return pd.DataFrame({
+        "filters": filters,
+        "kernel_size": kernel_size,
+        "seed": np.asarray(r.seeds, dtype=np.int64),
+        "final_loss": r.final_loss.astype(np.float64),
+        "train_accuracy": r.train_accuracy,
+        "test_accuracy": r.test_accuracy,
+        "success": is_success(r.final_loss, r.train_accuracy, settings.tau),
+    }, columns=COLUMNS)

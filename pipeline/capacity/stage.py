@@ -1,0 +1,166 @@
+"""Stage `capacity`: how often does the detector escape the local minimum, against F and k?
+
+Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`` or
+``mlflow run . -e capacity``. Every configuration (F, k) of the grid is trained from
+``--seeds`` initialisation seeds on the same synthetic data, all seeds at once
+(``multiseed.py``). Writes one parent run with the figures (P(success) heatmap, P(success)
+against F with interval bands and the lottery fit, the histogram of final losses) and the
+tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
+``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
+Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+
+A seed succeeds when its final training loss is below tau and its training accuracy is
+100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
+and rates: the sweep calls them too, so both report the same P(success) for the same seeds.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.capacity.outcomes import Settings, seed_table
+from pipeline.capacity.stats import lottery_fit, summarize
+from pipeline.config.parsing import as_params
+from pipeline.config.studies import CapacityConfig
+from pipeline.tracking import artifacts, runs
+
+@dataclass(frozen=True)
+class CapacityResult:
+    run_id: str
+    table: pd.DataFrame  # one row per (F, k, seed)
+    summary: pd.DataFrame  # one row per (F, k)
+    lottery: pd.DataFrame  # one row per (k, F)
+    seconds: float  # training time of the whole grid
+
+
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+    """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    import mlflow
+    from tqdm import tqdm
+
+    from pipeline.data.io import log_bundle_input
+    from pipeline.data.load import synthetic_bundle
+
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    settings = Settings.from_config(cfg)
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
+    seed_tag = f"{seeds[0]}-{seeds[-1]}"
+    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with runs.stage_run("capacity", run_name="capacity", tags=tags) as parent:
+            runs.log_params_safely(as_params(cfg))
+            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+            log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
+            tables, seconds = [], 0.0
+            bar = tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False)
+            for f, k in bar:
+                bar.set_postfix_str(f"F={f} k={k}")
+                t0 = time.perf_counter()
+                part = seed_table(f, k, seeds, settings)
+                dt = time.perf_counter() - t0
+                seconds += dt
+                tables.append(part)
+                _log_child(part, f, k, cfg, tags, dt)
+            bar.close()
+            table = pd.concat(tables, ignore_index=True)
+            summary = summarize(table, cfg.tau)
+            lottery = lottery_fit(summary)
+            _log_parent(table, summary, lottery, cfg, seconds)
+            if cfg.table:
+                table.to_csv(cfg.table, index=False)
+            run_id = parent.info.run_id
+    finally:
+        torch.set_num_threads(old_threads)
+    for line in report(summary, lottery, cfg.tau, seconds, len(table)):
+        echo(line)
+    if cfg.table:
+        echo(f"per-seed table written to {cfg.table}")
+    echo(f"parent run {run_id}")
+    return CapacityResult(run_id, table, summary, lottery, seconds)
+
+
+def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
+    """One child run per configuration: its P(success), interval and generalisation, in one batch."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    row = summarize(part, cfg.tau).iloc[0]
+    metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
+               "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
+               "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(part)}
+    metrics.update({c: row[c] for c in row.index if c.startswith("p_success_tau_")})
+    for c in ("test_accuracy_success", "test_accuracy_failed"):
+        if not np.isnan(row[c]):
+            metrics[c] = row[c]
+    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
+    params = {**{name: v for name, v in as_params(cfg).items() if name not in grid_only},
+              "filters": f, "kernel_size": k}
+    with runs.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
+                            tags={**tags, "filters": f, "kernel_size": k}) as child:
+        ts = int(time.time() * 1000)
+        mlflow.MlflowClient().log_batch(
+            child.info.run_id,
+            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
+            params=[Param(name, str(v)) for name, v in params.items()],
+        )
+
+
+def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
+    import mlflow
+
+    from pipeline.capacity.plots import curves_figure, heatmap_figure, histogram_figure
+
+    artifacts.log_table(table, "tables/seeds.csv")
+    artifacts.log_table(summary, "tables/summary.csv")
+    artifacts.log_table(lottery, "tables/lottery_fit.csv")
+    artifacts.log_figure(heatmap_figure(summary), "figures/p_success_heatmap.png")
+    artifacts.log_figure(curves_figure(summary, lottery), "figures/p_success_vs_filters.png")
+    artifacts.log_figure(histogram_figure(table, cfg.tau), "figures/final_loss_histogram.png")
+    metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
+               "p_success_overall": float(table["success"].mean())}
+    for k, part in lottery.groupby("kernel_size"):
+        metrics[f"lottery_p_k{k}"] = part["p_k"].iloc[0]
+        metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]
+        metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
+        metrics[f"lottery_max_abs_deviation_k{k}"] = float(part["deviation"].abs().max())
+    mlflow.log_metrics(metrics)
+
+
+def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: float, trainings: int) -> list[str]:
+    """The console summary: the P(success) table, tau sensitivity, generalisation, the lottery fit."""
+    lines = [f"{trainings} trainings in {seconds:.1f} s ({1000 * seconds / trainings:.2f} ms each)", "",
+             f"P(success) (loss < {tau:g} and 100% train accuracy) [95% Wilson interval], "
+             f"n = {int(summary['n'].iloc[0])} seeds each:"]
+    ks = sorted(summary["kernel_size"].unique())
+    grid = summary.set_index(["filters", "kernel_size"])
+    lines.append("   F  " + "".join(f"{'k = ' + str(k):>22s}" for k in ks))
+    for f in sorted(summary["filters"].unique()):
+        cells = [grid.loc[(f, k)] for k in ks]
+        lines.append(f"{f:4d}  " + "".join(f"{c.p_success:9.3f} [{c.p_success_lo:.3f},{c.p_success_hi:.3f}]"
+                                           for c in cells))
+    other = [c for c in summary.columns if c.startswith("p_success_tau_")]
+    if other:
+        shifts = ", ".join(f"tau = {c.removeprefix('p_success_tau_')}: {(summary[c] - summary['p_success']).abs().max():.3f}"
+                           for c in other)
+        lines += ["", f"tau sensitivity, largest change of any P(success) from tau = {tau:g}: {shifts}"]
+    succ, fail = (summary[c].mean() for c in ("test_accuracy_success", "test_accuracy_failed"))
+    lines.append("fresh test set accuracy (mean over configurations): "
+                 + ", ".join(f"{name} seeds " + ("none" if np.isnan(v) else f"{v:.3f}")
+                             for name, v in (("successful", succ), ("failed", fail))))
+    lines += ["", "independent-lottery fit P(F) = 1 - (1 - p_k)^F:"]
+    for k, part in lottery.groupby("kernel_size"):
+        lines.append(f"  k = {k}: p_k = {part['p_k'].iloc[0]:.3f}, chi2 = {part['chi2'].iloc[0]:.1f} on "
+                     f"{part['dof'].iloc[0]} dof (p = {part['p_value'].iloc[0]:.3g}), max |observed - fit| = "
+                     f"{part['deviation'].abs().max():.3f}, {int(part['inside_interval'].sum())}/{len(part)} "
+                     "predictions inside the intervals")
+    return lines

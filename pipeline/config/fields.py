@@ -1,0 +1,65 @@
+"""Building blocks of the stage configs: ``opt`` (a field with its help) and the field groups
+that several stages share (tracking, data).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.errors import ConfigError
+from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
+
+
+def opt(default: Any, help: str) -> Any:
+    """A config field with its one-line help (shown by ``--help``)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class TrackingFields:
+    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    experiment_name: str | None = opt(None, "MLflow experiment (default: the active or 'Default' experiment)")
+
+
+@dataclass(frozen=True)
+class DataFields:
+    recipe: str | None = opt(None, "preset of data, model and training settings (see `pipeline recipes`); "
+                                   "default: the data set's own (mnist -> mnist-small, digits -> digits-lenet, ...)")
+    dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
+    n: int = opt(75, "synthetic: number of sequences in the training set")
+    width: int = opt(20, "synthetic: sequence length W")
+    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)")
+    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set")
+    data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
+                                     "or a labs' .npz file")
+    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir")
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split")
+    val_fraction: float | None = opt(None, "images: share of the training images held out for validation")
+    test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
+                                            "the test split")
+    normalize: str | None = opt(None, "images: none (pixels in [0,1], as the labs) | standard (per-channel "
+                                      "mean/std of the training split)")
+
+    def _check_data(self) -> None:
+        get_recipe(recipe_name(self.recipe, self.dataset))
+        if self.n < 1:
+            raise ConfigError(f"--n must be >= 1, got {self.n}")
+        if self.width < 3:
+            raise ConfigError(f"--width must be >= 3, got {self.width}")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise ConfigError(
+                f"unknown dataset {self.dataset!r}; choose one of: {', '.join(sorted(DATASETS))}"
+            )
+        for name in ("val_fraction", "test_fraction"):
+            v = getattr(self, name)
+            if v is not None and not 0 < v < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1), got {v}")
+        if self.normalize is not None and self.normalize not in ("none", "standard"):
+            raise ConfigError(f"--normalize must be none or standard, got {self.normalize!r}")
+
+    def recipe_value(self, name: str) -> Any:
+        """A field's value as resolve() will see it: the explicit value, else the recipe's."""
+        value = getattr(self, name)
+        if value is None:
+            value = get_recipe(recipe_name(self.recipe, self.dataset)).values.get(name, FALLBACKS.get(name))
+        return value

@@ -1,0 +1,153 @@
+"""Configs of the stages that run many trainings: ``capacity`` (a grid over F x k),
+``sweep`` (an Optuna study) and ``study-summary``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.config.fields import DataFields, TrackingFields, opt
+from pipeline.errors import ConfigError
+
+
+SAMPLERS = ("tpe", "grid", "random")
+OBJECTIVES = ("success", "accuracy")
+
+
+@dataclass(frozen=True)
+class SweepConfig(DataFields, TrackingFields):
+    """sweep: an Optuna study over filter counts and kernel sizes, one MLflow child run per trial."""
+
+    objective: str = opt("success", "success = P(success) over seeds (synthetic); accuracy = validation accuracy (images)")
+    study_name: str = opt("detector-capacity", "Optuna study name; an existing study is resumed (load_if_exists)")
+    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., FILE.journal, memory")
+    filters: tuple[int, ...] = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter-count choices (per conv layer), a list or range: 1-8")
+    kernel_sizes: tuple[int, ...] = opt((3, 5, 7), "odd kernel-size choices (per conv layer), e.g. 3,5,7")
+    lr_min: float | None = opt(None, "also search the learning rate, log-uniform from LR_MIN ...")
+    lr_max: float | None = opt(None, "... to LR_MAX (both or neither)")
+    seeds: int = opt(50, "success objective: initialisation seeds 0..S-1 per trial (as pipeline capacity)")
+    tau: float = opt(0.05, "success objective: a seed succeeds when its final loss < tau and train accuracy is 100%")
+    epochs: int | None = opt(None, "training epochs per trial (default: the recipe's)")
+    batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)")
+    n_trials: int = opt(20, "trials for this worker (several workers add up)")
+    timeout: float | None = opt(None, "stop this worker after this many seconds")
+    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices) | random")
+    sampler_seed: int = opt(0, "seed of the sampler (and of the models in the accuracy objective)")
+    pruner: str = opt("median", "accuracy objective: median | none")
+    multi_objective: bool = opt(False, "also minimise the parameter count; report the Pareto front")
+    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)")
+    grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default 2x interval)")
+    max_retry: int = opt(3, "times a trial of a dead worker is re-queued")
+    progress: bool = opt(True, "show a progress bar over trials")
+    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)")
+    threads: int = opt(1, "torch CPU threads")
+
+    def __post_init__(self) -> None:
+        self._check_data()
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if not self.study_name.strip():
+            raise ConfigError("--study-name must not be empty")
+        if not self.filters or not self.kernel_sizes:
+            raise ConfigError("empty search space: give --filters and --kernel-sizes choices")
+        if min(self.filters) < 1:
+            raise ConfigError(f"--filters choices must be >= 1, got {self.filters}")
+        if min(self.kernel_sizes) < 1 or any(k % 2 == 0 for k in self.kernel_sizes):
+            raise ConfigError(f"--kernel-sizes must be odd positive integers, got {self.kernel_sizes}")
+        if (self.lr_min is None) != (self.lr_max is None):
+            raise ConfigError("give both --lr-min and --lr-max, or neither")
+        if self.lr_min is not None and not 0 < self.lr_min < self.lr_max:
+            raise ConfigError(f"need 0 < --lr-min < --lr-max, got {self.lr_min} and {self.lr_max}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+        if self.sampler == "grid" and self.lr_min is not None:
+            raise ConfigError("the grid sampler needs finite choices: drop --lr-min/--lr-max")
+        if self.pruner not in ("median", "none"):
+            raise ConfigError(f"--pruner must be median or none, got {self.pruner!r}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if not 0 < self.tau < 1:
+            raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
+        if self.n_trials < 1:
+            raise ConfigError(f"--n-trials must be >= 1, got {self.n_trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.heartbeat_interval < 0 or (self.grace_period is not None and self.grace_period < 1):
+            raise ConfigError("--heartbeat-interval must be >= 0 and --grace-period >= 1")
+        if self.max_retry < 0:
+            raise ConfigError(f"--max-retry must be >= 0, got {self.max_retry}")
+
+
+@dataclass(frozen=True)
+class StudySummaryConfig:
+    """study-summary: print a study's best trials and its trial counts by state."""
+
+    study_name: str = opt("detector-capacity", "Optuna study name")
+    storage: str | None = opt(None, "Optuna storage URL (default sqlite:///optuna.db)")
+    top: int = opt(5, "how many best trials to print")
+
+    def __post_init__(self) -> None:
+        if self.top < 1:
+            raise ConfigError(f"--top must be >= 1, got {self.top}")
+
+
+@dataclass(frozen=True)
+class CapacityConfig(TrackingFields):
+    """capacity: P(success) of the synthetic detector over a grid of filter counts x kernel sizes."""
+
+    filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
+    kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
+    seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
+    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`")
+    tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
+    lr: float = opt(0.05, "SGD learning rate (the synthetic recipe's)")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(1e-3, "L2 weight decay")
+    epochs: int = opt(500, "full-batch epochs per training")
+    n: int = opt(75, "number of sequences in the training set")
+    width: int = opt(20, "sequence length W")
+    data_seed: int = opt(0, "numpy seed of the training set (the lab uses 0)")
+    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation")
+    test_n: int = opt(1000, "number of sequences in the fresh test set")
+    table: str | None = opt(None, "also write the per-seed table to this local CSV file")
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)")
+    device: str = opt("cpu", "auto | cpu | cuda")
+
+    def __post_init__(self) -> None:
+        for name in ("filters", "kernel_sizes"):
+            v = getattr(self, name)
+            flag = "--" + name.replace("_", "-")
+            if not v:
+                raise ConfigError(f"{flag} needs at least one value, e.g. {'1-8' if name == 'filters' else '3,5,7'}")
+            if min(v) < 1:
+                raise ConfigError(f"{flag} needs positive integers, got {','.join(map(str, v))}")
+            if len(set(v)) != len(v):
+                raise ConfigError(f"{flag} lists a value twice: {','.join(map(str, v))}")
+        even = [k for k in self.kernel_sizes if k % 2 == 0]
+        if even:
+            raise ConfigError(f"--kernel-sizes must be odd (padding k//2 keeps the width), got {','.join(map(str, even))}")
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.first_seed < 0:
+            raise ConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
+        if not 0 < self.tau < 1:
+            raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.n < 1 or self.test_n < 1:
+            raise ConfigError(f"--n and --test-n must be >= 1, got {self.n} and {self.test_n}")
+        if self.width < 3:
+            raise ConfigError(f"--width must be >= 3, got {self.width}")
+        if self.test_seed == self.data_seed:
+            raise ConfigError("--test-seed must differ from --data-seed (the test set must be fresh)")
+        if self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")

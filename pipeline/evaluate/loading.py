@@ -1,0 +1,113 @@
+"""A logged model and the data to look at it with: what `evaluate` and `inspect` start from.
+
+The data options that were not given are taken from the run that trained the model (its
+recipe, data set, data folder and split), so no data options need repeating; explicit
+options override them.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pipeline.config.parsing import parse_value
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import EvaluateConfig
+from pipeline.data.bundle import DataBundle, Split
+from pipeline.data.io import bundle_from_uri
+from pipeline.data.load import load_bundle
+from pipeline.data.synthetic import make_synthetic
+from pipeline.errors import ConfigError
+from pipeline.tracking import runs
+from pipeline.train.batching import pick_device
+
+# Data options that evaluate takes from the evaluated run unless given; the location ones
+# only while the data set is the same.
+INHERITED = ("recipe", "dataset", "data_dir", "split_seed", "val_fraction", "test_fraction", "normalize", "data_uri")
+LOCATION = ("recipe", "data_dir", "data_uri")
+
+
+def load_model(uri: str, device: torch.device) -> torch.nn.Module:
+    import mlflow
+
+    try:
+        return mlflow.pytorch.load_model(uri, map_location=device).eval()
+    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such model"
+        raise ConfigError(f"cannot load model {uri}: {str(err).splitlines()[0]}") from None
+
+
+def source_run(run_id: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(params, tags) of the run that logged the model; empty when it is not in this store."""
+    import mlflow
+
+    if run_id is None:
+        return {}, {}
+    try:
+        data = mlflow.MlflowClient().get_run(run_id).data
+        return dict(data.params), dict(data.tags)
+    except Exception:  # noqa: BLE001 - provenance is best effort when the source run is elsewhere
+        return {}, {}
+
+
+def inherit(cfg: EvaluateConfig, params: dict[str, str]) -> EvaluateConfig:
+    """Fill the data options that were not given from the evaluated run's params (its resolved values)."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    src_dataset = params.get("resolved.dataset", params.get("dataset")) or None
+    same_data = cfg.dataset is None or cfg.dataset == src_dataset
+    updates: dict[str, Any] = {}
+    for name in INHERITED:
+        if getattr(cfg, name) is not None or (name in LOCATION and not same_data):
+            continue
+        value = params.get(f"resolved.{name}", params.get(name))
+        if value not in (None, ""):
+            updates[name] = parse_value(fields[name], value)
+    return dataclasses.replace(cfg, **updates) if updates else cfg
+
+
+def source_run_id(uri: str) -> str | None:
+    return uri.split("/")[1] if uri.startswith("runs:/") else None
+
+
+def test_data(cfg: EvaluateConfig) -> DataBundle:
+    """Synthetic: a fresh set (``--data-seed``, ``--n``). Images: the test split of the run's data."""
+    dataset = cfg.dataset or "synthetic"
+    if dataset != "synthetic":
+        bundle = bundle_from_uri(cfg.data_uri) if cfg.data_uri else load_bundle(cfg)
+        if bundle.test is None:
+            raise ConfigError(f"{cfg.data_uri or dataset}: has no test split to evaluate on")
+        return bundle
+    X, y = make_synthetic(cfg.n, cfg.width, cfg.data_seed)
+    split = Split(X, y)
+    return DataBundle("synthetic", "binary", split, split, ("no pattern", "0,+1,0"),
+                      {"n": cfg.n, "width": cfg.width, "data_seed": cfg.data_seed})
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A logged model with the data and provenance of the run that trained it."""
+
+    cfg: Any  # the stage config, resolved, data options inherited from the source run
+    uri: str  # runs:/<id>/model
+    source_run_id: str | None
+    source_params: dict[str, str]
+    model: torch.nn.Module
+    device: torch.device
+    bundle: DataBundle  # synthetic: a fresh set; images: the run's data with its test split
+    tags: dict[str, Any]  # for the stage's own run
+
+
+def open_model(cfg: Any) -> LoadedModel:
+    """Load ``cfg``'s model and the data to look at it with (evaluate and inspect start here)."""
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    uri = cfg.resolved_model_uri
+    src = source_run_id(uri)
+    src_params, src_tags = source_run(src)
+    cfg = resolve(inherit(cfg, src_params))
+    device = pick_device(cfg.device)
+    model = load_model(uri, device)
+    bundle = test_data(cfg)
+    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
+            "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed")}
+    return LoadedModel(cfg, uri, src, src_params, model, device, bundle, tags)

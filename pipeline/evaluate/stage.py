@@ -1,0 +1,158 @@
+"""Stage `evaluate`: score a logged model on fresh data and log what it learned.
+
+Run as ``pipeline evaluate --model-uri runs:/<id>/model`` (or ``--run-id <id>``), or
+``mlflow run . -e evaluate -P run_id=<id>``. Reads the model, and the data options of the
+run that logged it (its recipe, data set, data folder, split), so no data options need
+repeating; explicit options override them. Writes ``test_loss``, ``test_accuracy``,
+confusion counts and figure, and
+- for the 1D detector: a prediction heatmap, which filter implements 0, +1, 0 and its kernel;
+- for image models (on the test split): per-class accuracy (``test_accuracy_class_<i>``
+  and a CSV), the easiest and hardest test examples by true-class probability, the first
+  layer's feature maps for one input, and the filters.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline.config.parsing import as_params
+from pipeline.config.stages import EvaluateConfig
+from pipeline.data.bundle import DataBundle
+from pipeline.errors import ConfigError
+from pipeline.evaluate.loading import open_model
+from pipeline.evaluate.probes import detector_filter
+from pipeline.models.registry import first_conv
+from pipeline.tracking import artifacts, runs
+from pipeline.train.batching import minibatches, place
+from pipeline.train.loop import check_channels, correct_count, make_criterion
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run_id: str
+    test_loss: float
+    test_accuracy: float
+    detector_filter: int | None  # 1D detector: index of the 0,+1,0 filter
+    detector_kernel: list[float] | None
+
+
+@torch.no_grad()
+def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int | None, list[float] | None]:
+    import mlflow
+
+    from pipeline import figures
+
+    X, y = bundle.train.X, bundle.train.y
+    logits = model(X)
+    loss = float(make_criterion("bce")(logits, y))
+    acc = int(correct_count(logits, y, "binary")) / len(y)
+    pred = (logits > 0).float()
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    mlflow.log_metrics({"test_loss": loss, "test_accuracy": acc, "true_positives": tp,
+                        "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
+    cm = np.array([[tn, fp], [fn, tp]])
+    artifacts.log_figure(figures.confusion_figure(cm, bundle.classes), "figures/confusion_matrix.png")
+    rows = slice(0, min(75, len(y)))
+    fig = figures.heatmaps(
+        [("X (test inputs)", X[rows, 0].numpy()), ("ŷ = P(pattern)", torch.sigmoid(logits[rows]).numpy()),
+         ("y", y[rows].numpy())],
+        suptitle=f"test set (first {rows.stop} of {len(y)} rows)", symmetric=[True, False, False],
+    )
+    artifacts.log_figure(fig, "figures/test_heatmaps.png")
+    idx, kernel = detector_filter(model)
+    mlflow.log_metric("detector_filter", idx)
+    mlflow.log_dict({"filter": idx, "kernel": [float(v) for v in kernel],
+                     "linear_weight": float(model.linear.weight[0, idx])}, "detector_kernel.json")
+    artifacts.log_figure(figures.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"),
+                        "figures/detector_kernel.png")
+    taps = ", ".join(f"{v:+.3f}" for v in kernel)
+    echo(f"detector filter {idx}: kernel [{taps}]")
+    return loss, acc, idx, [float(v) for v in kernel]
+
+
+@torch.no_grad()
+def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo) -> tuple[float, float]:
+    import mlflow
+    import pandas as pd
+
+    from pipeline import figures
+
+    test = bundle.test
+    conv = first_conv(model)
+    check_channels(conv.in_channels, bundle, "the model")
+    built_for = tuple(getattr(model, "input_shape", bundle.input_shape))
+    if built_for != bundle.input_shape:
+        raise ConfigError(f"the model was built for {'x'.join(map(str, built_for))} images, but {bundle.name} has "
+                          f"{'x'.join(map(str, bundle.input_shape))}")
+    transform = bundle.input_transform(device)
+    X, y = place(test.X, device), place(test.y, device)
+    outs = [model(xb).float() for xb, _ in minibatches(X, y, cfg.test_batch_size, device, transform)]
+    logp = torch.log_softmax(torch.cat(outs), dim=1).cpu()  # (N, K); log-softmax outputs pass unchanged
+    y = test.y
+    k = len(bundle.classes)
+    if logp.shape[1] != k:
+        raise ConfigError(f"the model has {logp.shape[1]} outputs, but {bundle.name} has {k} classes")
+    loss = float(torch.nn.functional.nll_loss(logp, y))  # = cross-entropy of the logits
+    pred = logp.argmax(dim=1)
+    acc = float((pred == y).float().mean())
+    cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()  # rows: true, cols: predicted
+    per_class = pd.DataFrame({"class": list(bundle.classes), "n": cm.sum(axis=1), "correct": np.diag(cm)})
+    per_class["accuracy"] = per_class["correct"] / per_class["n"].clip(lower=1)
+    mlflow.log_metrics({"test_loss": loss, "test_accuracy": acc,
+                        **{f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])}})
+    artifacts.log_table(per_class, "per_class_accuracy.csv")
+    artifacts.log_table(pd.DataFrame(cm, index=bundle.classes, columns=bundle.classes).reset_index(names="true"),
+                       "confusion_matrix.csv")
+    artifacts.log_figure(figures.confusion_figure(cm, bundle.classes, title=f"{bundle.name} test split"),
+                        "figures/confusion_matrix.png")
+
+    # Easiest and hardest examples: highest and lowest probability given to the true class.
+    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
+    order = torch.argsort(p_true)
+    shown = min(cfg.examples, len(y))
+    pixels = test.X.float() / 255 if test.X.dtype == torch.uint8 else test.X  # what a person sees
+    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
+        captions = [f"{bundle.classes[int(y[i])]} -> {bundle.classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}"
+                    for i in idx]
+        fig = figures.image_grid(pixels[idx].numpy(), captions,
+                               title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
+        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+
+    maps = conv(transform(test.X[:1].to(device)))[0].cpu().numpy()  # (F, H', W') of the first test image
+    artifacts.log_figure(figures.feature_maps_figure(pixels[0].numpy(), maps,
+                                                  title=f"first-layer feature maps (test image 0, "
+                                                        f"class {bundle.classes[int(y[0])]})"),
+                        "figures/feature_maps.png")
+    mlflow.log_image(figures.filter_grid_rgb(conv.weight.detach().cpu().numpy()), artifact_file="figures/filters.png")
+    worst = per_class.sort_values("accuracy").iloc[0]
+    echo(f"per-class accuracy from {per_class['accuracy'].min():.3f} ({worst['class']}) to "
+         f"{per_class['accuracy'].max():.3f}")
+    return loss, acc
+
+
+def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
+    import mlflow
+
+    loaded = open_model(cfg)
+    cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
+    with runs.stage_run("evaluate", run_name=f"evaluate-{loaded.source_run_id or 'model'}",
+                            tags=loaded.tags) as active:
+        runs.log_params_safely({**as_params(cfg), "model_uri": uri})
+        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        if bundle.task == "binary":
+            loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
+                 f"data seed {cfg.data_seed})")
+        else:
+            loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
+            idx = kernel = None
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
+                 f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
+        return EvalResult(active.info.run_id, loss, acc, idx, kernel)

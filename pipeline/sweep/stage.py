@@ -1,0 +1,130 @@
+"""Stage `sweep`: an Optuna study over filter counts and kernel sizes, tracked in MLflow.
+
+Run as ``pipeline sweep --study-name NAME [--storage URL] --n-trials N`` (several workers
+may run the same command at once) or ``mlflow run . -e sweep``. Writes one parent run per
+invocation (tagged with the study and the storage, password hidden) holding the best
+trial(s), the trials table and Optuna's plots, and one child run per trial with its
+params, intermediate values (step = epoch), final values and its real state
+(pruned -> KILLED, failed -> FAILED).
+
+Objectives: ``success`` trains S seeds of the 1D detector at once through the capacity
+study's batched trainer and maximises P(success); ``accuracy`` trains one image model and
+maximises validation accuracy, reporting each epoch to a median pruner.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pipeline.config.parsing import as_params
+from pipeline.config.recipes import resolve
+from pipeline.config.studies import SweepConfig
+from pipeline.errors import ConfigError
+from pipeline.sweep.objectives import Objective, accuracy_objective, success_objective
+from pipeline.sweep.report import best_trials, format_summary, log_study_summary, state_counts
+from pipeline.sweep.space import make_pruner, make_sampler, model_name, param_names, suggest
+from pipeline.sweep.storage import make_storage
+from pipeline.sweep.trials import TrialRun, close_stale_runs
+from pipeline.tracking import runs
+from pipeline.tracking.redact import redact
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    run_id: str
+    study_name: str
+    storage: str  # redacted
+    best: list[dict[str, Any]]  # best trial (or the Pareto front): number, params, values
+    counts: dict[str, int]  # trials by state, whole study
+    seconds: float  # this worker's time in study.optimize
+
+
+def study_directions(cfg: SweepConfig) -> list[str]:
+    return ["maximize", "minimize"] if cfg.multi_objective else ["maximize"]
+
+
+def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
+    import warnings
+
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
+
+    def on_stale(study: Any, frozen_trial: Any) -> None:
+        close_stale_runs(tracking_uri, frozen_trial)
+        retry(study, frozen_trial)
+
+    storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
+    try:
+        return optuna.create_study(
+            study_name=cfg.study_name, storage=storage, load_if_exists=True,
+            directions=study_directions(cfg), sampler=make_sampler(cfg), pruner=make_pruner(cfg),
+        )
+    except ValueError as err:  # e.g. the stored study has other directions
+        raise ConfigError(f"study {cfg.study_name!r}: {err}") from None
+
+
+def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
+        objective_factory: Callable[[SweepConfig], Objective] | None = None) -> SweepResult:
+    """Run this worker's trials of the study; ``objective_factory`` replaces the objective (benchmarks)."""
+    import mlflow
+    import optuna
+    import torch
+
+    cfg = resolve(cfg)
+    torch.set_num_threads(cfg.threads)
+    if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
+        raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
+    study = open_study(cfg, runs.resolve_uri(cfg.tracking_uri))  # first: a bad storage fails fast
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    if objective_factory is not None:
+        inner = objective_factory(cfg)
+    else:
+        inner = success_objective(cfg) if cfg.objective == "success" else accuracy_objective(cfg)
+    storage_text = redact(cfg.storage or "sqlite:///optuna.db")
+    tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
+            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed,
+            "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
+    with runs.stage_run("sweep", run_name=f"sweep-{cfg.study_name}", tags=tags) as parent:
+        params = as_params(cfg)
+        params["storage"] = storage_text
+        runs.log_params_safely(params)
+        client = mlflow.MlflowClient()
+        experiment_id = parent.info.experiment_id
+
+        def objective(trial: Any) -> Any:
+            run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg)
+            status = "FAILED"
+            final: dict[str, float] = {}
+            try:
+                point = suggest(trial, cfg)
+                run.log_params(point)
+                values = inner(trial, run, point)
+                final = {"objective_value": values[0]}
+                status = "FINISHED"
+                return values if cfg.multi_objective else values[0]
+            except optuna.TrialPruned:
+                status = "KILLED"
+                raise
+            finally:
+                run.finish(status, final)
+
+        t0 = time.monotonic()
+        study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout,
+                       show_progress_bar=cfg.progress, gc_after_trial=False)
+        elapsed = time.monotonic() - t0
+        best = best_trials(study)
+        counts = state_counts(study)
+        mlflow.log_metrics({"worker_seconds": elapsed, **{f"trials_{k.lower()}": v for k, v in counts.items()}})
+        log_study_summary(study, best, param_names(cfg)[0], cfg.objective)
+        for b in best:
+            if b["mlflow_run_id"]:
+                client.set_tag(b["mlflow_run_id"], "best_trial", "true")
+        run_id = parent.info.run_id
+    echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
+    return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)

@@ -1,0 +1,66 @@
+"""Artifacts of a run: figures, text, tables (CSV) and the trained model."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def log_figure(fig: Any, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_table(df: Any, artifact_file: str) -> None:
+    """A pandas table as a CSV artifact."""
+    import mlflow
+
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    mlflow.log_text(buf.getvalue(), artifact_file)
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements for logged models (skips MLflow's slow requirement inference)."""
+    from importlib.metadata import version
+
+    reqs = []
+    for pkg in ("torch", "mlflow", "numpy", "cloudpickle"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except Exception:  # noqa: BLE001 - a missing distribution just goes unpinned
+            reqs.append(pkg)
+    return reqs
+
+
+def log_model(model: Any, input_example: Any) -> str:
+    """Log a torch model as ``model`` with an input example; returns its runs:/ URI.
+
+    Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
+    evaluate needs the module itself (``.eval()`` for dropout and batch norm, its layers
+    for filters and feature maps), which an exported program does not give back.
+    """
+    import inspect
+
+    import mlflow
+
+    model_cpu = model.to("cpu").eval()
+    extra = {}
+    if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
+        extra["serialization_format"] = "pickle"
+    mlflow.pytorch.log_model(
+        model_cpu,
+        name="model",
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+        **extra,
+    )
+    return f"runs:/{mlflow.active_run().info.run_id}/model"
