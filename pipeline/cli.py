@@ -6,7 +6,9 @@ place (``config/``). Bad input ends in a one-line ``Error: ...`` and exit status
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+import traceback
 from typing import Any, Callable
 
 import click
@@ -15,7 +17,7 @@ from pipeline.config.parsing import build_config, field_kind
 from pipeline.config.recipes import FALLBACKS, RECIPES
 from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import interrupt_signals
 
 
 def _default_text(f: dataclasses.Field) -> str:
@@ -60,8 +62,14 @@ def config_options(cls: type) -> Callable:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
-    """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna."""
+@click.option("--debug", is_flag=True, help="show the traceback of an error (also PIPELINE_DEBUG=1; "
+                                            "accepted anywhere on the command line)")
+def cli(debug: bool) -> None:
+    """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna.
+
+    Exit status: 0 done, 2 bad input, 1 the environment failed (a store that does not answer
+    or is read-only), 128+N stopped by signal N. Errors are one line on stderr.
+    """
 
 
 @cli.command("prepare-data")
@@ -162,25 +170,43 @@ def recipes_cmd() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: every failure is one line on stderr, never a traceback.
+
+    Exit 2: bad input. Exit 1: the environment failed (a store that does not answer or is
+    read-only, a full disk). Exit 128 + N: signal N (SIGINT, SIGTERM, SIGHUP end the runs
+    KILLED). ``--debug`` anywhere on the line, or ``PIPELINE_DEBUG=1``, adds the traceback.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
+    code = 0
     try:
-        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        click.echo(f"Error: {err.format_message()}", err=True)
-        sys.exit(err.exit_code)
-    except ConfigError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except Exception as err:
-        # The tracking server went away or refused a request mid-stage: say so in one line
-        # (the stage's run is already closed as FAILED where the store still answers).
-        if type(err).__module__.split(".")[0] != "mlflow":
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        click.echo(f"Error: MLflow: {first[:300]}", err=True)
-        sys.exit(1)
+        with interrupt_signals():
+            try:
+                with cli.make_context("pipeline", args) as ctx:
+                    cli.invoke(ctx)
+            except click.exceptions.Exit as err:
+                code = err.exit_code
+            except click.exceptions.NoArgsIsHelpError as err:
+                err.show()
+                code = 2
+            except click.ClickException as err:
+                click.echo(f"Error: {err.format_message()}", err=True)
+                code = err.exit_code
+            except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - every failure becomes one line
+                code = _report(err, debug)
+    except KeyboardInterrupt as err:  # a signal that came after the command's own handling
+        code = _report(err, debug)
+    if code:
+        sys.exit(code)
+
+
+def _report(err: BaseException, debug: bool) -> int:
+    from pipeline.tracking.faults import describe
+
+    code, line = describe(err)
+    if debug:
+        traceback.print_exception(err)
+    click.echo(line, err=True)
+    return code

@@ -34,14 +34,17 @@ def weights_to_rgb(w: np.ndarray, cell: int = 24, vmax: float | None = None) -> 
     return np.kron(img, np.ones((cell, cell, 1), dtype=np.uint8))
 
 
+MAX_FILTERS_DRAWN = 64  # more filters make an image too tall to draw (and to look at)
+
+
 def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndarray:
     """Conv filters as one RGB image for ``mlflow.log_image``.
 
-    1D filters (F, C, k): one row per filter. 2D filters (F, C, kh, kw): the first input
+    At most the first MAX_FILTERS_DRAWN filters. 1D filters (F, C, k): one row per filter. 2D filters (F, C, kh, kw): the first input
     channel of each filter (or the RGB filter itself for 3 channels), in a square grid
     separated by white gaps.
     """
-    w = np.asarray(weights, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float32)[:MAX_FILTERS_DRAWN]
     if w.ndim == 3:  # (F, C, k): rows = filters, columns = taps (channels side by side)
         big = max(cell, 40)
         img = weights_to_rgb(w.transpose(0, 2, 1).reshape(w.shape[0], -1), cell=big)
@@ -102,9 +105,12 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
 
 def filters_and_linear(conv_w: np.ndarray, linear_w: np.ndarray, title: str = ""):
     """1D detector: each filter's kernel (rows) beside its weight in the linear layer."""
-    conv_w = np.asarray(conv_w)[:, 0, :]  # (F, k)
-    linear_w = np.asarray(linear_w).reshape(-1, 1)  # (F, 1)
+    total = len(conv_w)
+    conv_w = np.asarray(conv_w)[:MAX_FILTERS_DRAWN, 0, :]  # (F, k)
+    linear_w = np.asarray(linear_w).reshape(-1, 1)[:MAX_FILTERS_DRAWN]  # (F, 1)
     f, k = conv_w.shape
+    if total > f:
+        title = f"{title} (the first {f} of {total} filters)".strip()
     fig, axes = plt.subplots(1, 2, figsize=(3 + 0.6 * k, 1.5 + 0.6 * f), gridspec_kw={"width_ratios": [k, 1.5]})
     for ax, arr, name in ((axes[0], conv_w, "conv filters"), (axes[1], linear_w, "linear weight")):
         lim = symmetric_limit(arr)

@@ -1,18 +1,46 @@
-"""Building blocks of the stage configs: ``opt`` (a field with its help) and the field groups
-that several stages share (tracking, data).
+"""Building blocks of the stage configs: ``opt`` (a field with its help and range), the range
+check that every config runs (``check_fields``), and the field groups that several stages
+share (tracking, data).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.errors import ConfigError
 from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
 
+TORCH_SEED = (0, 2**64 - 1)  # torch.manual_seed, torch.Generator
+NUMPY_SEED = (0, 2**32 - 1)  # np.random.RandomState (the synthetic data), Optuna's samplers
+INT64 = (-(2**63), 2**63 - 1)  # any other integer option
 
-def opt(default: Any, help: str) -> Any:
-    """A config field with its one-line help (shown by ``--help``)."""
-    return field(default=default, metadata={"help": help})
+
+def opt(default: Any, help: str, within: tuple[int, int] | None = None) -> Any:
+    """A config field with its one-line help (shown by ``--help``) and, for integers, its range."""
+    return field(default=default, metadata={"help": help, "within": within or INT64})
+
+
+def _bound(v: int) -> str:
+    for base in (2**64, 2**63, 2**32):
+        if abs(v) in (base, base - 1):
+            return f"{'-' if v < 0 else ''}2^{base.bit_length() - 1}{' - 1' if abs(v) == base - 1 else ''}"
+    return str(v)
+
+
+def check_fields(cfg: Any) -> None:
+    """Every integer of ``cfg`` inside its field's range, every float finite (before any work)."""
+    for f in dataclasses.fields(cfg):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(cfg, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{flag} must be a finite number, got {v}")
+            if isinstance(v, int) and not isinstance(v, bool):
+                lo, hi = f.metadata.get("within") or INT64
+                if not lo <= v <= hi:
+                    raise ConfigError(f"{flag} must be in [{_bound(lo)}, {_bound(hi)}], got {v}")
 
 
 @dataclass(frozen=True)
@@ -28,12 +56,12 @@ class DataFields:
     dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
     n: int = opt(75, "synthetic: number of sequences in the training set")
     width: int = opt(20, "synthetic: sequence length W")
-    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)")
-    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set")
+    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", NUMPY_SEED)
+    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", NUMPY_SEED)
     data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
                                      "or a labs' .npz file")
     download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir")
-    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split")
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", TORCH_SEED)
     val_fraction: float | None = opt(None, "images: share of the training images held out for validation")
     test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
                                             "the test split")
@@ -41,6 +69,7 @@ class DataFields:
                                       "mean/std of the training split)")
 
     def _check_data(self) -> None:
+        check_fields(self)
         get_recipe(recipe_name(self.recipe, self.dataset))
         if self.n < 1:
             raise ConfigError(f"--n must be >= 1, got {self.n}")

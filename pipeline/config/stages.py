@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import DataFields, TrackingFields, opt
+from pipeline.config.fields import NUMPY_SEED, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 
@@ -46,7 +46,7 @@ class TrainConfig(DataFields, TrackingFields):
     test_batch_size: int = opt(1000, "minibatch size when scoring the validation split (no gradients)")
     max_batches: int = opt(0, "stop each epoch after this many minibatches (0 = all): a fast path for tests")
     seed: int | None = opt(None, "torch.manual_seed for the model's initial weights and the batch order "
-                                 "(separate from the data seed)")
+                                 "(separate from the data seed)", TORCH_SEED)
     print_every: int | None = opt(None, "print 'Epoch %d had training loss %.4f' at epoch 1 and every N epochs")
     log_interval: int | None = opt(None, "print the minibatch loss every N minibatches, like the labs' script "
                                          "(0 = never)")
@@ -71,6 +71,9 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--in-channels must be >= 1, got {self.in_channels}")
         if self.loss is not None and self.loss not in ("bce", "ce", "nll"):
             raise ConfigError(f"unknown loss {self.loss!r}; choose bce, ce or nll")
+        if self.data_uri is None:  # with --data-uri the data set (so the task) is known only once loaded
+            check_loss(self.recipe_value("loss"), "binary" if self.recipe_value("dataset") == "synthetic"
+                       else "multiclass")
         if self.optimizer is not None and self.optimizer not in ("sgd", "rmsprop", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, rmsprop or adam")
         if self.lr is not None and not self.lr > 0:
@@ -95,6 +98,18 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
 
 
+def check_loss(loss: str | None, task: str) -> None:
+    """A loss that fits the model's output: one logit (binary) takes bce; class scores take ce or nll."""
+    if loss is None:
+        return
+    if task == "binary" and loss != "bce":
+        raise ConfigError(f"--loss {loss} does not fit the 1D detector's single output (it would train to a loss "
+                          "of exactly 0 and learn nothing); use --loss bce")
+    if task != "binary" and loss == "bce":
+        raise ConfigError("--loss bce is for the 1D detector's single output; class scores take --loss ce "
+                          "(or nll)")
+
+
 def check_batch_size(batch_size: int, dataset: str | None) -> None:
     """Full batch (0) is the synthetic lab's setting; image data always comes in minibatches."""
     if batch_size < 0:
@@ -110,7 +125,7 @@ class EvaluateConfig(DataFields, TrackingFields):
     model_uri: str | None = opt(None, "model to evaluate, e.g. runs:/<run id>/model")
     run_id: str | None = opt(None, "shortcut for --model-uri runs:/<run id>/model")
     data_uri: str | None = opt(None, "prepared data whose test split to use (default: the evaluated run's)")
-    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set")
+    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set", NUMPY_SEED)
     n: int = opt(1000, "synthetic: number of sequences in the test set")
     test_batch_size: int = opt(1000, "minibatch size for scoring the test split")
     examples: int = opt(16, "images: how many easiest and how many hardest test examples to show")
@@ -139,7 +154,7 @@ class MainConfig(TrackingFields):
     """main: the whole offline study on the synthetic data, as nested runs under one parent."""
 
     epochs: int = opt(500, "epochs for each training run")
-    seed: int = opt(0, "model seed shared by the 3- and 4-filter runs")
+    seed: int = opt(0, "model seed shared by the 3- and 4-filter runs", TORCH_SEED)
     small_filters: int = opt(3, "filters of the first (local-minimum prone) detector")
     large_filters: int = opt(4, "filters of the second detector")
     sweep_trials: int = opt(12, "trials of the closing sweep over filters x kernel size (0 = no sweep)")
@@ -147,6 +162,7 @@ class MainConfig(TrackingFields):
     storage: str | None = opt(None, "Optuna storage of the closing sweep (default sqlite:///optuna.db)")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.sweep_trials < 0 or self.sweep_seeds < 1:
             raise ConfigError("--sweep-trials must be >= 0 and --sweep-seeds >= 1")
         if self.epochs < 1:

@@ -25,6 +25,7 @@ from pipeline.data.bundle import DataBundle
 from pipeline.data.io import log_bundle_artifact, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.rescue import Keep
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,10 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
     if bundle.meta.get("data_dir"):  # an absolute path, so later stages find it from anywhere
         cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
     with runs.stage_run("prepare-data", run_name=f"prepare-{bundle.name}",
-                            tags={"recipe": cfg.recipe, "dataset": bundle.name}) as active:
+                            tags={"recipe": cfg.recipe, "dataset": bundle.name},
+                            keep=Keep(config=cfg, data=bundle)) as active:
         runs.log_params_safely(as_params(cfg))
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        artifacts.log_config(cfg)
         data_uri = log_bundle_artifact(bundle)
         log_bundle_input(bundle, context="training")
         counts = class_counts(bundle)

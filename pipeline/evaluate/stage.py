@@ -12,7 +12,6 @@ confusion counts and figure, and
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,6 +26,7 @@ from pipeline.evaluate.loading import open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import minibatches, place
 from pipeline.train.loop import check_channels, correct_count, make_criterion
 
@@ -143,13 +143,13 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     loaded = open_model(cfg)
     cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
     with runs.stage_run("evaluate", run_name=f"evaluate-{loaded.source_run_id or 'model'}",
-                            tags=loaded.tags) as active:
+                            tags=loaded.tags, keep=Keep(config=cfg)) as active:
         runs.log_params_safely({**as_params(cfg), "model_uri": uri})
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        artifacts.log_config(cfg)
         if bundle.task == "binary":
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
-            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
-                 f"data seed {cfg.data_seed})")
+            source = bundle.meta.get("from") or f"fresh, data seed {cfg.data_seed}"
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
             idx = kernel = None

@@ -17,12 +17,13 @@ Objective = Callable[[Any, TrialRun, dict], tuple[float, ...]]
 
 def success_objective(cfg: SweepConfig) -> Objective:
     """P(success) of one (F, k) over seeds 0..S-1, through the capacity study's own seed_table."""
-    from pipeline.capacity.outcomes import seed_table
+    from pipeline.capacity.outcomes import check_memory, seed_table
     from pipeline.capacity.stats import p_success
     from pipeline.models.detector import Detector1d
     from pipeline.models.registry import count_parameters
 
     settings = capacity_settings(cfg)
+    check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         (f,), (k,) = layer_values(point, cfg)
@@ -60,7 +61,7 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
     from pipeline.train.loop import fit
     from pipeline.train.stage import make_model
 
-    base = resolve(_train_config(cfg))
+    base = resolve(train_config(cfg))
     bundle = load_bundle(base)  # once per worker: every trial sees the same data
     device = pick_device(base.device)
 
@@ -87,7 +88,7 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
     return objective
 
 
-def _train_config(cfg: SweepConfig) -> TrainConfig:
+def train_config(cfg: SweepConfig) -> TrainConfig:
     """The train config that each accuracy trial starts from (recipe, data, epochs)."""
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)

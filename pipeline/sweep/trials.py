@@ -5,8 +5,9 @@ from typing import Any
 
 from pipeline.config.studies import SweepConfig
 from pipeline.sweep.space import model_name
-from pipeline.tracking import runs
+from pipeline.tracking import faults, runs
 from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.redact import redact
 
 
 class TrialRun:
@@ -41,10 +42,14 @@ class TrialRun:
 
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def finish(self, status: str, final: dict[str, float] | None = None) -> None:
+    def finish(self, status: str, final: dict[str, float] | None = None, error: str | None = None) -> None:
+        if faults.lost():  # the tracking store is gone: the stage saves what it can and stops
+            return
         if final:
             self.metrics.log(final, step=0)
         self.metrics.flush()
+        if error:
+            self.client.set_tag(self.run_id, "error", redact(error)[:500])
         self.client.set_terminated(self.run_id, status)
 
 

@@ -1,8 +1,14 @@
-"""Artifacts of a run: figures, text, tables (CSV) and the trained model."""
+"""Artifacts of a run: figures, text, tables (CSV), the config and the trained model.
+
+Text artifacts pass through ``redact``: a password never reaches an artifact file.
+"""
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any
+
+from pipeline.tracking.redact import redact, redact_tree
 
 
 def log_figure(fig: Any, artifact_file: str) -> None:
@@ -16,7 +22,14 @@ def log_figure(fig: Any, artifact_file: str) -> None:
 def log_text(text: str, artifact_file: str) -> None:
     import mlflow
 
-    mlflow.log_text(text, artifact_file)
+    mlflow.log_text(redact(text), artifact_file)
+
+
+def log_config(cfg: Any, artifact_file: str = "config.json") -> None:
+    """A stage's resolved config (a dataclass) as JSON, passwords hidden."""
+    import mlflow
+
+    mlflow.log_dict(redact_tree(dataclasses.asdict(cfg)), artifact_file)
 
 
 def log_table(df: Any, artifact_file: str) -> None:
@@ -25,7 +38,7 @@ def log_table(df: Any, artifact_file: str) -> None:
 
     buf = io.StringIO()
     df.to_csv(buf, index=False)
-    mlflow.log_text(buf.getvalue(), artifact_file)
+    mlflow.log_text(redact(buf.getvalue()), artifact_file)
 
 
 def pip_requirements() -> list[str]:

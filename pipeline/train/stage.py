@@ -26,10 +26,12 @@ from pipeline.config.stages import TrainConfig, check_batch_size
 from pipeline.data.bundle import DataBundle
 from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
-from pipeline.models.registry import build_model, count_parameters
+from pipeline.config.checks import fits_in_memory
+from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
 from pipeline.tracking import artifacts, runs
 from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
 from pipeline.train.figures import log_curves, log_detector_figures, log_filter_image, log_prediction_heatmap
 from pipeline.train.loop import History, check_channels, fit
@@ -67,6 +69,11 @@ def model_options(cfg: TrainConfig) -> dict:
 def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
     """The (resolved) config's model for this data, initialised by torch.manual_seed(cfg.seed)."""
     num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
+    batch = max(cfg.batch_size or len(bundle.train), min(cfg.test_batch_size, len(bundle.val)))
+    need = memory_needed(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, batch,
+                         **model_options(cfg))
+    fits_in_memory(need, f"training {cfg.model} with --filters {','.join(map(str, cfg.filters))} on batches of "
+                         f"{batch}", "use fewer --filters or a smaller --batch-size")
     return build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
                        **model_options(cfg))
 
@@ -85,10 +92,12 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     model = make_model(cfg, bundle).to(device)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed}
     run_name = f"train-{cfg.model}-F{','.join(map(str, cfg.filters))}-k{','.join(map(str, cfg.kernel_size))}-s{cfg.seed}"
-    with runs.stage_run("train", run_name=run_name, tags=tags) as active:
+    epochs: list[dict[str, float]] = []
+    keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
+    with runs.stage_run("train", run_name=run_name, tags=tags, keep=keep) as active:
         runs.log_params_safely(as_params(cfg))
         runs.log_params_safely({"num_parameters": count_parameters(model), "device": str(device)})
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        artifacts.log_config(cfg)
         artifacts.log_text(model_summary(model, bundle.input_shape), "model_summary.txt")
         log_bundle_input(bundle, context="training")
         image_every = cfg.image_every or 0
@@ -97,6 +106,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         with MetricBuffer(active.info.run_id) as metrics:
 
             def on_epoch(epoch: int, values: dict[str, float]) -> None:
+                epochs.append({"epoch": epoch, **values})
                 metrics.log(values, step=epoch)
                 if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
                     log_filter_image(model, step=epoch)
