@@ -18,6 +18,7 @@ from pipeline.config.recipes import FALLBACKS, RECIPES
 from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import interrupt_signals
+from pipeline.tracking.redact import redact
 
 
 def _default_text(f: dataclasses.Field) -> str:
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
                 err.show()
                 code = 2
             except click.ClickException as err:
-                click.echo(f"Error: {err.format_message()}", err=True)
+                click.echo(redact(f"Error: {err.format_message()}"), err=True)
                 code = err.exit_code
             except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - every failure becomes one line
                 code = _report(err, debug)

@@ -15,6 +15,8 @@ from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
 from pipeline.tracking import runs
+from pipeline.tracking.redact import redact
+from pipeline.tracking.rescue import Keep
 from pipeline.train import stage as train
 
 
@@ -29,7 +31,8 @@ class MainResult:
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
     with runs.stage_run("main", run_name="main", tags={"recipe": "synthetic", "dataset": "synthetic",
-                                                             "model": "detector1d", "seed": cfg.seed}) as parent:
+                                                             "model": "detector1d", "seed": cfg.seed},
+                         keep=Keep(config=cfg)) as parent:
         runs.log_params_safely(as_params(cfg))
         echo("== prepare-data")
         prepared = prepare_data.run(PrepareDataConfig(), echo=echo)
@@ -52,13 +55,13 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
             swept = sweep.run(SweepConfig(study_name=f"main-{parent.info.run_id[:8]}", storage=cfg.storage,
                                           n_trials=cfg.sweep_trials, seeds=cfg.sweep_seeds, epochs=cfg.epochs,
-                                          progress=False), echo=echo)
+                                          progress=False, worker_index=0), echo=echo)
             if swept.best:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
         run_id = parent.info.run_id
     echo("")
-    echo(f"parent run {run_id} in {uri}")
-    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    echo(f"parent run {run_id} in {redact(uri)}")
+    echo(f"look at the results with:  mlflow ui --backend-store-uri {redact(uri)}   (then open http://127.0.0.1:5000)")
     return MainResult(run_id, trained, evaluated, swept)

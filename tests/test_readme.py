@@ -152,13 +152,16 @@ def test_distributed_block(postgres_server, tmp_path):
             dbs[role] = f"{role}_{uuid.uuid4().hex[:8]}"
             con.execute(f"CREATE DATABASE {dbs[role]}")
     base = postgres_server.rsplit("/", 1)[0]
+    user_password, host = base.split("://", 1)[1].split("@", 1)
+    user, password = user_password.split(":", 1)
     port = _free_port()
-    script = "\n".join(blocks("distributed"))
-    script = (script.replace("postgresql://optuna:secret@db-host:5432/optuna", f"{base}/{dbs['optuna']}")
-                    .replace("postgresql://mlflow:secret@db-host:5432/mlflow", f"{base}/{dbs['mlflow']}")
+    script = "\n".join(blocks("distributed"))  # the password comes from PGPASSWORD, never from a URL
+    script = (script.replace("PGPASSWORD=secret", f"PGPASSWORD={password}")
+                    .replace("postgresql://optuna@db-host:5432/optuna", f"postgresql://{user}@{host}/{dbs['optuna']}")
+                    .replace("postgresql://mlflow@db-host:5432/mlflow", f"postgresql://{user}@{host}/{dbs['mlflow']}")
                     .replace("--host 0.0.0.0 --port 5000", f"--host 127.0.0.1 --port {port}")
                     .replace("mlflow-host:5000", f"127.0.0.1:{port}"))
-    assert "db-host" not in script and "mlflow-host" not in script
+    assert "db-host" not in script and "mlflow-host" not in script and f":{password}@" not in script
     proc = subprocess.Popen(["bash", "-c", "set -e\n" + script], cwd=tmp_path, env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -172,5 +175,4 @@ def test_distributed_block(postgres_server, tmp_path):
                 break
     assert proc.returncode == 0, err[-3000:]
     assert "20 complete" in out and out.count("COMPLETE") >= 20
-    password = base.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     assert password not in out + err

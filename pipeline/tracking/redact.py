@@ -9,6 +9,7 @@ in a store URL (``remember``).
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 from urllib.parse import unquote
@@ -44,10 +45,13 @@ def secrets_in(url: str) -> set[str]:
 
 
 def remember(*urls: str | None) -> None:
-    """Hide the passwords of these store URLs wherever they appear later, even outside a URL."""
+    """Hide the passwords of these store URLs (and libpq's $PGPASSWORD) wherever they appear later,
+    even outside a URL."""
     for url in urls:
         if url:
             _SEEN.update(s for s in secrets_in(url) if len(s) >= MIN_SEEN)
+    if len(os.environ.get("PGPASSWORD", "")) >= MIN_SEEN:
+        _SEEN.add(os.environ["PGPASSWORD"])
 
 
 def has_secret(text: str) -> bool:
