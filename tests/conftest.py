@@ -105,3 +105,13 @@ def postgres_db(postgres_server):
     with psycopg.connect(postgres_server, autocommit=True) as con:
         con.execute(f"CREATE DATABASE {name}")
     yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+# --------------------------------------------------------------------------- the error path's world
+@pytest.fixture(scope="session")
+def error_world(tmp_path_factory):
+    """Runs and a study written before the error-path cases (``errorpath.py``), and their snapshot."""
+    from errorpath import build_world, snapshot
+
+    world = build_world(tmp_path_factory.mktemp("world"))
+    return world, snapshot(world)

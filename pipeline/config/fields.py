@@ -15,6 +15,7 @@ from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
 TORCH_SEED = (0, 2**64 - 1)  # torch.manual_seed, torch.Generator
 NUMPY_SEED = (0, 2**32 - 1)  # np.random.RandomState (the synthetic data), Optuna's samplers
 INT64 = (-(2**63), 2**63 - 1)  # any other integer option
+THREADS = (0, 1024)  # torch CPU threads: far more fail to start (and never help)
 
 
 def opt(default: Any, help: str, within: tuple[int, int] | None = None) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import NUMPY_SEED, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
+from pipeline.config.fields import NUMPY_SEED, THREADS, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 
@@ -52,7 +52,8 @@ class TrainConfig(DataFields, TrackingFields):
                                          "(0 = never)")
     image_every: int | None = opt(None, "log the filters as an image every N epochs (step = epoch)")
     device: str | None = opt(None, "auto | cpu | cuda")
-    threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)")
+    threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)",
+                              THREADS)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -128,7 +129,7 @@ class EvaluateConfig(DataFields, TrackingFields):
     data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set", NUMPY_SEED)
     n: int = opt(1000, "synthetic: number of sequences in the test set")
     test_batch_size: int = opt(1000, "minibatch size for scoring the test split")
-    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show")
+    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show", (1, 256))
     device: str | None = opt(None, "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
@@ -178,7 +179,8 @@ class InspectConfig(EvaluateConfig):
     steps: int = opt(200, "gradient-ascent steps of activation maximisation")
     radius: float | None = opt(None, "L2 norm bound of the optimised inputs (default: mean norm of test inputs)")
     ascent_lr: float = opt(0.1, "Adam step size of the ascent on the input")
-    saliency_examples: int = opt(8, "images: how many easiest and hardest test examples get saliency maps")
+    saliency_examples: int = opt(8, "images: how many easiest and hardest test examples get saliency maps",
+                                 (1, 256))
 
     def __post_init__(self) -> None:
         super().__post_init__()

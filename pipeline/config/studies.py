@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import NUMPY_SEED, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
+from pipeline.config.fields import NUMPY_SEED, THREADS, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 
@@ -45,7 +45,7 @@ class SweepConfig(DataFields, TrackingFields):
     max_retry: int = opt(3, "times a trial of a dead worker is re-queued")
     progress: bool = opt(True, "show a progress bar over trials")
     device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)")
-    threads: int = opt(1, "torch CPU threads")
+    threads: int = opt(1, "torch CPU threads", THREADS)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -121,7 +121,7 @@ class CapacityConfig(TrackingFields):
     test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", NUMPY_SEED)
     test_n: int = opt(1000, "number of sequences in the fresh test set")
     table: str | None = opt(None, "also write the per-seed table to this local CSV file")
-    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)")
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", THREADS)
     device: str = opt("cpu", "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
