@@ -24,6 +24,7 @@ from typing import Any
 from helpers import REPO
 
 MLFLOW_LOG = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (INFO|WARNING) ")  # MLflow's logging, not an error
+PROGRESS = re.compile(r"\d+%\|.*\| *\d+/\d+ \[")  # a tqdm progress bar (redrawn in place on a terminal)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +159,9 @@ def running_runs(uri: str) -> list[str]:
 
 # --------------------------------------------------------------------------- running a case
 def error_lines(err: str) -> list[str]:
-    """stderr as the user sees it: progress bars redrawn with \\r collapse, MLflow's INFO logs aside."""
+    """The lines of stderr that are not MLflow's own INFO logs or a progress bar."""
     lines = [ln.split("\r")[-1] for ln in err.splitlines()]
-    return [ln for ln in lines if ln.strip() and not MLFLOW_LOG.match(ln)]
+    return [ln for ln in lines if ln.strip() and not MLFLOW_LOG.match(ln) and not PROGRESS.search(ln)]
 
 
 def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str, str]:

@@ -52,7 +52,6 @@ CASES = [
          needle="not a database URL"),
     case("storage-bad-port", "sweep", "--storage", "postgresql://u:pw@localhost:notaport/db", needle="--storage"),
     case("storage-unencoded-at", "sweep", "--storage", "postgresql://u:p@ss@127.0.0.1:1/db", needle="%40"),
-    case("tracking-unknown-scheme", "train", "--tracking-uri", "foo://bar", needle="unknown scheme"),
     case("storage-unknown-scheme", "sweep", "--storage", "redis://h/0", needle="--storage"),
     case("storage-holds-mlflow", "sweep", "--storage", "{uri}", "--tracking-uri", "sqlite:///{root}/other.db",
          needle="MLflow's tables"),
