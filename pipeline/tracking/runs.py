@@ -113,11 +113,15 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
             status = "KILLED"
             raise
         status = "FAILED"
+        if nested and keep is None:
+            raise  # the stage around this one keeps what there is
         raise _rescued(stage, run, keep, uri) from None
     except BaseException as err:
         status = "FAILED"
         if is_store_fault(err):
             faults.mark_lost(faults.reason(err))
+            if nested and keep is None:
+                raise
             raise _rescued(stage, run, keep, uri) from None
         best_effort(mlflow.set_tag, "error", describe(err)[1].removeprefix("Error: ")[:500])
         raise
