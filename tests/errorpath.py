@@ -284,10 +284,12 @@ def check(c: Case, result: tuple[int, str, str], world: World, before: dict[str,
     assert snapshot(world) == before, f"{c.id}: changed runs or studies written before it"
 
 
-def run_table_as_processes(cases: list[Case], world: World, env: dict[str, str] | None = None) -> None:
+def run_table_as_processes(cases: list[Case], world: World, env: dict[str, str] | None = None
+                           ) -> list[tuple[int, str, str]]:
     """Every case as a real process of its own (``run_forked``), each checked as in-process."""
     before = snapshot(world)
     jobs = [c.filled(world) for c in cases]
     results = run_forked([(args, {**(env or {}), **case_env}) for args, case_env in jobs], world.root)
     for c, result in zip(cases, results):
         check(c, result, world, before)
+    return results
