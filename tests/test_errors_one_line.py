@@ -22,6 +22,8 @@ CASES = [
          needle="fewer --filters"),
     case("capacity-too-big", "capacity", "--seeds", "1000000000", needle="fewer --seeds"),
     case("sweep-too-big", "sweep", "--storage", "memory", "--seeds", "1000000000", needle="fewer --seeds"),
+    case("accuracy-sweep-too-big", "sweep", "--storage", "memory", "--objective", "accuracy", "--dataset", "digits",
+         "--filters", "4,10000000", needle="fewer --filters"),
     case("test-set-too-big", "evaluate", "--run-id", "{train_run}", "--n", "100000000000", needle="--n"),
     case("seed-beyond-2^64", "train", "--seed", str(2**64), needle="--seed"),
     case("data-seed-negative", "train", "--data-seed", "-1", needle="--data-seed"),
@@ -74,6 +76,7 @@ CASES = [
          "--kernel-size", "5", "--loss", "ce", needle="1D inputs"),
     case("evaluate-a-run-without-model", "evaluate", "--run-id", "{prepare_run}", needle="cannot load model"),
     case("data-uri-is-a-model", "train", "--data-uri", "runs:/{train_run}/model", needle="--data-uri"),
+    case("data-uri-is-not-prepared-data", "train", "--data-uri", "{root}/not-npz.npz", needle="not a prepared data"),
     case("success-objective-on-images", "sweep", "--dataset", "digits", needle="synthetic"),
     # MLflow's own settings
     case("deleted-experiment", "train", "--experiment-name", "gone", needle="deleted"),

@@ -88,5 +88,5 @@ class DataBundle:
                 val=Split(*payload["val"]),
                 test=Split(*payload["test"]) if payload.get("test") is not None else None,
             )
-        except (KeyError, TypeError, RuntimeError, EOFError, OSError) as err:
+        except Exception as err:  # noqa: BLE001 - whatever torch.load makes of a foreign file, it is not ours
             raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {err})") from None

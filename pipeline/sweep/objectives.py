@@ -59,11 +59,14 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
     from pipeline.models.registry import count_parameters
     from pipeline.train.batching import pick_device
     from pipeline.train.loop import fit
-    from pipeline.train.stage import make_model
+    from pipeline.train.stage import check_model, make_model
 
     base = resolve(train_config(cfg))
     bundle = load_bundle(base)  # once per worker: every trial sees the same data
     device = pick_device(base.device)
+    layers = len(base.filters)  # the largest point of the space must build and fit: checked before any trial
+    check_model(resolve(dataclasses.replace(base, filters=(max(cfg.filters),) * layers,
+                                            kernel_size=(max(cfg.kernel_sizes),) * layers)), bundle)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         filters, kernels = layer_values(point, cfg)

@@ -66,14 +66,24 @@ def model_options(cfg: TrainConfig) -> dict:
             "log_softmax": cfg.loss == "nll"}
 
 
-def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
-    """The (resolved) config's model for this data, initialised by torch.manual_seed(cfg.seed)."""
-    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
+def check_model(cfg: TrainConfig, bundle: DataBundle) -> None:
+    """The (resolved) config's model can be built for this data and trained in this machine's memory
+    (worked out on the meta device: nothing is allocated)."""
     batch = max(cfg.batch_size or len(bundle.train), min(cfg.test_batch_size, len(bundle.val)))
-    need = memory_needed(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, batch,
+    need = memory_needed(cfg.model, bundle.input_shape, _outputs(bundle), cfg.filters, cfg.kernel_size, batch,
                          **model_options(cfg))
     fits_in_memory(need, f"training {cfg.model} with --filters {','.join(map(str, cfg.filters))} on batches of "
                          f"{batch}", "use fewer --filters or a smaller --batch-size")
+
+
+def _outputs(bundle: DataBundle) -> int:
+    return 1 if bundle.task == "binary" else len(bundle.classes)
+
+
+def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
+    """The (resolved) config's model for this data, initialised by torch.manual_seed(cfg.seed)."""
+    check_model(cfg, bundle)
+    num_outputs = _outputs(bundle)
     return build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
                        **model_options(cfg))
 
