@@ -89,4 +89,5 @@ class DataBundle:
                 test=Split(*payload["test"]) if payload.get("test") is not None else None,
             )
         except Exception as err:  # noqa: BLE001 - whatever torch.load makes of a foreign file, it is not ours
-            raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {err})") from None
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {reason})") from None

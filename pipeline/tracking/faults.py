@@ -101,10 +101,9 @@ def describe(err: BaseException) -> tuple[int, str]:
         return err.exit_code, f"Error: {err}"
     if isinstance(err, KeyboardInterrupt):
         return 130, f"Error: {Interrupted(2)}"
-    if isinstance(err, ConfigError):
-        return 2, f"Error: {redact(err)}"
-    if isinstance(err, EnvironmentFault):
-        return 1, f"Error: {redact(err)}"
+    if isinstance(err, (ConfigError, EnvironmentFault)):  # ours: one line already, or its first line
+        text = str(err).strip() or type(err).__name__  # whole: it ends with what to do
+        return (2 if isinstance(err, ConfigError) else 1), f"Error: {redact(text.splitlines()[0])}"
     if isinstance(err, MemoryError):
         return 1, ("Error: out of memory; use smaller sizes (--n, --batch-size, --filters, --seeds) "
                    "or a machine with more memory")
