@@ -187,6 +187,7 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
+        mlflow.tracking.fluent._active_experiment_id = None  # --experiment-name: one process's choice
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
@@ -284,12 +285,22 @@ def check(c: Case, result: tuple[int, str, str], world: World, before: dict[str,
     assert snapshot(world) == before, f"{c.id}: changed runs or studies written before it"
 
 
-def run_table_as_processes(cases: list[Case], world: World, env: dict[str, str] | None = None
+def run_case(c: Case, error_world: tuple[World, dict[str, Any]]) -> tuple[int, str, str]:
+    """One case in-process, tracking to the world's store, checked."""
+    world, before = error_world
+    args, env = c.filled(world)
+    result = run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root)
+    check(c, result, world, before)
+    return result
+
+
+def run_table_as_processes(cases: list[Case], error_world: tuple[World, dict[str, Any]]
                            ) -> list[tuple[int, str, str]]:
     """Every case as a real process of its own (``run_forked``), each checked as in-process."""
+    world, _ = error_world
     before = snapshot(world)
     jobs = [c.filled(world) for c in cases]
-    results = run_forked([(args, {**(env or {}), **case_env}) for args, case_env in jobs], world.root)
+    results = run_forked([(args, {"MLFLOW_TRACKING_URI": world.uri, **env}) for args, env in jobs], world.root)
     for c, result in zip(cases, results):
         check(c, result, world, before)
     return results

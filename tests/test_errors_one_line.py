@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from errorpath import case, check, run_in_process, run_table_as_processes
+from errorpath import case, run_case, run_in_process, run_table_as_processes
 
 FAST_SWEEP = ("--seeds", "4", "--epochs", "20", "--progress", "false", "--n-trials", "1")
 RO = "?mode=ro&uri=true"  # SQLite's read-only mode: a read-only store even for root
@@ -88,9 +88,7 @@ CASES = [
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_one_line_in_process(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
-    check(c, run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root), world, before)
+    run_case(c, error_world)
 
 
 def test_debug_shows_the_traceback(error_world):
@@ -103,5 +101,4 @@ def test_debug_shows_the_traceback(error_world):
 
 @pytest.mark.slow
 def test_one_line_as_real_processes(error_world):
-    world, _ = error_world
-    run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})
+    run_table_as_processes(CASES, error_world)

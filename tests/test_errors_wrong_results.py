@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from errorpath import case, check, run_in_process, run_table_as_processes
+from errorpath import case, run_case, run_in_process, run_table_as_processes
 
 CASES = [
     case("lr-inf", "train", "--lr", "inf", needle="--lr must be a finite number"),
@@ -36,9 +36,7 @@ def _run(world, *args):
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_wrong_results_in_process(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
-    check(c, run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root), world, before)
+    run_case(c, error_world)
 
 
 def _runs(world, experiment):
@@ -141,5 +139,4 @@ def test_a_diverging_trial_fails_alone_and_the_sweep_goes_on(error_world):
 
 @pytest.mark.slow
 def test_wrong_results_as_real_processes(error_world):
-    world, _ = error_world
-    run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})
+    run_table_as_processes(CASES, error_world)

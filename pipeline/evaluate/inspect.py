@@ -131,8 +131,6 @@ def _inspect_detector(model, src_params: dict[str, str], echo) -> None:
 
 
 def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResult:
-    import mlflow
-
     loaded = open_model(cfg)
     cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
     for p in model.parameters():

@@ -138,8 +138,6 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
 
 
 def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
-    import mlflow
-
     loaded = open_model(cfg)
     cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
     with runs.stage_run("evaluate", run_name=f"evaluate-{loaded.source_run_id or 'model'}",

@@ -67,8 +67,8 @@ def _one_store_fault(err: BaseException) -> bool:
         return True
     if _instance(err, "mlflow.exceptions", "MlflowException"):
         text = str(err)
-        status = getattr(err, "get_http_status_code", lambda: 0)()
-        return ("failed with exception" in text or status >= 500 or "readonly database" in text
+        server_error = _instance(err, "mlflow.exceptions", "RestException") and err.get_http_status_code() >= 500
+        return ("failed with exception" in text or server_error or "readonly database" in text
                 or re.search(r"error code 5\d\d", text) is not None)
     return False
 

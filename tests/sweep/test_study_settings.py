@@ -11,7 +11,7 @@ import hashlib
 
 import pytest
 
-from errorpath import case, check, run_in_process, run_table_as_processes
+from errorpath import case, run_case, run_in_process, run_table_as_processes
 
 KNOWN = ("sweep", "--study-name", "known", "--storage", "{storage}", "--seeds", "4", "--epochs", "20",
          "--filters", "1,2,3", "--kernel-sizes", "3,5", "--n-trials", "1", "--progress", "false")
@@ -46,11 +46,9 @@ def _digest(path) -> str:
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_a_study_is_resumed_only_with_its_own_settings(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
+    world, _ = error_world
     files = {p: _digest(p) for p in (world.root / "mlflow.db", world.root / "optuna.db", world.root / "fresh.db")}
-    result = run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root)
-    check(c, result, world, before)
+    result = run_case(c, error_world)
     assert "--study-name known-2" in result[2] or "tables" in result[2] or "one database" in result[2]
     if "tables" in c.needle:  # refused before anything was written to either database
         assert {p: _digest(p) for p in files} == files
@@ -105,5 +103,4 @@ def test_accuracy_studies_record_their_training(tmp_path):
 
 @pytest.mark.slow
 def test_study_settings_as_real_processes(error_world):
-    world, _ = error_world
-    run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})
+    run_table_as_processes(CASES, error_world)

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from errorpath import case, check, run_in_process, run_table_as_processes
+from errorpath import case, run_case, run_table_as_processes
 from helpers import REPO
 
 CASES = [
@@ -26,9 +26,7 @@ CASES = [
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_worker_settings_in_process(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
-    check(c, run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root), world, before)
+    run_case(c, error_world)
 
 
 def test_worker_seeds_are_reproducible_distinct_or_random():
@@ -109,5 +107,4 @@ def test_two_workers_started_together_do_not_duplicate(tmp_path):
 
 @pytest.mark.slow
 def test_worker_settings_as_real_processes(error_world):
-    world, _ = error_world
-    run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})
+    run_table_as_processes(CASES, error_world)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from errorpath import case, check, run_in_process, run_table_as_processes
+from errorpath import case, run_case, run_in_process, run_table_as_processes
 
 STAGES = {
     "train": ("train", "--epochs", "3"),
@@ -30,24 +30,25 @@ CASES += [case("train-into-a-missing-run", "train", env={"MLFLOW_RUN_ID": "01234
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_a_run_that_is_not_running_is_never_changed(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
-    check(c, run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root), world, before)
+    run_case(c, error_world)
 
 
-def _running_run(world, **params):
+@pytest.fixture
+def running_run(error_world):
+    """A RUNNING run, as `mlflow run` hands one to a stage (ended here if the stage did not)."""
     import mlflow
 
+    world, _ = error_world
     client = mlflow.MlflowClient(world.uri)
-    run = client.create_run("0", run_name="adopted")
-    for k, v in params.items():
-        client.log_param(run.info.run_id, k, v)
-    return client, run.info.run_id
+    run_id = client.create_run("0", run_name="adopted").info.run_id
+    yield client, run_id
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, "FAILED")
 
 
-def test_a_running_run_is_adopted_and_ended(error_world):
-    world, before = error_world
-    client, run_id = _running_run(world)
+def test_a_running_run_is_adopted_and_ended(error_world, running_run):
+    world, _ = error_world
+    client, run_id = running_run
     code, out, err = run_in_process(["train", "--epochs", "3", "--image-every", "0"],
                                     {"MLFLOW_TRACKING_URI": world.uri, "MLFLOW_RUN_ID": run_id}, world.root)
     assert code == 0 and run_id in out, err
@@ -55,11 +56,12 @@ def test_a_running_run_is_adopted_and_ended(error_world):
     assert run.info.status == "FINISHED" and len(client.get_metric_history(run_id, "train_loss")) == 3
 
 
-def test_a_password_given_through_mlflow_run_p_is_noted_in_one_line(error_world):
+def test_a_password_given_through_mlflow_run_p_is_noted_in_one_line(error_world, running_run):
     world, _ = error_world
     # what `mlflow run -e sweep -P storage=postgresql://u:pw@...` leaves: the password in a param of the run
     secret = "pP-noted-secret"
-    client, run_id = _running_run(world, storage=f"postgresql://u:{secret}@db-host/optuna")
+    client, run_id = running_run
+    client.log_param(run_id, "storage", f"postgresql://u:{secret}@db-host/optuna")
     code, out, err = run_in_process(
         ["sweep", "--storage", "memory", "--seeds", "2", "--epochs", "2", "--n-trials", "1", "--progress", "false"],
         {"MLFLOW_TRACKING_URI": world.uri, "MLFLOW_RUN_ID": run_id}, world.root)
@@ -72,5 +74,4 @@ def test_a_password_given_through_mlflow_run_p_is_noted_in_one_line(error_world)
 
 @pytest.mark.slow
 def test_immutability_as_real_processes(error_world):
-    world, _ = error_world
-    run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})
+    run_table_as_processes(CASES, error_world)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from errorpath import case, check, error_lines, run_in_process, run_table_as_processes
+from errorpath import case, error_lines, run_case, run_table_as_processes
 from helpers import REPO
 
 SECRET = "Pl4nt3d-s3cr3t"
@@ -85,17 +85,13 @@ CASES = [
 
 @pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
 def test_failing_commands_never_print_the_password(c, error_world):
-    world, before = error_world
-    args, env = c.filled(world)
-    result = run_in_process(args, {"MLFLOW_TRACKING_URI": world.uri, **env}, world.root)
-    check(c, result, world, before)
+    result = run_case(c, error_world)
     assert SECRET not in result[1] + result[2] and "***" in result[2]
 
 
 @pytest.mark.slow
 def test_failing_commands_as_real_processes(error_world):
-    world, _ = error_world
-    for out, err in ((r[1], r[2]) for r in run_table_as_processes(CASES, world, {"MLFLOW_TRACKING_URI": world.uri})):
+    for _, out, err in run_table_as_processes(CASES, error_world):
         assert SECRET not in out + err
 
 
