@@ -21,6 +21,7 @@ from pipeline.data.load import load_bundle
 from pipeline.data.synthetic import make_synthetic
 from pipeline.errors import ConfigError
 from pipeline.tracking import runs
+from pipeline.tracking.experiments import shape_label
 from pipeline.train.batching import pick_device
 
 # Data options that evaluate takes from the evaluated run unless given; the location ones
@@ -120,8 +121,6 @@ class LoadedModel:
     @property
     def label(self) -> str:
         """What the model is, for run names: 'F4 k5 s0' ('digits F6,16 k5 s0' on images), else its name."""
-        from pipeline.train.stage import shape_label
-
         t = self.tags
         if not (t.get("filters") and t.get("kernel_size")):
             return self.uri.rstrip("/").rsplit("/", 1)[-1]

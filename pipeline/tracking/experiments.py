@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Sequence
 
 DEFAULT_EXPERIMENT = "convnet-study"
 KIND_TAG = "mlflow.experimentKind"
@@ -104,3 +104,9 @@ def unique_run_name(name: str, experiment_id: str, client: Any = None) -> str:
     while f"{name} ({i})" in taken:
         i += 1
     return f"{name} ({i})"
+
+
+def shape_label(filters: Sequence, kernel_size: Sequence) -> str:
+    """'F4 k5', 'F6,16 k5' (one kernel size for every layer), 'F6,16 k5,3': the model's shape in run names."""
+    ks = list(kernel_size)[:1] if len(set(kernel_size)) == 1 else kernel_size
+    return f"F{','.join(map(str, filters))} k{','.join(map(str, ks))}"

@@ -31,6 +31,7 @@ from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters
 from pipeline.models.summary import model_summary
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.experiments import shape_label
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.train.batching import pick_device
 from pipeline.train.figures import (log_curves, log_detector_figures, log_filter_image, log_final_filters,
@@ -72,12 +73,6 @@ def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
     num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
     return build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
                        **model_options(cfg))
-
-
-def shape_label(filters: tuple[int, ...], kernel_size: tuple[int, ...]) -> str:
-    """'F4 k5', 'F6,16 k5' (one kernel size for every layer), 'F6,16 k5,3'."""
-    ks = kernel_size[:1] if len(set(kernel_size)) == 1 else kernel_size
-    return f"F{','.join(map(str, filters))} k{','.join(map(str, ks))}"
 
 
 def run_name(stage: str, cfg: TrainConfig, dataset: str) -> str:
