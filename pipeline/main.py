@@ -81,11 +81,18 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
         front_page(cfg, trained, evaluated, grid, swept)
-        run_id = parent.info.run_id
+        run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
     echo(f"parent run {run_id} in {uri}")
-    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (or make ui), then open")
+    echo(f"  {ui_link(experiment_id, run_id)}")
     return MainResult(run_id, trained, evaluated, grid, swept)
+
+
+def ui_link(experiment_id: str, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
+    """The parent run's page in the MLflow UI, in its "Model training" view: MLflow 3.17's UI opens every
+    experiment in its GenAI view (traces) unless the link asks for the other one."""
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> None:

@@ -179,3 +179,20 @@ class InspectConfig(EvaluateConfig):
             raise ConfigError(f"--ascent-lr must be > 0, got {self.ascent_lr}")
         if self.saliency_examples < 1:
             raise ConfigError(f"--saliency-examples must be >= 1, got {self.saliency_examples}")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """serve: answer HTTP requests with a logged model: class probabilities and the predicted class."""
+
+    run_id: str | None = opt(None, "serve the model that this train run logged")
+    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION")
+    host: str = opt("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = opt(5001, "port to listen on (the MLflow UI takes 5000)")
+    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+    def __post_init__(self) -> None:
+        if (self.run_id is None) == (self.model_uri is None):
+            raise ConfigError("give --run-id <train run id> or --model-uri <model URI> (one of them)")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be in 1..65535, got {self.port}")

@@ -65,10 +65,7 @@ def resolve_model_uri(cfg: Any) -> str:
         return cfg.model_uri
     from pipeline.tracking.serving import model_uri_of_run
 
-    try:
-        return model_uri_of_run(cfg.run_id)
-    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such run"
-        raise ConfigError(f"cannot load model of run {cfg.run_id}: {str(err).splitlines()[0]}") from None
+    return model_uri_of_run(cfg.run_id)
 
 
 def inherit(cfg: EvaluateConfig, params: dict[str, str]) -> EvaluateConfig:

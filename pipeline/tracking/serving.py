@@ -10,9 +10,13 @@ binary model (one logit) answers with both classes' probabilities.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from pipeline.config.stages import ServeConfig
+from pipeline.errors import ConfigError
+from pipeline.tracking.runs import resolve_uri
 
 
 def save_model(path: str, mlflow_model: Any, classes: Sequence[str] = (), input_shape: Sequence[int] = (),
@@ -97,8 +101,32 @@ def model_uri_of_run(run_id: str) -> str:
     import mlflow
 
     client = mlflow.MlflowClient()
-    run = client.get_run(run_id)
-    outputs = getattr(run, "outputs", None)
-    for output in (outputs.model_outputs if outputs else []):
-        return f"runs:/{run_id}/{client.get_logged_model(output.model_id).name}"
-    return f"runs:/{run_id}/model"  # a run logged before models had names
+    try:
+        run = client.get_run(run_id)
+        outputs = run.outputs.model_outputs if getattr(run, "outputs", None) else []
+        names = [client.get_logged_model(o.model_id).name for o in outputs]
+    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such run here"
+        raise ConfigError(f"cannot load model of run {run_id}: {str(err).strip().splitlines()[0]}") from None
+    return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
+
+
+def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
+    """Replace this process with ``mlflow models serve`` for the config's model, in this environment.
+
+    ``--env-manager local``: no new virtualenv. The server's ``uvicorn`` is looked up on PATH, so
+    this environment's ``bin`` goes first (``mlflow models serve`` alone fails outside an activated
+    virtualenv).
+    """
+    import sys
+
+    import mlflow
+
+    tracking_uri = resolve_uri(cfg.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    model_uri = cfg.model_uri or model_uri_of_run(cfg.run_id)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local",
+           "--host", cfg.host, "--port", str(cfg.port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    echo(f"serving {model_uri} at http://{cfg.host}:{cfg.port}/invocations")
+    os.execvpe(cmd[0], cmd, env)

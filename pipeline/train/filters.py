@@ -71,7 +71,7 @@ def detector_image(conv_w: np.ndarray, linear_w: np.ndarray | None = None, title
     f, k = w.shape
     lin = None if linear_w is None else np.asarray(linear_w, dtype=np.float32).reshape(-1)  # (F,)
     lim = _limit(w)
-    label_w, row_h, gap, head = 112, 66, 8, 62
+    label_w, row_h, gap, head = 120, 96, 8, 70  # tall rows: MLflow's card shows a 256 px thumbnail
     plot_w = WIDTH - 2 * MARGIN - label_w - COLORBAR_W - COLORBAR_LABELS - 3 * gap
     heat_w = int(plot_w * 0.42)
     bars_w = plot_w - heat_w - 2 * gap
@@ -80,18 +80,18 @@ def detector_image(conv_w: np.ndarray, linear_w: np.ndarray | None = None, title
     height = head + f * row_h + 40
     img = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(img)
-    _text(draw, (WIDTH / 2, 16), title, 15)
-    _text(draw, (heat_x + heat_w / 2, head - 12), "taps", 12)
-    _text(draw, (bars_x + bars_w / 2, head - 12), "the same taps as bars, with their values", 12)
+    _text(draw, (WIDTH / 2, 18), title, 18)
+    _text(draw, (heat_x + heat_w / 2, head - 14), "taps", 14)
+    _text(draw, (bars_x + bars_w / 2, head - 14), "the same taps as bars, with their values", 14)
     cell = heat_w / k
     scale = (row_h / 2 - 16) / lim  # px per unit weight in the bars
     cols = colours(w, lim)
     for i in range(f):
         top = head + i * row_h
         mid = top + row_h / 2
-        _text(draw, (heat_x - 8, mid - (8 if lin is not None else 0)), f"filter {i}", 13, anchor="rm")
+        _text(draw, (heat_x - 8, mid - (10 if lin is not None else 0)), f"filter {i}", 17, anchor="rm")
         if lin is not None:
-            _text(draw, (heat_x - 8, mid + 9), f"out {lin[i]:+.2f}", 11, anchor="rm", fill=GREY)
+            _text(draw, (heat_x - 8, mid + 11), f"out {lin[i]:+.2f}", 13, anchor="rm", fill=GREY)
         draw.rectangle([bars_x, top + 2, bars_x + bars_w, top + row_h - 3], outline=LIGHT)
         draw.line([(bars_x, mid), (bars_x + bars_w, mid)], fill=BLACK)
         for j in range(k):
@@ -102,7 +102,7 @@ def detector_image(conv_w: np.ndarray, linear_w: np.ndarray | None = None, title
             half = 0.36 * bars_w / k
             draw.rectangle([cx - half, min(mid, end), cx + half, max(mid, end)], fill=rgb, outline=GREY)
             below = w[i, j] < 0
-            _text(draw, (cx, end + (2 if below else -2)), f"{w[i, j]:+.2f}", 11, anchor="mt" if below else "mb")
+            _text(draw, (cx, end + (2 if below else -2)), f"{w[i, j]:+.2f}", 12, anchor="mt" if below else "mb")
     bottom = head + f * row_h
     for j in range(k):
         for x0, width in ((heat_x, heat_w), (bars_x, bars_w)):
