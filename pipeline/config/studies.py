@@ -31,7 +31,7 @@ class SweepConfig(DataFields, TrackingFields):
     batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)", IMAGES)
     n_trials: int = opt(20, "trials for this worker (several workers add up)")
     timeout: float | None = opt(None, "stop this worker after this many seconds", SETTING)
-    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices) | random")
+    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices, never pruned) | random")
     sampler_seed: int = opt(0, "seed of the sampler (and of the models in the accuracy objective)")
     pruner: str = opt("median", "median (stop a trial whose value so far is below the median of earlier trials at "
                                 "the same epoch) | none")

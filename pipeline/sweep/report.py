@@ -59,11 +59,10 @@ def trials_table(study: Any) -> Any:
 
 def describe_sweep(cfg: Any) -> str:
     """The first line of a sweep parent's description: the study, what it measures, over what."""
-    from pipeline.sweep.space import param_names
+    from pipeline.sweep.space import param_names, prunes
     from pipeline.sweep.trials import objective_text
 
-    pruner = (f"median pruner after {cfg.pruner_startup_trials} trials" if cfg.pruner == "median"
-              and not cfg.multi_objective else "no pruner")
+    pruner = f"median pruner after {cfg.pruner_startup_trials} trials" if prunes(cfg) else "no pruner"
     space = f"filters {{{','.join(map(str, cfg.filters))}}} × kernel sizes {{{','.join(map(str, cfg.kernel_sizes))}}}"
     layers = len(param_names(cfg))
     return (f"Optuna study `{cfg.study_name}` ({cfg.sampler.upper()} sampler, {pruner}): {cfg.n_trials} trials of "

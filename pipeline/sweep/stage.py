@@ -17,6 +17,7 @@ accuracy, reporting every epoch. The study names its objectives (``p_success``,
 """
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 from dataclasses import dataclass
@@ -107,16 +108,18 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         provenance.describe(what)
         client = mlflow.MlflowClient()
         experiment_id = parent.info.experiment_id
+        started = itertools.count(1)
 
         def objective(trial: Any) -> Any:
+            this_worker_left = cfg.n_trials - next(started)  # trials that this worker runs after this one
             point = suggest(trial, cfg)
             earlier = earlier_trial(trial)
             run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg, point, repeat_of=earlier)
             status, final, outcome = "FAILED", {}, "Failed."
             try:
                 run.log_params(point)
-                if earlier is not None and cfg.lr_min is None:
-                    enqueue_untried(trial, grid_space(cfg))
+                if earlier is not None and cfg.lr_min is None and this_worker_left:
+                    enqueue_untried(trial, grid_space(cfg))  # for this worker's next trial
                 values = replay(trial, earlier) if earlier else inner(trial, run, point)
                 final = {"objective_value": values[0]}
                 status = "FINISHED"

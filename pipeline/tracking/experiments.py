@@ -60,7 +60,14 @@ def use_experiment(name: str | None) -> str:
                 experiment_id = client.get_experiment_by_name(name).experiment_id
         else:
             experiment_id = found.experiment_id
+        before = os.environ.get("MLFLOW_EXPERIMENT_ID")
         mlflow.set_experiment(experiment_id=experiment_id)
+        # set_experiment also exports $MLFLOW_EXPERIMENT_ID: it would read as the user's choice in the
+        # next configure() (another store, in tests) and in every subprocess (`mlflow run`, workers)
+        if before is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = before
     tag_experiment(experiment_id)
     return experiment_id
 
