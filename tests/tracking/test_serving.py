@@ -1,0 +1,101 @@
+"""Logged models as a user serves them: named after what they are, with a signature and an input
+example, registered on request, answering with class probabilities; `make serve RUN=<id>` works."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import REPO
+from pipeline.config.stages import TrainConfig
+from pipeline.data.synthetic import make_synthetic
+from pipeline.train import stage as train
+
+
+def _probabilities(table) -> np.ndarray:
+    return table[[c for c in table.columns if c.startswith("probability_")]].to_numpy()
+
+
+def test_the_detector_answers_with_probabilities_and_is_registered(client):
+    import mlflow
+
+    result = train.run(TrainConfig(filters=(4,), epochs=40, image_every=0, register_model="detector"),
+                       echo=lambda s: None)
+    assert result.model_uri == f"runs:/{result.run_id}/detector1d-F4-k5"
+    X, _ = make_synthetic(6, 20, 7)
+    served = mlflow.pyfunc.load_model(result.model_uri)
+    table = served.predict(X.numpy())
+    probs = _probabilities(table)
+    with torch.no_grad():
+        p = torch.sigmoid(result.model(X)).numpy()[:, 0]
+    assert probs.shape == (6, 2) and np.allclose(probs.sum(axis=1), 1) and np.allclose(probs[:, 1], p, atol=1e-6)
+    assert list(table["predicted_class"]) == list((p > 0.5).astype(int))
+    assert set(table["predicted_label"]) <= {"no pattern", "0,+1,0"}
+    signature = served.metadata.signature
+    assert signature.inputs.inputs[0].shape == (-1, 1, 20)
+    assert [c.name for c in signature.outputs.inputs][-2:] == ["predicted_class", "predicted_label"]
+    assert served.metadata.load_input_example(mlflow.artifacts.download_artifacts(result.model_uri)) is not None
+    module = mlflow.pytorch.load_model(result.model_uri)  # evaluate and inspect need the module, layers and all
+    assert isinstance(module, torch.nn.Module) and module.conv.out_channels == 4
+    (version,) = client.search_model_versions("name = 'detector'")
+    assert version.run_id == result.run_id
+
+
+def test_an_image_model_answers_with_ten_probabilities(client):
+    import mlflow
+
+    result = train.run(TrainConfig(dataset="digits", epochs=1, max_batches=2, image_every=0), echo=lambda s: None)
+    assert result.model_uri.endswith("/lenet-F6-16-k5-5")
+    table = mlflow.pyfunc.load_model(result.model_uri).predict(np.zeros((3, 1, 8, 8), np.float32))
+    assert _probabilities(table).shape == (3, 10) and np.allclose(_probabilities(table).sum(axis=1), 1)
+    assert set(table["predicted_label"]) <= {str(d) for d in range(10)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_make_serve_answers_curl_with_probabilities(tracking_uri, tmp_path):
+    """The command that `make serve RUN=<id>` runs, then a POST to /invocations as the README's curl does."""
+    result = train.run(TrainConfig(filters=(4,), epochs=40, image_every=0), echo=lambda s: None)
+    port = _free_port()
+    dry = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "serve", f"RUN={result.run_id}", f"PORT={port}",
+                          f"VENV={REPO / '.venv'}"], capture_output=True, text=True)  # -n: prints, runs nothing
+    assert dry.returncode == 0, dry.stderr
+    command = dry.stdout.strip().splitlines()[-1]
+    assert f"-m pipeline serve --run-id {result.run_id} --port {port}" in command
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}  # no virtualenv on PATH: still serves
+    server = subprocess.Popen(command, shell=True, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()[-3000:]
+                time.sleep(1)
+        X, _ = make_synthetic(4, 20, 7)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps({"inputs": X.numpy().tolist()}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    assert len(answer) == 4
+    for row in answer:
+        assert row["probability_0"] + row["probability_1"] == pytest.approx(1)
+        assert row["predicted_class"] == int(row["probability_1"] > 0.5)
