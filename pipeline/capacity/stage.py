@@ -58,8 +58,8 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("capacity", run_name=f"capacity {grid_label(cfg.filters, cfg.kernel_sizes)}",
-                            tags=tags) as parent:
+        grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
+        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text}) as parent:
             provenance.log_config(cfg)
             provenance.describe(f"Trains every configuration of {grid_label(cfg.filters, cfg.kernel_sizes)} from "
                                 f"{cfg.seeds} seeds at once and estimates P(success) with 95% Wilson intervals.")
