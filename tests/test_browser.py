@@ -130,6 +130,13 @@ def test_the_experiment_page_lists_the_runs_by_their_names(ui, page, shots):
     sweep = next(name for name in runs if name.startswith("sweep "))
     for name in ("train F3 k5 s0", "train F4 k5 s0", "evaluate F4 k5 s0", "prepare-data synthetic", grid, sweep):
         page.get_by_text(name, exact=True).first.wait_for()
+    header = page.locator(".ag-header-cell").filter(has_text="Run Name").first
+    box = header.bounding_box()  # widen the name column (drag its right edge) so that nested names show whole
+    x, y = box["x"] + box["width"] - 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 90, y, steps=8)
+    page.mouse.up()
     page.screenshot(path=shots / "runs_table.png")
 
 

@@ -4,7 +4,8 @@ Each ```bash block in the README is tagged with the way it is checked
 (``<!-- readme-test: KIND -->``): ``run`` blocks run line by line in a scratch directory,
 with ``<... run id>`` placeholders filled from the store; ``distributed`` runs whole
 against a PostgreSQL server on 127.0.0.1; ``env-managers`` runs each line whose
-environment manager is installed; ``ci`` lines must be in .ci/run.
+environment manager is installed; ``ci`` lines must be in .ci/run; ``serve`` (`make serve`,
+then `curl`) runs in tests/tracking/test_serving.py.
 """
 from __future__ import annotations
 
@@ -72,16 +73,20 @@ def _latest(work: Path, stage: str) -> str:
     return runs[0].info.run_id
 
 
+SERVERS = ("mlflow ui", "optuna-dashboard")  # `run` lines that start a server: started, checked, stopped
+
+
 def _serve(cmd: str, work: Path, env) -> None:
-    """`mlflow ui`: start it on a free port, check that it answers, stop it."""
+    """`mlflow ui`, `optuna-dashboard`: start it on a free port, check that it answers, stop it."""
     port = _free_port()
+    path = "/health" if cmd.startswith("mlflow") else "/"
     proc = subprocess.Popen([*cmd.split(), "--port", str(port), "--host", "127.0.0.1"], cwd=work, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).status == 200
+                assert urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status == 200
                 break
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, f"`{cmd}` did not start"
@@ -107,7 +112,7 @@ def test_run_blocks(tmp_path):
         if "<train run id>" in cmd:
             cmd = cmd.replace("<train run id>", _latest(work, "train"))
         cmd = cmd.replace("mlflow run . ", f"mlflow run {REPO} ")
-        if cmd.startswith("mlflow ui"):
+        if cmd.startswith(SERVERS):
             _serve(cmd, work, env)
             continue
         if "../shared/data/mnist" in cmd and not (tmp_path / "shared" / "data" / "mnist").is_dir():

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from helpers import REPO
+from test_readme import blocks
 from pipeline.config.stages import TrainConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.train import stage as train
@@ -66,12 +67,15 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_make_serve_answers_curl_with_probabilities(tracking_uri, tmp_path):
-    """The command that `make serve RUN=<id>` runs, then a POST to /invocations as the README's curl does."""
-    result = train.run(TrainConfig(filters=(4,), epochs=40, image_every=0), echo=lambda s: None)
+def test_the_readmes_make_serve_and_curl(tracking_uri, tmp_path):
+    """The README's `serve` block: the command that `make serve RUN=<id>` runs, then its `curl`."""
+    make_line, curl_line = blocks("serve")
+    assert make_line == "make serve RUN=<train run id>" and curl_line.startswith("curl ")
+    result = train.run(TrainConfig(filters=(4,), epochs=300, image_every=0), echo=lambda s: None)
     port = _free_port()
-    dry = subprocess.run(["make", "-s", "-n", "-C", str(REPO), "serve", f"RUN={result.run_id}", f"PORT={port}",
-                          f"VENV={REPO / '.venv'}"], capture_output=True, text=True)  # -n: prints, runs nothing
+    dry = subprocess.run([*make_line.replace("<train run id>", result.run_id).split(), "-s", "-n", "-C", str(REPO),
+                          f"PORT={port}", f"VENV={REPO / '.venv'}"],
+                         capture_output=True, text=True)  # -n prints the recipe and runs nothing (not `setup`)
     assert dry.returncode == 0, dry.stderr
     command = dry.stdout.strip().splitlines()[-1]
     assert f"-m pipeline serve --run-id {result.run_id} --port {port}" in command
@@ -87,15 +91,12 @@ def test_make_serve_answers_curl_with_probabilities(tracking_uri, tmp_path):
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()[-3000:]
                 time.sleep(1)
-        X, _ = make_synthetic(4, 20, 7)
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                         data=json.dumps({"inputs": X.numpy().tolist()}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"]
+        curl = subprocess.run(curl_line.replace("127.0.0.1:5001", f"127.0.0.1:{port}"), shell=True,
+                              capture_output=True, text=True, timeout=60)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    assert len(answer) == 4
-    for row in answer:
-        assert row["probability_0"] + row["probability_1"] == pytest.approx(1)
-        assert row["predicted_class"] == int(row["probability_1"] > 0.5)
+    assert curl.returncode == 0, curl.stderr
+    (row,) = json.loads(curl.stdout)["predictions"]  # the README's input: one row with the pattern 0, +1, 0
+    assert row["probability_0"] + row["probability_1"] == pytest.approx(1)
+    assert row["predicted_class"] == 1 and row["predicted_label"] == "0,+1,0" and row["probability_1"] > 0.9
