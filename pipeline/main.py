@@ -105,8 +105,8 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> 
         metrics[f"test_accuracy_F{f}"] = evaluated[f].test_accuracy
     artifacts.log_figure(learning_curves(trained, cfg.seed), "figures/learning_curves.png")
     tau = CapacityConfig().tau
-    lines = [f"**Does the lab's tiny ConvNet get stuck?** The 1D detector Conv1d(1, F, 5) → ReLU → max pool → "
-             f"Linear(F, 1) learns to spot the pattern 0, +1, 0 (the runs under this one hold the details)."]
+    lines = ["**Does the lab's tiny ConvNet get stuck?** The 1D detector Conv1d(1, F, 5) → ReLU → max pool → "
+             "Linear(F, 1) learns to spot the pattern 0, +1, 0 (the runs under this one hold the details)."]
     contrast = "; ".join(f"with {f} filters the training loss ended at {r.final['train_loss']:.3f} "
                          f"({'solved' if r.final['train_loss'] < tau else 'stuck in a local minimum'}, test accuracy "
                          f"{evaluated[f].test_accuracy:.3f})" for f, r in trained.items())

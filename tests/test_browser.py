@@ -9,20 +9,18 @@ making one. Playwright cannot download its own browser here: it drives Debian's 
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, free_port, wait_for_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,16 +35,8 @@ TIMEOUT_MS = 60_000
 def _require_browser() -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"needs Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         pytest.skip("needs the playwright package (pip install playwright; it is in the dev extra)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +64,14 @@ def ui(tmp_path_factory):
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("convnet-study")
     runs = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment.experiment_id], max_results=5000)}
-    port = _free_port()
+    port = free_port()
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     server = subprocess.Popen([mlflow_bin, "ui", "--backend-store-uri", "sqlite:///mlflow.db", "--host", "127.0.0.1",
                                "--port", str(port), "--workers", "1"], cwd=work, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "`mlflow ui` did not start"
-                time.sleep(1)
+        wait_for_url(f"{base}/health", server, what="`mlflow ui`")
         yield base, experiment.experiment_id, runs
     finally:
         os.killpg(server.pid, signal.SIGTERM)

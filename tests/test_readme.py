@@ -13,16 +13,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, free_port, wait_for_url
 
 README = (REPO / "README.md").read_text()
 BLOCK = re.compile(r"<!-- readme-test: ([\w-]+) -->\n```bash\n(.*?)```", re.S)
@@ -44,12 +42,6 @@ def _env(tmp_path) -> dict[str, str]:
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "OPTUNA_STORAGE"):
         env.pop(key, None)
     return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_every_bash_block_is_tagged():
@@ -78,19 +70,12 @@ SERVERS = ("mlflow ui", "optuna-dashboard")  # `run` lines that start a server: 
 
 def _serve(cmd: str, work: Path, env) -> None:
     """`mlflow ui`, `optuna-dashboard`: start it on a free port, check that it answers, stop it."""
-    port = _free_port()
+    port = free_port()
     path = "/health" if cmd.startswith("mlflow") else "/"
     proc = subprocess.Popen([*cmd.split(), "--port", str(port), "--host", "127.0.0.1"], cwd=work, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                assert urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).status == 200
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, f"`{cmd}` did not start"
-                time.sleep(1)
+        wait_for_url(f"http://127.0.0.1:{port}{path}", proc, what=f"`{cmd}`")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -157,7 +142,7 @@ def test_distributed_block(postgres_server, tmp_path):
             dbs[role] = f"{role}_{uuid.uuid4().hex[:8]}"
             con.execute(f"CREATE DATABASE {dbs[role]}")
     base = postgres_server.rsplit("/", 1)[0]
-    port = _free_port()
+    port = free_port()
     script = "\n".join(blocks("distributed"))
     script = (script.replace("postgresql://optuna:secret@db-host:5432/optuna", f"{base}/{dbs['optuna']}")
                     .replace("postgresql://mlflow:secret@db-host:5432/mlflow", f"{base}/{dbs['mlflow']}")

@@ -43,7 +43,6 @@ class CapacityResult:
 
 def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
     """Train the grid, log one child run per configuration and the figures and tables on the parent."""
-    import mlflow
     from tqdm import tqdm
 
     from pipeline.data.io import log_bundle_input

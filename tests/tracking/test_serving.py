@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import REPO
+from helpers import REPO, free_port, wait_for_url
 from test_readme import blocks
 from pipeline.config.stages import TrainConfig
 from pipeline.data.synthetic import make_synthetic
@@ -60,19 +57,13 @@ def test_an_image_model_answers_with_ten_probabilities(client):
     assert set(table["predicted_label"]) <= {str(d) for d in range(10)}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_the_readmes_make_serve_and_curl(tracking_uri, tmp_path):
     """The README's `serve` block: the command that `make serve RUN=<id>` runs, then its `curl`."""
     make_line, curl_line = blocks("serve")
     assert make_line == "make serve RUN=<train run id>" and curl_line.startswith("curl ")
     result = train.run(TrainConfig(filters=(4,), epochs=300, image_every=0), echo=lambda s: None)
-    port = _free_port()
+    port = free_port()
     dry = subprocess.run([*make_line.replace("<train run id>", result.run_id).split(), "-s", "-n", "-C", str(REPO),
                           f"PORT={port}", f"VENV={REPO / '.venv'}"],
                          capture_output=True, text=True)  # -n prints the recipe and runs nothing (not `setup`)
@@ -81,16 +72,9 @@ def test_the_readmes_make_serve_and_curl(tracking_uri, tmp_path):
     assert f"-m pipeline serve --run-id {result.run_id} --port {port}" in command
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}  # no virtualenv on PATH: still serves
     server = subprocess.Popen(command, shell=True, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()[-3000:]
-                time.sleep(1)
+        wait_for_url(f"http://127.0.0.1:{port}/ping", server, timeout_s=180, what="`make serve`")
         curl = subprocess.run(curl_line.replace("127.0.0.1:5001", f"127.0.0.1:{port}"), shell=True,
                               capture_output=True, text=True, timeout=60)
     finally:
