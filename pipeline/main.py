@@ -124,7 +124,8 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> 
         params = ", ".join(f"{k} = {v}" for k, v in b["params"].items())
         lines.append(f"- **Optuna sweep** (study `{swept.study_name}`, {sum(swept.counts.values())} trials): best "
                      f"P(success) = {b['values'][0]:.2f} over {cfg.sweep_seeds} seeds, at {params}.")
-        copy_figures(swept.run_id, {"optimization_history.png": "sweep_history.png", "contour.png": "sweep_contour.png"})
+        copy_figures(swept.run_id, {"optimization_history.png": "sweep_history.png",
+                                    "contour.png": "sweep_contour.png"})
     lines.append("\nFigures: the learning curves of the train runs, P(success) against filters with 95% Wilson "
                  "bands, the sweep's history and contour.")
     mlflow.log_metrics(metrics)

@@ -6,9 +6,9 @@ Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`
 (``multiseed.py``). Writes one parent run (``capacity F1–8 × k3,5,7``) whose description says
 the result in words (``story.py``), with ``p_success_F<f>_k<k>`` metrics, the figures
 (P(success) heatmap, P(success) against F with interval bands and the lottery fit, the
-histogram of final losses) and the tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
-``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
-Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+histogram of final losses) and the tables (``tables/seeds.csv``, one row per seed;
+``tables/summary.csv``; ``tables/lottery_fit.csv``), and one child run per configuration
+(``capacity F4 k5``) with its P(success) and Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
 
 A seed succeeds when its final training loss is below tau and its training accuracy is
 100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
@@ -60,8 +60,8 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
         with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text}) as parent:
             provenance.log_config(cfg)
-            provenance.describe(f"Trains every configuration of {grid_label(cfg.filters, cfg.kernel_sizes)} from "
-                                f"{cfg.seeds} seeds at once and estimates P(success) with 95% Wilson intervals.")
+            provenance.describe(f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
+                                "estimates P(success) with 95% Wilson intervals.")
             log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
             tables, seconds = [], 0.0
             bar = tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False)

@@ -73,8 +73,9 @@ def describe_result(study: Any, best: list[dict[str, Any]], names: Sequence[str]
     """The second part: how the study stands, and its best trial in words."""
     counts = state_counts(study)
     repeats = sum("repeat_of" in t.user_attrs for t in study.get_trials(deepcopy=False))
-    text = (f"The study has {len(study.trials)} trials ({', '.join(f'{v} {k.lower()}' for k, v in sorted(counts.items()))}"
-            f"); {trained} configurations trained, {repeats} repeats reused without training.")
+    states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+    text = (f"The study has {len(study.trials)} trials ({states}); {trained} configurations trained, {repeats} "
+            "repeats reused without training.")
     for b in best[:3]:
         params = ", ".join(f"{k} = {_fmt(v)}" for k, v in b["params"].items())
         values = ", ".join(f"{n} = {v:.3g}" for n, v in zip(names, b["values"]))
