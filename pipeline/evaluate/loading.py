@@ -145,5 +145,5 @@ def open_model(cfg: Any) -> LoadedModel:
     bundle = test_data(cfg)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
             "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed"),
-            "filters": src_tags.get("filters"), "kernel_size": src_tags.get("kernel_size")}
+            "filters": src_tags.get("filters"), "kernel_size": src_tags.get("kernel_size"), "data_uri": cfg.data_uri}
     return LoadedModel(cfg, uri, src, src_params, src_tags, model, device, bundle, tags)

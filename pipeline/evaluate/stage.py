@@ -150,10 +150,13 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
         if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
             found = f"; the 0,+1,0 detector is filter {idx}"
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
+                 f"data seed {cfg.data_seed})")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
             idx = kernel = None
             found = ""
-        echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  (on {data})")
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
+                 f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
         provenance.describe(what, f"Test loss {loss:.4f}, test accuracy {acc:.4f}{found}.")
         return EvalResult(active.info.run_id, loss, acc, idx, kernel)

@@ -360,4 +360,4 @@ def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, t
     assert _optuna(postgres_db).get_all_study_summaries(postgres_db) == []
     import mlflow
 
-    assert [e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()] == ["Default"]
+    assert sorted(e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()) == ["Default", "convnet-study"]
