@@ -1,6 +1,11 @@
 """Regenerate the README's pictures from real runs (a scratch MLflow store under /tmp).
 
     python docs/make_figures.py
+
+The two pictures of the MLflow UI (runs_table.png, filter_slider.png) are the browser test's
+screenshots of the store that `make run` leaves:
+
+    PIPELINE_BROWSER_STORE=. PIPELINE_SCREENSHOTS=/tmp/shots pytest -m browser tests/test_browser.py
 """
 from __future__ import annotations
 
