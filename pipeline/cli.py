@@ -12,6 +12,8 @@ from typing import Any, Callable
 import click
 
 from pipeline.config.parsing import build_config, field_kind
+from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.recipes import FALLBACKS, RECIPES
 from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
@@ -108,6 +110,31 @@ def capacity_cmd(config: CapacityConfig) -> None:
     from pipeline.capacity import stage as capacity
 
     capacity.run(config, echo=click.echo)
+
+
+@cli.command("capacity-pattern")
+@config_options(PatternCapacityConfig)
+def capacity_pattern_cmd(config: PatternCapacityConfig) -> None:
+    """The capacity study on a published task (rom1mouret/exploration: [1, 1, x, 1] in noise), conv
+    trained and frozen, many seeds per F. Reads nothing; writes a capacity run tagged task=pattern1101
+    with figures (mean test accuracy against F beside the published curve, P(accuracy >= success),
+    the accuracy histogram), tables/seeds.csv and summary.csv, and one child run per (F, variant)."""
+    from pipeline.capacity import replication
+
+    replication.run(config, echo=click.echo)
+
+
+@cli.command("diagnose")
+@config_options(DiagnoseConfig)
+def diagnose_cmd(config: DiagnoseConfig) -> None:
+    """Is a stalled seed really at a local minimum? Reads a capacity run of the lab's detector
+    (--capacity-run runs:/<id>: its config.json and tables/seeds.csv) and replays its seeds. Writes a
+    diagnose run with diagnosis.csv (per seed: gradient norm, Hessian eigenvalues, line searches, the
+    long run, a verdict, filter classes), tables/ and figures/ (verdict shares, eigenvalues, filter
+    classes, ticket curve, loss paths and slices), and with --table the per-seed table as a local CSV."""
+    from pipeline.diagnose import stage as diagnose
+
+    diagnose.run(config, echo=click.echo)
 
 
 @cli.command("inspect")

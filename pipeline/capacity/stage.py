@@ -53,7 +53,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
