@@ -20,10 +20,10 @@ from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepCon
 from pipeline.errors import ConfigError
 
 
-def _default_text(f: dataclasses.Field) -> str:
+def _default_text(f: dataclasses.Field, recipes: bool = True) -> str:
     d = f.default
     if d is None:
-        if f.name in _RECIPE_KEYS:
+        if recipes and f.name in _RECIPE_KEYS:
             return "recipe's value"
         if f.name == "recipe":
             return "the data set's"
@@ -46,9 +46,10 @@ def config_options(cls: type) -> Callable:
 
         wrapper.__name__ = fn.__name__
         wrapper.__doc__ = fn.__doc__
+        recipes = any(f.name == "recipe" for f in dataclasses.fields(cls))  # else no option falls back to one
         for f in reversed(dataclasses.fields(cls)):
             base, _ = field_kind(f)
-            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
+            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f, recipes)}]"
             flag = "--" + f.name.replace("_", "-")
             if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
                 wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,

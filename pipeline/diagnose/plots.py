@@ -33,7 +33,7 @@ def verdict_figure(by_config: pd.DataFrame):
         ax.set_ylabel("share of seeds")
         ax.set_title(f"k = {k}: what the seeds end at", fontsize=10)
         ax.set_xticks(part["filters"])
-    axes[-1].legend(fontsize=8, loc="lower right")
+    axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -80,7 +80,7 @@ def class_figure(class_shares: pd.DataFrame):
         ax.set_xlabel("filters F (left bar: failed seeds, hatched; right: solved)")
         ax.set_ylabel("share of filters")
         ax.set_title(f"k = {k}: what the filters became", fontsize=10)
-    axes[-1].legend(fontsize=8, loc="lower right")
+    axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 

@@ -67,7 +67,9 @@ def landscape_pieces(measured: list, table: pd.DataFrame, pairs: int, points: in
                 slices.append({"a": a, "loss": Z, "title": f"F = {f}, k = {m.trajectory.kernel_size}, seed "
                                f"{part.at[i, 'seed']} ({what}, loss {Z[len(a) // 2, len(a) // 2]:.3f})"})
             break
-    return pd.DataFrame(rows), curves, slices
+    columns = ["filters", "kernel_size", "failed_seed", "failed_verdict", "solved_seed", "loss_failed", "loss_solved",
+               "max_loss", "barrier"]
+    return pd.DataFrame(rows, columns=columns), curves, slices
 
 
 def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFrame, classes: pd.DataFrame,
@@ -93,6 +95,15 @@ def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFra
     failed = table[~table["success"]]
     lines += ["", f"all failed seeds: {len(failed)}, escaped in the long run: {int(failed['escaped'].sum())} "
               f"({failed['escaped'].mean() if len(failed) else 0:.3f})", "",
+              "the evidence, medians per verdict: |grad J| at the end, averaged over the last L epochs, path / net "
+              "move over them, smallest eigenvalue, best line-search drops, loss change in the long run:"]
+    for verdict, part in failed.assign(zigzag=failed["path_length"] / failed["moved"].clip(lower=1e-12),
+                                       long_change=failed["long_loss"] - failed["loss"]).groupby("verdict"):
+        m = part.median(numeric_only=True)
+        lines.append(f"  {verdict:>13s} ({len(part):4d}): |g| {m['grad_norm']:.2g}, mean |g| {m['mean_grad_norm']:.2g}, "
+                     f"path/move {m['zigzag']:.3g}, lambda_min {m['hessian_min']:.2g}, drops {m['drop_gradient']:.2g} "
+                     f"and {m['drop_curvature']:.2g}, long run {m['long_change']:+.2g}")
+    lines += ["",
               "verdict shares of all seeds with each tolerance 10x smaller and larger:",
               f"{'tolerance':>12} {'value':>8}  " + "".join(f"{v:>14s}" for v in VERDICTS)
               + "   [minimum]  [still moving]"]
