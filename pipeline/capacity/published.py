@@ -48,26 +48,10 @@ def accuracy_figure(summary: pd.DataFrame, success: float):
 
 def success_heatmap(summary: pd.DataFrame, success: float):
     """P(test accuracy >= success) over F (columns) x variant (rows), each cell with its interval and n."""
-    from pipeline.figures import plt
+    from pipeline.capacity.plots import heatmap_figure
 
-    variants = list(dict.fromkeys(summary["variant"]))
-    Fs = sorted(summary["filters"].unique())
-    grid = summary.set_index(["variant", "filters"])
-    fig, ax = plt.subplots(figsize=(1.4 + 1.25 * len(Fs), 1.2 + 1.0 * len(variants)))
-    im = ax.imshow([[grid.loc[(v, f), "p_success"] for f in Fs] for v in variants], cmap="viridis", vmin=0,
-                   vmax=1, aspect="auto")
-    for i, v in enumerate(variants):
-        for j, f in enumerate(Fs):
-            r = grid.loc[(v, f)]
-            ax.text(j, i, f"{r.p_success:.2f}\n[{r.p_success_lo:.2f}, {r.p_success_hi:.2f}]\nn={int(r.n)}",
-                    ha="center", va="center", fontsize=7, color="white" if r.p_success < 0.6 else "black")
-    ax.set_xticks(range(len(Fs)), [str(f) for f in Fs])
-    ax.set_yticks(range(len(variants)), [f"conv {v}" for v in variants])
-    ax.set_xlabel("filters F")
-    ax.set_title(f"P(test accuracy >= {success:.0%}) with 95% Wilson interval", fontsize=10)
-    fig.colorbar(im, ax=ax, label="P(success)")
-    fig.tight_layout()
-    return fig
+    return heatmap_figure(summary, rows="variant", row_label="convolution",
+                          title=f"P(test accuracy >= {success:.0%}) with 95% Wilson interval")
 
 
 def histogram_figure(table: pd.DataFrame, success: float):

@@ -26,6 +26,7 @@ from pipeline.capacity.stats import wilson
 from pipeline.config.parsing import as_params
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.metrics import log_batch
 
 @dataclass(frozen=True)
 class PatternCapacityResult:
@@ -113,9 +114,6 @@ def summarize(table: pd.DataFrame, success: float) -> pd.DataFrame:
 
 def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, seconds: float) -> None:
     """One child run per (F, variant): its accuracy, P(success) and the published mean, in one batch."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
     f, variant = int(part["filters"].iloc[0]), part["variant"].iloc[0]
     row = summarize(part, cfg.success).iloc[0]
     metrics = {name: float(row[name]) for name in ("mean_accuracy", "mean_accuracy_lo", "mean_accuracy_hi",
@@ -123,16 +121,11 @@ def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, secon
     metrics.update(train_seconds=seconds, ms_per_training=1000 * seconds / len(part))
     if not np.isnan(row["published_mean_accuracy"]):
         metrics["published_mean_accuracy"] = float(row["published_mean_accuracy"])
-    params = {**{k: v for k, v in as_params(cfg).items() if k not in ("filters", "variant", "table")},
+    params = {**{k: v for k, v in as_params(cfg).items() if k not in ("filters", "variant", "table", "tracking_uri", "experiment_name")},
               "filters": f, "variant": variant}
     with runs.stage_run("capacity", run_name=f"pattern F{f} {variant}",
                         tags={**tags, "filters": f, "variant": variant}) as child:
-        ts = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(
-            child.info.run_id,
-            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
-            params=[Param(name, str(v)) for name, v in params.items()],
-        )
+        log_batch(child.info.run_id, metrics, params)
 
 
 def _log_parent(table: pd.DataFrame, summary: pd.DataFrame, cfg: PatternCapacityConfig, seconds: dict) -> None:
