@@ -74,7 +74,7 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
                     seconds["training"] += dt
                     part = pd.DataFrame({"filters": f, "kernel_size": KERNEL, "variant": variant,
                                          "num_parameters": parameters(f, variant), "seed": seeds,
-                                         "final_loss": r.test_loss, "last_pair_loss": r.last_loss.astype(float),
+                                         "test_loss": r.test_loss, "last_pair_loss": r.last_loss.astype(float),
                                          "test_accuracy": r.test_accuracy})
                     part["success"] = part["test_accuracy"] >= cfg.success
                     parts.append(part)

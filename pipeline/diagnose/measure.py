@@ -54,8 +54,10 @@ def measure(filters: int, k: int, source: CapacitySource, last_epochs: int, radi
     relu, gap = kink_margins(J, theta)
     success = is_success(traj.final_loss, traj.train_accuracy, s.tau)
     grad_drops = probes(J, theta, -grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-300))
-    lowest = eigenvectors[:, :, 0]  # its sign: the side where J does not fall to first order (g·v >= 0), so
-    lowest = lowest * torch.where((grad * lowest).sum(1, keepdim=True) < 0, -1.0, 1.0)  # any drop is curvature's
+    # the lowest eigenvector, turned to the side where J does not fall to first order (g·v >= 0): a drop
+    # along it is then the curvature's doing
+    lowest = eigenvectors[:, :, 0]
+    lowest = lowest * torch.where((grad * lowest).sum(1, keepdim=True) < 0, -1.0, 1.0)
     curv_drops = probes(J, theta, lowest)
     failed = np.flatnonzero(~success)
     long_loss, long_acc = np.full(len(theta), np.nan), np.full(len(theta), np.nan)

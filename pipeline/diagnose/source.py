@@ -48,7 +48,7 @@ def read(uri: str, filters=None, kernel_sizes=None, seeds: int | None = None) ->
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "not in this store"
         raise ConfigError(f"--capacity-run {uri}: no such run in this tracking store "
                           f"({str(err).strip().splitlines()[0][:120]})") from None
-    tags, params = run.data.tags, run.data.params
+    tags = run.data.tags
     stage = tags.get("stage")
     if stage != "capacity":
         raise ConfigError(f"--capacity-run {uri}: run {run_id} is a {stage or 'untagged'} run, not a capacity run "
@@ -60,9 +60,10 @@ def read(uri: str, filters=None, kernel_sizes=None, seeds: int | None = None) ->
     if tags.get("model", "detector1d") != "detector1d" or tags.get("dataset", "synthetic") != "synthetic":
         raise ConfigError(f"--capacity-run {uri}: run {run_id} is a capacity study of {tags.get('model')} on "
                           f"{tags.get('dataset')}; diagnose replays the synthetic detector's (task {TASK!r}) only")
-    if "kernel_size" in params and "kernel_sizes" not in params:
-        raise ConfigError(f"--capacity-run {uri}: run {run_id} is one configuration of capacity run "
-                          f"{tags.get('mlflow.parentRunId', '?')}; give that parent run")
+    parent = tags.get("mlflow.parentRunId")
+    if parent and _stage_of(client, parent) == "capacity":
+        raise ConfigError(f"--capacity-run {uri}: run {run_id} is one configuration of capacity run {parent}; "
+                          "give that parent run")
     if run.info.status != "FINISHED":
         raise ConfigError(f"--capacity-run {uri}: run {run_id} ended {run.info.status}; diagnose needs a finished run")
     try:
@@ -87,6 +88,13 @@ def _narrow(run_id: str, cfg: dict, table, filters, kernel_sizes, seeds) -> Capa
     return CapacitySource(run_id, settings, tuple(f for f in run_filters if not filters or f in filters),
                           tuple(k for k in run_ks if not kernel_sizes or k in kernel_sizes),
                           all_seeds[: seeds or len(all_seeds)], table)
+
+
+def _stage_of(client, run_id: str) -> str | None:
+    try:
+        return client.get_run(run_id).data.tags.get("stage")
+    except Exception:  # noqa: BLE001 - a parent in another store: not a capacity parent we can read
+        return None
 
 
 def _seed_table(run_id: str) -> pd.DataFrame | None:
