@@ -95,7 +95,8 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
 
 
 def summarize(table: pd.DataFrame, success: float) -> pd.DataFrame:
-    """One row per (F, variant): mean test accuracy with its 95% interval, P(success) with Wilson's, the published mean."""
+    """One row per (F, variant): mean test accuracy with its 95% interval, P(success) with Wilson's interval,
+    the published mean."""
     rows = []
     groups = table.groupby(["filters", "variant"]).groups
     for f, variant in sorted(groups, key=lambda key: (list(PUBLISHED).index(key[1]), key[0])):
@@ -121,8 +122,8 @@ def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, secon
     metrics.update(train_seconds=seconds, ms_per_training=1000 * seconds / len(part))
     if not np.isnan(row["published_mean_accuracy"]):
         metrics["published_mean_accuracy"] = float(row["published_mean_accuracy"])
-    params = {**{k: v for k, v in as_params(cfg).items() if k not in ("filters", "variant", "table", "tracking_uri", "experiment_name")},
-              "filters": f, "variant": variant}
+    grid_only = ("filters", "variant", "table", "tracking_uri", "experiment_name")
+    params = {**{k: v for k, v in as_params(cfg).items() if k not in grid_only}, "filters": f, "variant": variant}
     with runs.stage_run("capacity", run_name=f"pattern F{f} {variant}",
                         tags={**tags, "filters": f, "variant": variant}) as child:
         log_batch(child.info.run_id, metrics, params)

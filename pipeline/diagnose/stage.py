@@ -104,8 +104,9 @@ def _log(table, filters, by_config, sens, classes, tickets, paths, curves, slice
     artifacts.log_figure(plots.class_figure(classes), "figures/filter_classes.png")
     artifacts.log_figure(plots.ticket_figure(table, tickets), "figures/ticket_curve.png")
     if curves:
-        artifacts.log_table(pd.concat([pd.DataFrame({"pair": i, "filters": c["filters"], "t": c["t"], "loss": c["loss"]})
-                                       for i, c in enumerate(curves)]), "tables/path_curves.csv")
+        points = [pd.DataFrame({"pair": i, "filters": c["filters"], "t": c["t"], "loss": c["loss"]})
+                  for i, c in enumerate(curves)]
+        artifacts.log_table(pd.concat(points), "tables/path_curves.csv")
         artifacts.log_figure(plots.path_figure(curves), "figures/paths.png")
     if slices:
         artifacts.log_figure(plots.slice_figure(slices), "figures/slice.png")

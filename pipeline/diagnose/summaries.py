@@ -58,13 +58,15 @@ def landscape_pieces(measured: list, table: pd.DataFrame, pairs: int, points: in
         m = by_f.get(f)
         if m is None:
             continue
-        part = table[(table["filters"] == f) & (table["kernel_size"] == m.trajectory.kernel_size)].reset_index(drop=True)
-        stuck = part.index[part["verdict"] == "local minimum"].tolist() or part.index[part["verdict"] == "kink"].tolist()
+        k = m.trajectory.kernel_size
+        part = table[(table["filters"] == f) & (table["kernel_size"] == k)].reset_index(drop=True)
+        stuck = [part.index[part["verdict"] == v].tolist() for v in MINIMA]
+        stuck = stuck[0] or stuck[1]  # a smooth minimum if there is one
         solved = part.index[part["success"]].tolist()
         if stuck and solved:
             for i, what in ((stuck[0], part.at[stuck[0], "verdict"]), (solved[0], "solved")):
-                a, Z = landscape.slice_2d(m.loss, m.trajectory.theta[i], f, m.trajectory.kernel_size, points)
-                slices.append({"a": a, "loss": Z, "title": f"F = {f}, k = {m.trajectory.kernel_size}, seed "
+                a, Z = landscape.slice_2d(m.loss, m.trajectory.theta[i], f, k, points)
+                slices.append({"a": a, "loss": Z, "title": f"F = {f}, k = {k}, seed "
                                f"{part.at[i, 'seed']} ({what}, loss {Z[len(a) // 2, len(a) // 2]:.3f})"})
             break
     columns = ["filters", "kernel_size", "failed_seed", "failed_verdict", "solved_seed", "loss_failed", "loss_solved",
@@ -100,9 +102,10 @@ def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFra
     for verdict, part in failed.assign(zigzag=failed["path_length"] / failed["moved"].clip(lower=1e-12),
                                        long_change=failed["long_loss"] - failed["loss"]).groupby("verdict"):
         m = part.median(numeric_only=True)
-        lines.append(f"  {verdict:>13s} ({len(part):4d}): |g| {m['grad_norm']:.2g}, mean |g| {m['mean_grad_norm']:.2g}, "
-                     f"path/move {m['zigzag']:.3g}, lambda_min {m['hessian_min']:.2g}, drops {m['drop_gradient']:.2g} "
-                     f"and {m['drop_curvature']:.2g}, long run {m['long_change']:+.2g}")
+        lines.append(f"  {verdict:>13s} ({len(part):4d}): |g| {m['grad_norm']:.2g}, "
+                     f"mean |g| {m['mean_grad_norm']:.2g}, path/move {m['zigzag']:.3g}, "
+                     f"lambda_min {m['hessian_min']:.2g}, drops {m['drop_gradient']:.2g} and "
+                     f"{m['drop_curvature']:.2g}, long run {m['long_change']:+.2g}")
     lines += ["",
               "verdict shares of all seeds with each tolerance 10x smaller and larger:",
               f"{'tolerance':>12} {'value':>8}  " + "".join(f"{v:>14s}" for v in VERDICTS)

@@ -11,12 +11,17 @@ from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.outcomes import Settings
 from pipeline.cli import main
 from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import TrainConfig
 from pipeline.config.studies import CapacityConfig
+from pipeline.data.load import synthetic_bundle
 from pipeline.data.synthetic import make_synthetic
 from pipeline.diagnose import stage as diagnose
 from pipeline.diagnose.replay import long_run, replay
 from pipeline.diagnose.verdicts import VERDICTS
 from pipeline.errors import ConfigError
+from pipeline.models.registry import build_model
+from pipeline.train.loop import fit
 
 COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "grad_norm", "hessian_min", "hessian_max", "verdict"]
 
@@ -66,6 +71,13 @@ def test_replay_ends_at_the_capacity_trainers_weights_and_the_long_run_continues
     for i in range(len(seeds)):
         taps = traj.theta[i, :15].reshape(3, 5).float()
         assert torch.equal(taps, r.conv_weight[i, :, 0]) and traj.theta[i, -1].float() == r.linear_bias[i, 0]
+    # ... and where `pipeline train --seed 2` ends (its own loop), within float rounding
+    cfg = resolve(TrainConfig(filters=(3,), kernel_size=(5,), seed=2, epochs=60, print_every=0))
+    bundle = synthetic_bundle(75, 20, 0, 1)
+    model = build_model("detector1d", bundle.input_shape, 1, cfg.filters, cfg.kernel_size, seed=2)
+    fit(model, bundle, cfg, torch.device("cpu"), echo=quiet)
+    torch.testing.assert_close(traj.theta[2, :15].reshape(3, 5).float(), model.conv.weight.detach()[:, 0],
+                               atol=1e-5, rtol=0)
     assert traj.switched.shape == (60, 4) and (traj.path_length >= traj.moved - 1e-7).all()
     # continuing with factor 1 is training twice as long (other batch widths: rounding only)
     loss, _ = long_run(traj, np.array([1, 3]), settings, factor=1)
