@@ -8,12 +8,13 @@ import pandas as pd
 from pipeline.capacity.stats import REPORTED_TAUS, is_success
 
 
-def heatmap_figure(summary: pd.DataFrame):
-    """P(success) over F (columns) x k (rows), each cell with its interval and n."""
+def heatmap_figure(summary: pd.DataFrame, rows: str = "kernel_size", row_label: str = "kernel size k",
+                   title: str = "P(success) with 95% Wilson interval and number of seeds"):
+    """P(success) over F (columns) x k (rows; or another column of ``summary``), each cell with its interval and n."""
     from pipeline.figures import plt
 
-    Fs, ks = sorted(summary["filters"].unique()), sorted(summary["kernel_size"].unique())
-    grid = summary.set_index(["kernel_size", "filters"])
+    Fs, ks = sorted(summary["filters"].unique()), sorted(summary[rows].unique())
+    grid = summary.set_index([rows, "filters"])
     P = np.array([[grid.loc[(k, f), "p_success"] for f in Fs] for k in ks])
     fig, ax = plt.subplots(figsize=(1.4 + 1.25 * len(Fs), 1.2 + 1.0 * len(ks)))
     im = ax.imshow(P, cmap="viridis", vmin=0, vmax=1, aspect="auto")
@@ -25,8 +26,8 @@ def heatmap_figure(summary: pd.DataFrame):
     ax.set_xticks(range(len(Fs)), [str(f) for f in Fs])
     ax.set_yticks(range(len(ks)), [str(k) for k in ks])
     ax.set_xlabel("filters F")
-    ax.set_ylabel("kernel size k")
-    ax.set_title("P(success) with 95% Wilson interval and number of seeds")
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
     fig.colorbar(im, ax=ax, label="P(success)")
     fig.tight_layout()
     return fig

@@ -30,6 +30,7 @@ from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.config.parsing import as_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.metrics import log_batch
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -53,7 +54,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -91,9 +92,6 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
 def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
     """One child run per configuration: its P(success), interval and generalisation, in one batch."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
     row = summarize(part, cfg.tau).iloc[0]
     metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
@@ -107,12 +105,7 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
               "filters": f, "kernel_size": k}
     with runs.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
                             tags={**tags, "filters": f, "kernel_size": k}) as child:
-        ts = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(
-            child.info.run_id,
-            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
-            params=[Param(name, str(v)) for name, v in params.items()],
-        )
+        log_batch(child.info.run_id, metrics, params)
 
 
 def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:

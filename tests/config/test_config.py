@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from pipeline.config import parsing, recipes, stages, studies
+from pipeline.config import diagnosis, parsing, pattern, recipes, stages, studies
 from pipeline.errors import ConfigError
 
 STAGES = {
@@ -17,6 +17,7 @@ STAGES = {
     "evaluate": stages.EvaluateConfig,
 }
 STAGES.update({"capacity": studies.CapacityConfig, "sweep": studies.SweepConfig, "inspect": stages.InspectConfig})
+STAGES.update({"diagnose": diagnosis.DiagnoseConfig, "capacity_pattern": pattern.PatternCapacityConfig})
 
 
 def _mlproject() -> dict:
