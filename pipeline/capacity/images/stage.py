@@ -61,7 +61,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("capacity", run_name="capacity", tags=tags) as parent:
+        with runs.stage_run("capacity", run_name="capacity", tags={**tags, "study": "image-capacity"}) as parent:
             runs.log_params_safely({**as_params(cfg), "device": str(device)})
             mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
             mlflow.log_dict(dataclasses.asdict(base), "train_config.json")
