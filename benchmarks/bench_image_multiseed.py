@@ -56,7 +56,7 @@ def setups(quick: bool) -> list[tuple[str, TrainConfig, DataBundle]]:
     # what `pipeline capacity --dataset digits --model smallconv` trains: the digits recipe's batches and SGD
     digits = resolve(TrainConfig(dataset="digits", model="smallconv", filters=(8,), kernel_size=(5,), epochs=1, **quiet))
     lenet = resolve(TrainConfig(recipe="mnist-lenet", epochs=1, **quiet))  # lenet (6, 16), k=5, batch 100
-    n28 = 1000 if quick else 5000
+    n28 = 400 if quick else 5000
     return [("smallconv, 8x8 digits", digits, load_bundle(digits)),
             (f"lenet, 28x28 ({n28} images)", lenet, random_images(n28, 28))]
 

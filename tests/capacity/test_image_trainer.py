@@ -175,3 +175,18 @@ def test_bad_input(digits):
         train_seeds(resolve(TrainConfig(dataset="digits", **QUIET)), digits, [])
     with pytest.raises(ConfigError, match="2D ConvNets"):
         StackedNet([make_model(resolve(TrainConfig(**QUIET)), load_bundle(resolve(TrainConfig(**QUIET))))], [0])
+
+
+def test_benchmark_quick_prints_the_table():
+    import re
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_image_multiseed.py"), "--quick"],
+                         capture_output=True, text=True, timeout=300, cwd=REPO,
+                         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # smallconv on digits, lenet on 28x28
+    assert "speed-up" in out.stdout and len(ratios) == 2, out.stdout
