@@ -23,7 +23,6 @@ import argparse
 import copy
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -31,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench_multiseed import best_of  # noqa: E402 - this folder is on the path when run as a script
 from pipeline.capacity.images.trainer import interleave, per_seed_loss, stacked_net, train_seeds  # noqa: E402
 from pipeline.config.recipes import resolve  # noqa: E402
 from pipeline.config.stages import TrainConfig  # noqa: E402
@@ -59,15 +59,6 @@ def setups(quick: bool) -> list[tuple[str, TrainConfig, DataBundle]]:
     n28 = 400 if quick else 5000
     return [("smallconv, 8x8 digits", digits, load_bundle(digits)),
             (f"lenet, 28x28 ({n28} images)", lenet, random_images(n28, 28))]
-
-
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def loop_over_seeds(cfg: TrainConfig, bundle: DataBundle, seeds, device) -> None:

@@ -12,28 +12,10 @@ import pandas as pd
 
 def heatmap_figure(summary: pd.DataFrame):
     """Mean test accuracy over F (columns) x k (rows), each cell with its 95% interval and n."""
-    from pipeline.figures import plt
+    from pipeline.capacity.plots import grid_heatmap
 
-    Fs, ks = sorted(summary["filters"].unique()), sorted(summary["kernel_size"].unique())
-    grid = summary.set_index(["kernel_size", "filters"])
-    acc = np.array([[grid.loc[(k, f), "test_accuracy_mean"] for f in Fs] for k in ks])
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(Fs), 1.2 + 1.0 * len(ks)))
-    im = ax.imshow(acc, cmap="viridis", aspect="auto")
-    mid = (np.nanmin(acc) + np.nanmax(acc)) / 2
-    for i, k in enumerate(ks):
-        for j, f in enumerate(Fs):
-            r = grid.loc[(k, f)]
-            ax.text(j, i, f"{r.test_accuracy_mean:.3f}\n[{r.test_accuracy_lo:.3f}, {r.test_accuracy_hi:.3f}]\n"
-                    f"n={int(r.n)}", ha="center", va="center", fontsize=7,
-                    color="white" if r.test_accuracy_mean < mid else "black")
-    ax.set_xticks(range(len(Fs)), [str(f) for f in Fs])
-    ax.set_yticks(range(len(ks)), [str(k) for k in ks])
-    ax.set_xlabel("filters F")
-    ax.set_ylabel("kernel size k")
-    ax.set_title("test accuracy: mean over seeds [95% interval]")
-    fig.colorbar(im, ax=ax, label="mean test accuracy")
-    fig.tight_layout()
-    return fig
+    return grid_heatmap(summary, "test_accuracy_mean", "{:.3f}", label="mean test accuracy",
+                        title="test accuracy: mean over seeds [95% interval]", interval="test_accuracy")
 
 
 def capacity_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
