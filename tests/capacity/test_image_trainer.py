@@ -190,3 +190,16 @@ def test_benchmark_quick_prints_the_table():
     assert out.returncode == 0, out.stderr
     ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # smallconv on digits, lenet on 28x28
     assert "speed-up" in out.stdout and len(ratios) == 2, out.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; this machine has none")
+def test_on_cuda_the_seeds_train_as_on_the_cpu(digits):
+    cfg = resolve(TrainConfig(dataset="digits", epochs=1, max_batches=10, **SMALLCONV, **QUIET))
+    cpu = train_seeds(cfg, digits, [0, 1, 2, 3], torch.device("cpu"))
+    gpu = train_seeds(cfg, digits, [0, 1, 2, 3], torch.device("cuda"))
+    assert gpu.nets[0].device.type == "cuda"
+    np.testing.assert_allclose(gpu.history["train_loss"], cpu.history["train_loss"], rtol=1e-3)
+    dropout = dataclasses.replace(cfg, dropout=0.5)  # each seed's mask stream on the GPU
+    first, again = (train_seeds(dropout, digits, [0, 1], torch.device("cuda")) for _ in range(2))
+    np.testing.assert_allclose(first.history["train_loss"], again.history["train_loss"], rtol=1e-4)  # cuDNN sums
