@@ -68,7 +68,8 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
     if bundle.train.X.ndim != 4 and len(seeds) > 1:
         raise ConfigError("--seeds with --objective accuracy trains image nets; on the synthetic data use "
                           "--objective success")
-    train = _seeds_trainer(bundle, seeds, device) if bundle.train.X.ndim == 4 else _one_seed_trainer(bundle, device)
+    # one seed: `pipeline train`'s own loop, so that the trial is exactly `pipeline train --seed s`
+    train = _seeds_trainer(bundle, seeds, device) if len(seeds) > 1 else _one_seed_trainer(bundle, device)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         filters, kernels = layer_values(point, cfg)
@@ -113,7 +114,7 @@ def _seeds_trainer(bundle: Any, seeds: tuple[int, ...], device: Any) -> Callable
 
 
 def _one_seed_trainer(bundle: Any, device: Any) -> Callable:
-    """One model through `pipeline train`'s loop (the synthetic detector)."""
+    """One model through `pipeline train`'s loop."""
     from pipeline.models.registry import count_parameters
     from pipeline.train.loop import fit
     from pipeline.train.stage import make_model
