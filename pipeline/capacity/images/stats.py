@@ -1,6 +1,6 @@
 """Test accuracy over seeds, per cell of the image grid: mean, spread, interval, bad runs.
 
-The 95% interval is Student's t interval of the mean over the cell's seeds (it says how well
+The 95% interval is Student's t interval of the mean over the cell's seeds, within [0, 1] (it says how well
 S seeds pin the cell's mean down; the spread of single seeds is the standard deviation, min
 and max). A seed is a *bad run* when its test accuracy lies more than ``margin`` below the
 best seed of its cell; their share comes with a Wilson interval (``capacity.stats.wilson``).
@@ -40,11 +40,13 @@ def summarize(table: pd.DataFrame, margin: float) -> pd.DataFrame:
     bad = bad_runs(table, margin)
     for (f, k), part in table.groupby(CELL, sort=True):
         mean, std, lo, hi = mean_interval(part["test_accuracy"])
+        lo, hi = np.clip([lo, hi], 0.0, 1.0)  # an accuracy: few seeds can stretch the t interval past [0, 1]
         share = wilson(int(bad[part.index].sum()), len(part))
         rows.append({
             "filters": f, "kernel_size": k, "layer_filters": part["layer_filters"].iloc[0],
             "num_parameters": int(part["num_parameters"].iloc[0]), "n": len(part),
-            "test_accuracy_mean": mean, "test_accuracy_std": std, "test_accuracy_lo": lo, "test_accuracy_hi": hi,
+            "test_accuracy_mean": mean, "test_accuracy_std": std, "test_accuracy_lo": float(lo),
+            "test_accuracy_hi": float(hi),
             "test_accuracy_min": float(part["test_accuracy"].min()),
             "test_accuracy_max": float(part["test_accuracy"].max()),
             "bad_runs": share.k, "bad_run_share": share.p, "bad_run_share_lo": share.lo,
