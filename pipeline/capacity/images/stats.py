@@ -1,8 +1,8 @@
 """Test accuracy over seeds, per cell of the image grid: mean, spread, interval, bad runs.
 
-The 95% interval is Student's t interval of the mean over the cell's seeds, within [0, 1] (it says how well
-S seeds pin the cell's mean down; the spread of single seeds is the standard deviation, min
-and max). A seed is a *bad run* when its test accuracy lies more than ``margin`` below the
+The 95% interval is Student's t interval of the mean over the cell's seeds, kept within
+[0, 1] (it says how well S seeds pin the cell's mean down; the spread of single seeds is the
+standard deviation, min and max). A seed is a *bad run* when its test accuracy lies more than ``margin`` below the
 best seed of its cell; their share comes with a Wilson interval (``capacity.stats.wilson``).
 """
 from __future__ import annotations
