@@ -107,7 +107,11 @@ def capacity_cmd(config: CapacityConfig) -> None:
     """P(success) of the synthetic detector over a grid of filter counts x kernel sizes, many seeds
     each. Reads nothing; writes a parent run with figures (heatmap, P(success) against F, final-loss
     histogram) and tables (tables/seeds.csv, summary.csv, lottery_fit.csv), one child run per (F, k)
-    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV."""
+    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV.
+    With --dataset digits|mnist|... (or an image --recipe): the test accuracy of a 2D net over the
+    grid, all seeds of a cell trained at once; reads the data as `train` does; writes
+    capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
+    the curves and four figures, and a child run per (F, k)."""
     from pipeline.capacity import stage as capacity
 
     capacity.run(config, echo=click.echo)

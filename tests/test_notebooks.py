@@ -81,3 +81,16 @@ def test_05_minima(tracking_uri, tmp_path):
     assert '"error"' not in text
     assert text.count("image/png") >= 7  # verdicts, eigenvalues, classes, tickets, paths, slice, the published task
     assert "long run:" in text and "paths; barrier above delta" in text
+
+
+def test_04_image_capacity(tracking_uri, tmp_path):
+    from pipeline.capacity import stage as capacity
+    from pipeline.config.studies import CapacityConfig
+
+    capacity.run(CapacityConfig(dataset="digits", filters=(1, 4), kernel_sizes=(3, 5), seeds=4, epochs=3,
+                                max_batches=8), echo=lambda s: None)
+    nb = execute("04-image-capacity.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert text.count("image/png") >= 4  # heatmap, capacity curve, learning curves, spread
+    assert "k = 3: F = 1:" in text and "intervals" in text
+    assert '"error"' not in text

@@ -9,6 +9,9 @@ tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
 ``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
 Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
 
+On image data (``--dataset digits``, an image ``--recipe``) the same grid runs on a 2D net,
+scored by test accuracy: ``images/stage.py``.
+
 A seed succeeds when its final training loss is below tau and its training accuracy is
 100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
 and rates: the sweep calls them too, so both report the same P(success) for the same seeds.
@@ -19,7 +22,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -27,10 +30,14 @@ import torch
 
 from pipeline.capacity.outcomes import Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
+from pipeline.config.image_study import is_image_study
 from pipeline.config.parsing import as_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, runs
 from pipeline.tracking.metrics import log_batch
+
+if TYPE_CHECKING:
+    from pipeline.capacity.images.stage import ImageCapacityResult
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -41,8 +48,12 @@ class CapacityResult:
     seconds: float  # training time of the whole grid
 
 
-def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult | ImageCapacityResult:
     """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    if is_image_study(cfg):
+        from pipeline.capacity.images import stage as images
+
+        return images.run(cfg, echo)
     import mlflow
     from tqdm import tqdm
 
