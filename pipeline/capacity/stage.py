@@ -8,7 +8,11 @@ the result in words (``story.py``), with ``p_success_F<f>_k<k>`` metrics, the fi
 (P(success) heatmap, P(success) against F with interval bands and the lottery fit, the
 histogram of final losses) and the tables (``tables/seeds.csv``, one row per seed;
 ``tables/summary.csv``; ``tables/lottery_fit.csv``), and one child run per configuration
-(``capacity F4 k5``) with its P(success) and Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+(``capacity F4 k5``) with its P(success) and Wilson interval. ``--table PATH`` also writes the
+per-seed table to a local CSV file.
+
+On image data (``--dataset digits``, an image ``--recipe``) the same grid runs on a 2D net,
+scored by test accuracy: ``images/stage.py``.
 
 A seed succeeds when its final training loss is below tau and its training accuracy is
 100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
@@ -19,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -28,9 +32,14 @@ import torch
 from pipeline.capacity.outcomes import Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.capacity.story import description, grid_label, summary_metrics
+from pipeline.config.image_study import is_image_study
 from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import log_batch
+
+if TYPE_CHECKING:
+    from pipeline.capacity.images.stage import ImageCapacityResult
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -41,8 +50,12 @@ class CapacityResult:
     seconds: float  # training time of the whole grid
 
 
-def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult | ImageCapacityResult:
     """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    if is_image_study(cfg):
+        from pipeline.capacity.images import stage as images
+
+        return images.run(cfg, echo)
     from tqdm import tqdm
 
     from pipeline.data.io import log_bundle_input
@@ -53,7 +66,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -94,9 +107,6 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
 def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
     """One child run per configuration: its P(success), interval and generalisation, in one batch."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
     row = summarize(part, cfg.tau).iloc[0]
     metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
@@ -113,12 +123,7 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
                             f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, {row.p_success_hi:.3f}]: "
                             f"{int(row.successes)} of {int(row.n)} seeds reached loss < {cfg.tau:g}; median final "
                             f"loss {row.median_final_loss:.3f}.")
-        ts = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(
-            child.info.run_id,
-            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
-            params=[Param(name, str(v)) for name, v in params.items()],
-        )
+        log_batch(child.info.run_id, metrics, params)
 
 
 def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:

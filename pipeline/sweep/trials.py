@@ -69,9 +69,11 @@ class TrialRun:
 
 def objective_text(cfg: SweepConfig) -> str:
     """What a trial measures, in words."""
+    seeds = len(cfg.trial_seeds)
     if cfg.objective == "success":
-        return f"P(success) of the 1D detector over {cfg.seeds} seeds ({cfg.epochs} epochs each)"
-    return f"validation accuracy of {model_name(cfg)} on {cfg.dataset} after {cfg.epochs} epochs"
+        return f"P(success) of the 1D detector over {seeds} seeds ({cfg.epochs} epochs each)"
+    mean = f", the mean of {seeds} seeds" if seeds > 1 else ""
+    return f"validation accuracy of {model_name(cfg)} on {cfg.dataset} after {cfg.epochs} epochs{mean}"
 
 
 def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:
