@@ -149,7 +149,8 @@ class MainConfig(TrackingFields):
     sweep_seeds: int = opt(50, "seeds per sweep trial (P(success) is estimated over them)")
     capacity_seeds: int = opt(100, "seeds per configuration of the quick capacity grid (F = 1-8 x k = 3,5,7) that "
                                    "puts P(success) against F on the front page (0 = no grid)")
-    storage: str | None = opt(None, "Optuna storage of the closing sweep (default sqlite:///optuna.db)", SETTING)
+    storage: str = opt("sqlite:///optuna.db", "Optuna storage of the closing sweep (sqlite:///FILE, "
+                                              "postgresql://..., FILE.journal)", SETTING)
 
     def __post_init__(self) -> None:
         if self.sweep_trials < 0 or self.sweep_seeds < 1 or self.capacity_seeds < 0:
