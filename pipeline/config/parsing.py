@@ -102,17 +102,6 @@ def build_config(cls: type, values: Mapping[str, Any]) -> Any:
     return cls(**{k: parse_value(names[k], v) for k, v in values.items()})
 
 
-def as_params(cfg: Any) -> dict[str, str]:
-    """Flat string params for MLflow (tuples as '6,16', None as '')."""
-    out = {}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, tuple):
-            v = ",".join(str(x) for x in v)
-        out[f.name] = "" if v is None else str(v)
-    return out
-
-
 def defining_params(cfg: Any) -> dict[str, str]:
     """The params that define a run of ``cfg``: what the runs table should show and compare.
 
