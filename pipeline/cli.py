@@ -14,17 +14,20 @@ from typing import Any, Callable
 import click
 
 from pipeline.config.parsing import build_config, field_kind
+from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.recipes import FALLBACKS, RECIPES
-from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
+from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ServeConfig,
+                                    TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import interrupt_signals
 from pipeline.tracking.redact import redact
 
 
-def _default_text(f: dataclasses.Field) -> str:
+def _default_text(f: dataclasses.Field, recipes: bool = True) -> str:
     d = f.default
     if d is None:
-        if f.name in _RECIPE_KEYS:
+        if recipes and f.name in _RECIPE_KEYS:
             return "recipe's value"
         if f.name == "recipe":
             return "the data set's"
@@ -47,9 +50,10 @@ def config_options(cls: type) -> Callable:
 
         wrapper.__name__ = fn.__name__
         wrapper.__doc__ = fn.__doc__
+        recipes = any(f.name == "recipe" for f in dataclasses.fields(cls))  # else no option falls back to one
         for f in reversed(dataclasses.fields(cls)):
             base, _ = field_kind(f)
-            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
+            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f, recipes)}]"
             flag = "--" + f.name.replace("_", "-")
             if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
                 wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,
@@ -89,7 +93,7 @@ def prepare_data_cmd(config: PrepareDataConfig) -> None:
 def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
-    figures, and the model at runs:/<id>/model."""
+    figures, and the model, named after what it is: runs:/<id>/detector1d-F4-k5."""
     from pipeline.train import stage as train
 
     result = train.run(config)
@@ -99,7 +103,7 @@ def train_cmd(config: TrainConfig) -> None:
 @cli.command("evaluate")
 @config_options(EvaluateConfig)
 def evaluate_cmd(config: EvaluateConfig) -> None:
-    """Evaluate a logged model (runs:/<id>/model) on fresh data: test loss and accuracy,
+    """Evaluate a logged model (--run-id of its train run) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
     from pipeline.evaluate import stage as evaluate
 
@@ -113,16 +117,45 @@ def capacity_cmd(config: CapacityConfig) -> None:
     """P(success) of the synthetic detector over a grid of filter counts x kernel sizes, many seeds
     each. Reads nothing; writes a parent run with figures (heatmap, P(success) against F, final-loss
     histogram) and tables (tables/seeds.csv, summary.csv, lottery_fit.csv), one child run per (F, k)
-    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV."""
+    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV.
+    With --dataset digits|mnist|... (or an image --recipe): the test accuracy of a 2D net over the
+    grid, all seeds of a cell trained at once; reads the data as `train` does; writes
+    capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
+    the curves and four figures, and a child run per (F, k)."""
     from pipeline.capacity import stage as capacity
 
     capacity.run(config, echo=click.echo)
 
 
+@cli.command("capacity-pattern")
+@config_options(PatternCapacityConfig)
+def capacity_pattern_cmd(config: PatternCapacityConfig) -> None:
+    """The capacity study on a published task (rom1mouret/exploration: [1, 1, x, 1] in noise), conv
+    trained and frozen, many seeds per F. Reads nothing; writes a capacity run tagged task=pattern1101
+    with figures (mean test accuracy against F beside the published curve, P(accuracy >= success),
+    the accuracy histogram), tables/seeds.csv and summary.csv, and one child run per (F, variant)."""
+    from pipeline.capacity import replication
+
+    replication.run(config, echo=click.echo)
+
+
+@cli.command("diagnose")
+@config_options(DiagnoseConfig)
+def diagnose_cmd(config: DiagnoseConfig) -> None:
+    """Is a stalled seed really at a local minimum? Reads a capacity run of the lab's detector
+    (--capacity-run runs:/<id>: its config.json and tables/seeds.csv) and replays its seeds. Writes a
+    diagnose run with diagnosis.csv (per seed: gradient norm, Hessian eigenvalues, line searches, the
+    long run, a verdict, filter classes), tables/ and figures/ (verdict shares, eigenvalues, filter
+    classes, ticket curve, loss paths and slices), and with --table the per-seed table as a local CSV."""
+    from pipeline.diagnose import stage as diagnose
+
+    diagnose.run(config, echo=click.echo)
+
+
 @cli.command("inspect")
 @config_options(InspectConfig)
 def inspect_cmd(config: InspectConfig) -> None:
-    """Look inside a logged model (runs:/<id>/model): activation maximisation per first-layer filter
+    """Look inside a logged model (--run-id of its train run): activation maximisation per first-layer filter
     and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
     filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
     from pipeline.evaluate import inspect as inspection
@@ -134,8 +167,8 @@ def inspect_cmd(config: InspectConfig) -> None:
 @cli.command("main")
 @config_options(MainConfig)
 def main_cmd(config: MainConfig) -> None:
-    """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both,
-    as nested runs under one parent."""
+    """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
+    capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
     from pipeline import main as main_stage
 
     main_stage.run(config)
@@ -159,6 +192,17 @@ def study_summary_cmd(config: StudySummaryConfig) -> None:
     from pipeline.sweep import report as sweep_report
 
     click.echo(sweep_report.summary(config.study_name, config.storage, config.top))
+
+
+@cli.command("serve")
+@config_options(ServeConfig)
+def serve_cmd(config: ServeConfig) -> None:
+    """Serve a logged model over HTTP (mlflow models serve, in this environment). POST a batch to
+    /invocations, e.g. {"inputs": [[[0, 0, 1, 0, ...]]]} for the 1D detector; it answers with
+    probability_<i> per class, predicted_class and predicted_label per input."""
+    from pipeline.tracking import serving
+
+    serving.serve(config, echo=lambda line: click.echo(line, err=True))
 
 
 @cli.command("recipes")

@@ -40,7 +40,8 @@ MAX_FILTERS_DRAWN = 64  # more filters make an image too tall to draw (and to lo
 def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndarray:
     """Conv filters as one RGB image for ``mlflow.log_image``.
 
-    At most the first MAX_FILTERS_DRAWN filters. 1D filters (F, C, k): one row per filter. 2D filters (F, C, kh, kw): the first input
+    At most the first MAX_FILTERS_DRAWN filters (a taller image cannot be drawn). 1D filters (F, C, k):
+    one row per filter. 2D filters (F, C, kh, kw): the first input
     channel of each filter (or the RGB filter itself for 3 channels), in a square grid
     separated by white gaps.
     """
@@ -99,32 +100,6 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
         fig.colorbar(im, ax=ax, fraction=0.15 if arr.shape[1] <= 3 else 0.05)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
-
-
-def filters_and_linear(conv_w: np.ndarray, linear_w: np.ndarray, title: str = ""):
-    """1D detector: each filter's kernel (rows) beside its weight in the linear layer."""
-    total = len(conv_w)
-    conv_w = np.asarray(conv_w)[:MAX_FILTERS_DRAWN, 0, :]  # (F, k)
-    linear_w = np.asarray(linear_w).reshape(-1, 1)[:MAX_FILTERS_DRAWN]  # (F, 1)
-    f, k = conv_w.shape
-    if total > f:
-        title = f"{title} (the first {f} of {total} filters)".strip()
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.6 * k, 1.5 + 0.6 * f), gridspec_kw={"width_ratios": [k, 1.5]})
-    for ax, arr, name in ((axes[0], conv_w, "conv filters"), (axes[1], linear_w, "linear weight")):
-        lim = symmetric_limit(arr)
-        im = ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
-        for (r, c), v in np.ndenumerate(arr):
-            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8)
-        ax.set_title(name)
-        ax.set_yticks(range(f), [f"filter {i}" for i in range(f)] if ax is axes[0] else [])
-        fig.colorbar(im, ax=ax)
-    axes[0].set_xticks(range(k), [str(i - k // 2) for i in range(k)])
-    axes[0].set_xlabel("tap offset")
-    axes[1].set_xticks([])
-    if title:
-        fig.suptitle(title)
     fig.tight_layout()
     return fig
 

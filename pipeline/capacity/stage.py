@@ -3,11 +3,16 @@
 Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`` or
 ``mlflow run . -e capacity``. Every configuration (F, k) of the grid is trained from
 ``--seeds`` initialisation seeds on the same synthetic data, all seeds at once
-(``multiseed.py``). Writes one parent run with the figures (P(success) heatmap, P(success)
-against F with interval bands and the lottery fit, the histogram of final losses) and the
-tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
-``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
-Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+(``multiseed.py``). Writes one parent run (``capacity F1–8 × k3,5,7``) whose description says
+the result in words (``story.py``), with ``p_success_F<f>_k<k>`` metrics, the figures
+(P(success) heatmap, P(success) against F with interval bands and the lottery fit, the
+histogram of final losses) and the tables (``tables/seeds.csv``, one row per seed;
+``tables/summary.csv``; ``tables/lottery_fit.csv``), and one child run per configuration
+(``capacity F4 k5``) with its P(success) and Wilson interval. ``--table PATH`` also writes the
+per-seed table to a local CSV file.
+
+On image data (``--dataset digits``, an image ``--recipe``) the same grid runs on a 2D net,
+scored by test accuracy: ``images/stage.py``.
 
 A seed succeeds when its final training loss is below tau and its training accuracy is
 100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
@@ -18,7 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -26,11 +31,16 @@ import torch
 
 from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
-from pipeline.config.checks import writable_file
-from pipeline.config.parsing import as_params
+from pipeline.capacity.story import description, grid_label, summary_metrics
+from pipeline.config.image_study import is_image_study
+from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import log_batch
 from pipeline.tracking.rescue import Keep
+
+if TYPE_CHECKING:
+    from pipeline.capacity.images.stage import ImageCapacityResult
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -41,29 +51,34 @@ class CapacityResult:
     seconds: float  # training time of the whole grid
 
 
-def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult | ImageCapacityResult:
     """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    if is_image_study(cfg):
+        from pipeline.capacity.images import stage as images
+
+        return images.run(cfg, echo)
     from tqdm import tqdm
 
     from pipeline.data.io import log_bundle_input
     from pipeline.data.load import synthetic_bundle
 
-    if cfg.table:  # found now, not after all the training
-        writable_file(cfg.table, "--table")
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
+        grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
         tables: list[pd.DataFrame] = []  # per (F, k): saved locally if the tracking store goes away
-        with runs.stage_run("capacity", run_name="capacity", tags=tags, keep=Keep(config=cfg, seeds=tables)) as parent:
-            runs.log_params_safely(as_params(cfg))
-            artifacts.log_config(cfg)
+        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text},
+                            keep=Keep(config=cfg, seeds=tables)) as parent:
+            provenance.log_config(cfg)
+            provenance.describe(f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
+                                "estimates P(success) with 95% Wilson intervals.")
             log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
             seconds = 0.0
             with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
@@ -79,6 +94,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
             summary = summarize(table, cfg.tau)
             lottery = lottery_fit(summary)
             _log_parent(table, summary, lottery, cfg, seconds)
+            provenance.describe(description(summary, lottery, cfg.tau))
             if cfg.table:
                 table.to_csv(cfg.table, index=False)
             run_id = parent.info.run_id
@@ -94,9 +110,6 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
 def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
     """One child run per configuration: its P(success), interval and generalisation, in one batch."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
     row = summarize(part, cfg.tau).iloc[0]
     metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
@@ -105,17 +118,15 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
-    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
-    params = {**{name: v for name, v in as_params(cfg).items() if name not in grid_only},
+    params = {**{name: v for name, v in defining_params(cfg).items() if name not in ("filters", "kernel_sizes")},
               "filters": f, "kernel_size": k}
-    with runs.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
+    with runs.stage_run("capacity", run_name=f"capacity F{f} k{k}",
                             tags={**tags, "filters": f, "kernel_size": k}) as child:
-        ts = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(
-            child.info.run_id,
-            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
-            params=[Param(name, str(v)) for name, v in params.items()],
-        )
+        provenance.describe(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds at once.",
+                            f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, {row.p_success_hi:.3f}]: "
+                            f"{int(row.successes)} of {int(row.n)} seeds reached loss < {cfg.tau:g}; median final "
+                            f"loss {row.median_final_loss:.3f}.")
+        log_batch(child.info.run_id, metrics, params)
 
 
 def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
@@ -130,7 +141,7 @@ def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) ->
     artifacts.log_figure(curves_figure(summary, lottery), "figures/p_success_vs_filters.png")
     artifacts.log_figure(histogram_figure(table, cfg.tau), "figures/final_loss_histogram.png")
     metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
-               "p_success_overall": float(table["success"].mean())}
+               "p_success_overall": float(table["success"].mean()), **summary_metrics(summary)}
     for k, part in lottery.groupby("kernel_size"):
         metrics[f"lottery_p_k{k}"] = part["p_k"].iloc[0]
         if not part["untestable"].iloc[0]:  # no test statistic where the data cannot test the model

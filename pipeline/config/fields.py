@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config.checks import writable_file
 from pipeline.errors import ConfigError
 from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
 
@@ -16,11 +17,21 @@ TORCH_SEED = (0, 2**64 - 1)  # torch.manual_seed, torch.Generator
 NUMPY_SEED = (0, 2**32 - 1)  # np.random.RandomState (the synthetic data), Optuna's samplers
 INT64 = (-(2**63), 2**63 - 1)  # any other integer option
 THREADS = (0, 1024)  # torch CPU threads: far more fail to start (and never help)
+OUTPUT_FILES = ("table",)  # fields naming a local file that the stage writes at its end
+
+# How a field shows up among a run's MLflow params (``parsing.defining_params``); every field is
+# in the run's config.json whatever this says.
+PARAM = True  # it defines the run: logged when it has a value
+SETTING = False  # how or where the run executes (threads, device, printing, tracking): never a param
+SYNTHETIC = "synthetic"  # defines the run on the synthetic data only
+IMAGES = "images"  # defines the run on image data only
+IF_CHANGED = "if-changed"  # a param only when it differs from its default (e.g. a test's --max-batches)
 
 
-def opt(default: Any, help: str, within: tuple[int, int] | None = None) -> Any:
-    """A config field with its one-line help (shown by ``--help``) and, for integers, its range."""
-    return field(default=default, metadata={"help": help, "within": within or INT64})
+def opt(default: Any, help: str, param: bool | str = PARAM, *, within: tuple[int, int] | None = None) -> Any:
+    """A config field with its one-line help (shown by ``--help``), its role as an MLflow param and,
+    for integers, its range (``check_fields``)."""
+    return field(default=default, metadata={"help": help, "param": param, "within": within or INT64})
 
 
 def _bound(v: int) -> str:
@@ -31,10 +42,13 @@ def _bound(v: int) -> str:
 
 
 def check_fields(cfg: Any) -> None:
-    """Every integer of ``cfg`` inside its field's range, every float finite (before any work)."""
+    """Every integer of ``cfg`` inside its field's range, every float finite, every local file that the
+    stage will write (``OUTPUT_FILES``) writable: before any work."""
     for f in dataclasses.fields(cfg):
         flag = "--" + f.name.replace("_", "-")
         value = getattr(cfg, f.name)
+        if f.name in OUTPUT_FILES and value:
+            writable_file(value, flag)
         for v in value if isinstance(value, tuple) else (value,):
             if isinstance(v, float) and not math.isfinite(v):
                 raise ConfigError(f"{flag} must be a finite number, got {v}")
@@ -46,8 +60,10 @@ def check_fields(cfg: Any) -> None:
 
 @dataclass(frozen=True)
 class TrackingFields:
-    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    experiment_name: str | None = opt(None, "MLflow experiment (default: the active or 'Default' experiment)")
+    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+                                   SETTING)
+    experiment_name: str | None = opt(None, "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else "
+                                            "convnet-study)", SETTING)
 
 
 @dataclass(frozen=True)
@@ -55,19 +71,22 @@ class DataFields:
     recipe: str | None = opt(None, "preset of data, model and training settings (see `pipeline recipes`); "
                                    "default: the data set's own (mnist -> mnist-small, digits -> digits-lenet, ...)")
     dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
-    n: int = opt(75, "synthetic: number of sequences in the training set")
-    width: int = opt(20, "synthetic: sequence length W")
-    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", NUMPY_SEED)
-    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", NUMPY_SEED)
+    n: int = opt(75, "synthetic: number of sequences in the training set", SYNTHETIC)
+    width: int = opt(20, "synthetic: sequence length W", SYNTHETIC)
+    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", SYNTHETIC,
+                         within=NUMPY_SEED)
+    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", SYNTHETIC, within=NUMPY_SEED)
     data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
-                                     "or a labs' .npz file")
-    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir")
-    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", TORCH_SEED)
-    val_fraction: float | None = opt(None, "images: share of the training images held out for validation")
+                                     "or a labs' .npz file", SETTING)
+    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir",
+                         SETTING)
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", IMAGES,
+                                 within=TORCH_SEED)
+    val_fraction: float | None = opt(None, "images: share of the training images held out for validation", IMAGES)
     test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
-                                            "the test split")
+                                            "the test split", IMAGES)
     normalize: str | None = opt(None, "images: none (pixels in [0,1], as the labs) | standard (per-channel "
-                                      "mean/std of the training split)")
+                                      "mean/std of the training split)", IMAGES)
 
     def _check_data(self) -> None:
         check_fields(self)

@@ -5,7 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import NUMPY_SEED, THREADS, TORCH_SEED, DataFields, TrackingFields, check_fields, opt
+from pipeline.config.fields import (
+    IMAGES,
+    NUMPY_SEED,
+    SETTING,
+    SYNTHETIC,
+    THREADS,
+    TORCH_SEED,
+    DataFields,
+    TrackingFields,
+    check_fields,
+    opt,
+)
+from pipeline.config.image_study import ImageStudyFields, is_image_study
 from pipeline.errors import ConfigError
 
 
@@ -19,33 +31,42 @@ class SweepConfig(DataFields, TrackingFields):
 
     objective: str = opt("success", "success = P(success) over seeds (synthetic); accuracy = validation accuracy (images)")
     study_name: str = opt("detector-capacity", "Optuna study name; an existing study is resumed (load_if_exists)")
-    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., FILE.journal, memory")
+    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., "
+                                    "FILE.journal, memory", SETTING)  # tagged, password hidden
     filters: tuple[int, ...] = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter-count choices (per conv layer), a list or range: 1-8")
     kernel_sizes: tuple[int, ...] = opt((3, 5, 7), "odd kernel-size choices (per conv layer), e.g. 3,5,7")
     lr_min: float | None = opt(None, "also search the learning rate, log-uniform from LR_MIN ...")
     lr_max: float | None = opt(None, "... to LR_MAX (both or neither)")
-    seeds: int = opt(50, "success objective: initialisation seeds 0..S-1 per trial (as pipeline capacity)")
+    seeds: int | None = opt(None, "initialisation seeds per trial, trained at once: success 0..S-1 (default 50, as "
+                                  "pipeline capacity); accuracy sampler_seed.. (default 1), the value their mean")
     tau: float = opt(0.05, "success objective: a seed succeeds when its final loss < tau and train accuracy is 100%")
     epochs: int | None = opt(None, "training epochs per trial (default: the recipe's)")
-    batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)")
+    batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)", IMAGES)
     n_trials: int = opt(20, "trials for this worker (several workers add up)")
-    timeout: float | None = opt(None, "stop this worker after this many seconds")
-    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices) | random")
+    timeout: float | None = opt(None, "stop this worker after this many seconds", SETTING)
+    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices, never pruned) | random")
     sampler_seed: int = opt(0, "base seed of the samplers (and of the models in the accuracy objective); each "
-                               "worker's sampler gets its own seed derived from it", NUMPY_SEED)
-    pruner: str = opt("median", "accuracy objective: median | none")
+                               "worker's sampler gets its own seed derived from it", within=NUMPY_SEED)
+    pruner: str = opt("median", "median (stop a trial whose value so far is below the median of earlier trials at "
+                                "the same epoch) | none")
+    pruner_startup_trials: int = opt(5, "median pruner: trials that finish before any trial is pruned (Optuna's "
+                                        "default)")
+    pruner_warmup_epochs: int = opt(0, "median pruner: epochs a trial runs before it can be pruned (Optuna's default)")
+    report_every: int = opt(50, "success objective: report P(success) so far every N epochs (trial.report, "
+                                "step = epoch), for pruning and Optuna's intermediate values")
     multi_objective: bool = opt(False, "also minimise the parameter count; report the Pareto front")
-    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)", (0, 86400))
-    grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried "
-                                         "(default and minimum: 2x interval)", (1, 864000))
+    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)", SETTING,
+                                  within=(0, 86400))
+    grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default "
+                                         "and minimum: 2x interval)", SETTING, within=(1, 864000))
     worker_index: int | None = opt(None, "this worker's number (0, 1, ...): its sampler seed is derived from "
                                          "--sampler-seed and it, reproducibly; default: a random sampler seed, "
                                          "so that workers started together never propose the same trials",
-                                   (0, 2**31 - 1))
-    max_retry: int = opt(3, "times a trial of a dead worker is re-queued")
-    progress: bool = opt(True, "show a progress bar over trials")
-    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)")
-    threads: int = opt(1, "torch CPU threads", THREADS)
+                                   SETTING, within=(0, 2**31 - 1))
+    max_retry: int = opt(3, "times a trial of a dead worker is re-queued", SETTING)
+    progress: bool = opt(True, "show a progress bar over trials", SETTING)
+    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)", SETTING)
+    threads: int = opt(1, "torch CPU threads", SETTING, within=THREADS)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -69,7 +90,9 @@ class SweepConfig(DataFields, TrackingFields):
             raise ConfigError("the grid sampler needs finite choices: drop --lr-min/--lr-max")
         if self.pruner not in ("median", "none"):
             raise ConfigError(f"--pruner must be median or none, got {self.pruner!r}")
-        if self.seeds < 1:
+        if min(self.pruner_startup_trials, self.pruner_warmup_epochs) < 0 or self.report_every < 1:
+            raise ConfigError("--pruner-startup-trials and --pruner-warmup-epochs must be >= 0, --report-every >= 1")
+        if self.seeds is not None and self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if not 0 < self.tau < 1:
             raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
@@ -85,6 +108,18 @@ class SweepConfig(DataFields, TrackingFields):
                               f"twice; give --grace-period {2 * self.heartbeat_interval} or more")
         if self.max_retry < 0:
             raise ConfigError(f"--max-retry must be >= 0, got {self.max_retry}")
+
+    @property
+    def seed_count(self) -> int:
+        """How many seeds every trial trains (without listing them: sizes are checked on this first)."""
+        return self.seeds or (50 if self.objective == "success" else 1)
+
+    @property
+    def trial_seeds(self) -> tuple[int, ...]:
+        """The seeds of every trial: 0..49 for success, sampler_seed alone for accuracy, unless --seeds."""
+        if self.objective == "success":
+            return tuple(range(self.seed_count))
+        return tuple(range(self.sampler_seed, self.sampler_seed + self.seed_count))
 
 
 @dataclass(frozen=True)
@@ -102,30 +137,33 @@ class StudySummaryConfig:
 
 
 @dataclass(frozen=True)
-class CapacityConfig(TrackingFields):
-    """capacity: P(success) of the synthetic detector over a grid of filter counts x kernel sizes."""
+class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
+    """capacity: P(success) of the synthetic detector, or the test accuracy of an image net (``--dataset``),
+    over a grid of filter counts x kernel sizes, many seeds each."""
 
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
     kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
     seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
     first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`",
-                          TORCH_SEED)
+                          within=TORCH_SEED)
     tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
-    lr: float = opt(0.05, "SGD learning rate (the synthetic recipe's)")
-    momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(1e-3, "L2 weight decay")
-    epochs: int = opt(500, "full-batch epochs per training")
-    n: int = opt(75, "number of sequences in the training set")
-    width: int = opt(20, "sequence length W")
-    data_seed: int = opt(0, "numpy seed of the training set (the lab uses 0)", NUMPY_SEED)
-    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", NUMPY_SEED)
-    test_n: int = opt(1000, "number of sequences in the fresh test set")
-    table: str | None = opt(None, "also write the per-seed table to this local CSV file")
-    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", THREADS)
-    device: str = opt("cpu", "auto | cpu | cuda")
+    # None: the recipe's value, filled in at construction (the synthetic recipe's: 0.05, 0.9, 1e-3, 500)
+    lr: float | None = opt(None, "learning rate")
+    momentum: float | None = opt(None, "SGD / RMSprop momentum")
+    weight_decay: float | None = opt(None, "L2 weight decay")
+    epochs: int | None = opt(None, "epochs per training (synthetic: full batch)")
+    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC, within=NUMPY_SEED)
+    test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
+    table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", SETTING,
+                       within=THREADS)
+    device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
-        check_fields(self)
+        self._check_data()
+        for name in ("lr", "momentum", "weight_decay", "epochs"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.recipe_value(name))
         for name in ("filters", "kernel_sizes"):
             v = getattr(self, name)
             flag = "--" + name.replace("_", "-")
@@ -163,3 +201,7 @@ class CapacityConfig(TrackingFields):
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if is_image_study(self):
+            self._check_image_study()
+        else:
+            self._check_synthetic_study()

@@ -17,7 +17,7 @@ model          ``detector1d``, ``lenet``, ...
 data           the data options that fix the data set (synthetic: n, width, data_seed, test_seed,
                test_n; images: split_seed, val_fraction, test_fraction, normalize)
 search_space   parameter name -> its choices; ``lr`` -> {"low", "high", "log"} when searched
-seeds          initialisation seeds per trial (success: seeds 0..S-1; accuracy: 1)
+seeds          initialisation seeds per trial (success: seeds 0..S-1; accuracy: from the model seed on)
 tau            the success threshold on the final training loss (None for accuracy)
 epochs         training epochs per trial
 training       the optimiser settings that are not searched (lr, momentum, weight_decay; for
@@ -32,7 +32,7 @@ from typing import Any
 from pipeline.config.recipes import resolve
 from pipeline.config.studies import SweepConfig
 from pipeline.errors import ConfigError
-from pipeline.sweep.space import model_name, param_names
+from pipeline.sweep.space import metric_names, model_name, param_names
 
 SETTINGS_KEYS = ("objective", "directions", "value_names", "dataset", "recipe", "model", "data", "search_space",
                  "seeds", "tau", "epochs", "training")
@@ -61,7 +61,7 @@ def study_settings(cfg: SweepConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "objective": cfg.objective,
         "directions": study_directions(cfg),
-        "value_names": ["p_success" if success else "val_accuracy"] + (["num_parameters"] * cfg.multi_objective),
+        "value_names": metric_names(cfg),
         "dataset": cfg.dataset or "synthetic",
         "recipe": cfg.recipe,
         "model": model_name(cfg),
@@ -70,12 +70,12 @@ def study_settings(cfg: SweepConfig) -> dict[str, Any]:
     if success:
         s = capacity_settings(cfg)
         out.update(data={k: getattr(s, k) for k in ("n", "width", "data_seed", "test_seed", "test_n")},
-                   seeds=cfg.seeds, tau=cfg.tau, epochs=s.epochs,
+                   seeds=cfg.seed_count, tau=cfg.tau, epochs=s.epochs,
                    training={k: getattr(s, k) for k in ("lr", "momentum", "weight_decay")})
     else:
         t = resolve(train_config(cfg))
         out.update(data={k: getattr(t, k) for k in ("split_seed", "val_fraction", "test_fraction", "normalize")},
-                   seeds=1, tau=None, epochs=t.epochs,
+                   seeds=cfg.seed_count, tau=None, epochs=t.epochs,
                    training={k: getattr(t, k) for k in ("optimizer", "loss", "lr", "momentum", "weight_decay",
                                                         "batch_size", "seed", "padding", "dropout", "batch_norm",
                                                         "in_channels", "max_batches")

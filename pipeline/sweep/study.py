@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.config.studies import SweepConfig
 from pipeline.errors import NonFiniteLoss
 from pipeline.sweep.settings import record_or_check, study_directions, study_settings
-from pipeline.sweep.space import grid_space, make_pruner, make_sampler
+from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names
 from pipeline.sweep.storage import DEFAULT_STORAGE, make_storage
 from pipeline.sweep.trials import close_stale_runs
 from pipeline.sweep.workers import FreshPoints
@@ -58,6 +58,10 @@ def open_study(cfg: SweepConfig, tracking_uri: str, sampler_seed: int) -> Any:
             study = optuna.create_study(study_name=cfg.study_name, storage=storage, load_if_exists=True,
                                         directions=study_directions(cfg), sampler=sampler, pruner=make_pruner(cfg))
         record_or_check(study, storage, wanted)
+    if study.metric_names != metric_names(cfg):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(cfg))  # Optuna's plots and optuna-dashboard name the objective
     return study
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError
-from pipeline.tracking import faults, rescue
+from pipeline.tracking import experiments, faults, rescue
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
 from pipeline.tracking.redact import has_secret, redact, scrub
@@ -33,10 +33,11 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
 
 
 def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
-    """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment.
+    """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment
+    (``experiments.experiment_name``: explicit > $MLFLOW_EXPERIMENT_NAME > convnet-study).
 
     The store is checked and opened here (``connect.py``), so that a bad or dead one fails
-    before any work, in one line.
+    before any work, in one line; so is the run that ``mlflow run`` hands over (``MLFLOW_RUN_ID``).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -45,13 +46,17 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     uri = resolve_uri(tracking_uri)
     open_tracking_store(uri)
     mlflow.set_tracking_uri(uri)
-    if experiment_name is not None and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
+    if mlflow.active_run() is None:
         try:
-            mlflow.set_experiment(experiment_name)
-        except MlflowException as err:  # a deleted experiment, an empty name, ...
+            if os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made the run, in the experiment that it chose
+                _check_adopted_run()
+                experiments.tag_experiment(experiments.current_experiment_id())
+            else:
+                experiments.use_experiment(experiments.experiment_name(experiment_name))
+        except MlflowException as err:  # a deleted experiment, $MLFLOW_EXPERIMENT_ID naming none, ...
             if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
                 raise
-            raise ConfigError(f"--experiment-name {experiment_name!r}: {scrub(err)}") from None
+            raise ConfigError(f"the MLflow experiment: {scrub(err)}") from None
     return uri
 
 
@@ -87,8 +92,9 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-        _check_adopted_run()
     try:
+        if run_name:
+            run_name = experiments.unique_run_name(run_name, experiments.current_experiment_id())
         run = mlflow.start_run(run_name=run_name, nested=nested)
     except Exception as err:  # noqa: BLE001 - e.g. $MLFLOW_EXPERIMENT_ID names no experiment
         if getattr(err, "error_code", "") not in BAD_INPUT_CODES or is_store_fault(err):

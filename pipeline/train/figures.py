@@ -1,4 +1,5 @@
-"""The figures and images that stage `train` logs: filters over epochs, heatmaps, curves."""
+"""The figures and images that stage `train` logs: filters over epochs (``filters.py`` draws them),
+prediction heatmaps, learning curves."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,23 +7,28 @@ import torch
 from torch import nn
 
 from pipeline.data.bundle import DataBundle
-from pipeline.models.registry import first_conv
 from pipeline.tracking.artifacts import log_figure
+from pipeline.train.filters import filters_image
 from pipeline.train.loop import History
 
 
-def log_filter_image(model: nn.Module, step: int) -> None:
+def log_filter_image(model: nn.Module, step: int, caption: str = "") -> None:
+    """The filters at this epoch as the image ``filters`` (step = epoch): the UI's step slider shows them forming."""
     import mlflow
 
-    from pipeline.figures import filter_grid_rgb
+    rgb = filters_image(model, title=f"epoch {step}{': ' + caption if caption else ''}")
+    mlflow.log_image(rgb, key="filters", step=step, synchronous=True)
 
-    w = first_conv(model).weight.detach().cpu().numpy()
-    mlflow.log_image(filter_grid_rgb(w), key="filters", step=step, synchronous=True)
+
+def log_final_filters(model: nn.Module, title: str, prefix: str = "figures") -> None:
+    import mlflow
+
+    mlflow.log_image(filters_image(model, title=title), artifact_file=f"{prefix}/filters_final.png")
 
 
 @torch.no_grad()
 def log_detector_figures(model: nn.Module, bundle: DataBundle, prefix: str = "figures") -> None:
-    """1D detector: X | y_hat | y heatmaps for the training set, and filters beside linear weights."""
+    """1D detector: X | y_hat | y heatmaps for the training set."""
     from pipeline import figures
 
     model = model.eval()
@@ -33,10 +39,7 @@ def log_detector_figures(model: nn.Module, bundle: DataBundle, prefix: str = "fi
         suptitle="training set: inputs, predictions, targets",
         symmetric=[True, False, False],
     )
-    log_figure(fig, f"{prefix}/train_heatmaps.png")
-    fig = figures.filters_and_linear(model.conv.weight.cpu().numpy(), model.linear.weight.cpu().numpy(),
-                                   title="filters (rows) and their linear weights")
-    log_figure(fig, f"{prefix}/filters_linear.png")
+    log_figure(fig, f"{prefix}/predictions_train.png")
 
 
 @torch.no_grad()
@@ -51,7 +54,7 @@ def log_prediction_heatmap(model: nn.Module, bundle: DataBundle, rows: int = 50,
     fig = figures.heatmaps([("ŷ = softmax(model(x))", p), ("y (one-hot)", onehot)],
                          suptitle=f"first {len(y)} training examples: predictions against targets",
                          symmetric=[False, False], xlabel="class")
-    log_figure(fig, f"{prefix}/train_heatmaps.png")
+    log_figure(fig, f"{prefix}/predictions_train.png")
 
 
 def log_curves(history: History, prefix: str = "figures") -> None:
@@ -67,4 +70,4 @@ def log_curves(history: History, prefix: str = "figures") -> None:
         ax.legend()
     axes[0].set_yscale("log")
     fig.tight_layout()
-    log_figure(fig, f"{prefix}/curves.png")
+    log_figure(fig, f"{prefix}/learning_curves.png")
