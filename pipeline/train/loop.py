@@ -19,6 +19,7 @@ from pipeline.config.stages import TrainConfig, check_batch_size
 from pipeline.data.bundle import DataBundle
 from pipeline.errors import ConfigError
 from pipeline.train.batching import minibatches, place
+from pipeline.train.sgd import SGD
 
 
 def make_criterion(loss: str) -> nn.Module:
@@ -38,9 +39,12 @@ def correct_count(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor
     return (out.argmax(dim=1) == y).sum()
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer | SGD:
     momentum, weight_decay = cfg.momentum or 0.0, cfg.weight_decay or 0.0
-    if cfg.optimizer == "sgd":
+    params = list(params)
+    if cfg.optimizer == "sgd" and all(p.device.type == "cpu" for p in params):  # same numbers, no torch._dynamo
+        return SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
+    if cfg.optimizer == "sgd":  # accelerators: torch's foreach kernels
         return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
     if cfg.optimizer == "rmsprop":  # torch's defaults otherwise (alpha 0.99, eps 1e-8), as the lab
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
