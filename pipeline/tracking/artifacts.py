@@ -1,8 +1,10 @@
 """Artifacts of a run: figures, text, tables (CSV) and the trained model."""
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Any
+import logging
+from typing import Any, Iterator
 
 
 def log_figure(fig: Any, artifact_file: str) -> None:
@@ -46,7 +48,10 @@ def log_model(model: Any, input_example: Any) -> str:
 
     Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
     evaluate needs the module itself (``.eval()`` for dropout and batch norm, its layers
-    for filters and feature maps), which an exported program does not give back.
+    for filters and feature maps), which an exported program does not give back (its
+    ``eval()`` raises, its class is a GraphModule), and exporting costs seconds. MLflow's
+    warning about pickles is therefore not printed on every run; the README explains it once.
+    The requirements are written, not inferred (inference loads the model in a subprocess).
     """
     import inspect
 
@@ -56,11 +61,28 @@ def log_model(model: Any, input_example: Any) -> str:
     extra = {}
     if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
         extra["serialization_format"] = "pickle"
-    mlflow.pytorch.log_model(
-        model_cpu,
-        name="model",
-        input_example=input_example,
-        pip_requirements=pip_requirements(),
-        **extra,
-    )
+    with _without_pickle_warning():
+        mlflow.pytorch.log_model(
+            model_cpu,
+            name="model",
+            input_example=input_example,
+            pip_requirements=pip_requirements(),
+            **extra,
+        )
     return f"runs:/{mlflow.active_run().info.run_id}/model"
+
+
+class _PickleWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Pickle or CloudPickle" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_pickle_warning() -> Iterator[None]:
+    """Drop mlflow.pytorch's warning that a pickled model runs code when loaded (README: "The model's format")."""
+    logger, quiet = logging.getLogger("mlflow.pytorch"), _PickleWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)

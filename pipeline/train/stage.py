@@ -29,6 +29,7 @@ from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters
 from pipeline.models.summary import model_summary
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.train.batching import pick_device
 from pipeline.train.figures import log_curves, log_detector_figures, log_filter_image, log_prediction_heatmap
@@ -75,6 +76,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
     import mlflow
 
+    drawing = Drawing()  # its helper process starts now, and loads matplotlib while this one trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     cfg, bundle = load_data(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
@@ -85,7 +87,8 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     model = make_model(cfg, bundle).to(device)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed}
     run_name = f"train-{cfg.model}-F{','.join(map(str, cfg.filters))}-k{','.join(map(str, cfg.kernel_size))}-s{cfg.seed}"
-    with runs.stage_run("train", run_name=run_name, tags=tags) as active:
+    # the run ends after `drawing` has logged every figure (contexts exit innermost first)
+    with runs.stage_run("train", run_name=run_name, tags=tags) as active, drawing:
         runs.log_params_safely(as_params(cfg))
         runs.log_params_safely({"num_parameters": count_parameters(model), "device": str(device)})
         mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
@@ -93,21 +96,22 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         log_bundle_input(bundle, context="training")
         image_every = cfg.image_every or 0
         if image_every:
-            log_filter_image(model, step=0)
-        with MetricBuffer(active.info.run_id) as metrics:
+            log_filter_image(drawing, model, step=0)
+        # filter images are logged with the metrics' batches: every 10 s, and at the end
+        with MetricBuffer(active.info.run_id, on_flush=drawing.log_ready) as metrics:
 
             def on_epoch(epoch: int, values: dict[str, float]) -> None:
                 metrics.log(values, step=epoch)
                 if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
-                    log_filter_image(model, step=epoch)
+                    log_filter_image(drawing, model, step=epoch)
 
-            history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo)
+            history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo, progress=True)
         model.cpu().eval()
-        log_curves(history)
+        log_curves(drawing, history)
         if bundle.task == "binary" and hasattr(model, "linear"):
-            log_detector_figures(model, bundle)
+            log_detector_figures(drawing, model, bundle)
         if bundle.task == "multiclass":
-            log_prediction_heatmap(model, bundle)
+            log_prediction_heatmap(drawing, model, bundle)
         mlflow.log_dict(history.last(), "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy())
         return TrainResult(active.info.run_id, model_uri, history.last(), history, model)

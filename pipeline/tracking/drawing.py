@@ -1,0 +1,221 @@
+"""Figures and images drawn in a helper process while the stage goes on, logged to its run when drawn.
+
+Drawing is slow next to the work it shows: matplotlib takes about half a second to import
+and a few tenths per figure, more than the synthetic recipe's whole training. A
+``Drawing`` hands each figure to a helper process (``python -m pipeline.tracking.drawing``,
+one per process, started with the first stage that draws, and loading matplotlib at once),
+so that the drawing runs on another core while the stage trains and logs its model. The
+stage's run ends only after every figure is logged (``close``), and a figure that fails
+fails the run, with the helper's traceback.
+
+A drawing function is named ``"module:function"`` and called as ``function(*args, **kwargs)``
+in the helper: named, so that the stage's process never imports its module; in a module
+that imports neither torch nor mlflow (``pipeline.figures``), so that the helper stays light;
+with plain data as arguments (numbers, strings, lists, numpy arrays).
+"""
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+_HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
+
+
+def _send(stream: BinaryIO, message: Any) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> Any:
+    """The next message, or None at the end of the stream."""
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    return pickle.loads(stream.read(_HEADER.unpack(header)[0]))
+
+
+# ----------------------------------------------------------------------------- in the helper
+def _call(draw: str, args: tuple, kwargs: dict) -> Any:
+    import importlib
+
+    module, _, name = draw.partition(":")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def _png(draw: str, args: tuple, kwargs: dict) -> bytes:
+    """The matplotlib figure that ``draw`` returns, as PNG bytes (as ``mlflow.log_figure`` saves it)."""
+    import matplotlib.pyplot as plt
+
+    fig = _call(draw, args, kwargs)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _serve() -> None:
+    """Answer jobs ``(id, as_png, draw, args, kwargs)`` from stdin with ``(id, ok, result or traceback)``."""
+    jobs, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the answers
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401 - loaded before the first job arrives
+
+    while (job := _receive(jobs)) is not None:
+        job_id, as_png, draw, args, kwargs = job
+        try:
+            _send(answers, (job_id, True, (_png if as_png else _call)(draw, args, kwargs)))
+        except Exception:  # noqa: BLE001 - the stage reports it, with this traceback
+            _send(answers, (job_id, False, traceback.format_exc()))
+
+
+# ----------------------------------------------------------------------------- in the stage's process
+class DrawingError(RuntimeError):
+    """A figure failed in the helper process (the message holds its traceback)."""
+
+
+class _Helper:
+    """The helper process, with a thread that feeds it jobs and one that collects its answers."""
+
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # where `pipeline` is importable from
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.tracking.drawing"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env)
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._next = 0
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._feed, name="drawing-feed", daemon=True).start()
+        threading.Thread(target=self._collect, name="drawing-collect", daemon=True).start()
+
+    def submit(self, as_png: bool, draw: str, args: tuple, kwargs: dict) -> Future:
+        future: Future = Future()
+        with self._lock:
+            job_id, self._next = self._next, self._next + 1
+            self._futures[job_id] = future
+        self._jobs.put((job_id, as_png, draw, args, kwargs))  # the feeder writes it: a full pipe never blocks us
+        return future
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+    def _feed(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                _send(self.proc.stdin, job)
+        except OSError:  # the helper died; _collect fails what is pending
+            pass
+        finally:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def _collect(self) -> None:
+        while (answer := _receive(self.proc.stdout)) is not None:
+            job_id, ok, result = answer
+            with self._lock:
+                future = self._futures.pop(job_id)
+            if ok:
+                future.set_result(result)
+            else:
+                future.set_exception(DrawingError(f"drawing failed in the helper process:\n{result}"))
+        with self._lock:
+            pending, self._futures = list(self._futures.values()), {}
+        for future in pending:
+            future.set_exception(DrawingError(f"the drawing helper exited (status {self.proc.wait()})"))
+
+
+_HELPER: _Helper | None = None
+
+
+def _helper() -> _Helper:
+    global _HELPER
+    if _HELPER is None or not _HELPER.alive():
+        first = _HELPER is None
+        _HELPER = _Helper()
+        if first:
+            atexit.register(lambda: _HELPER.close())
+    return _HELPER
+
+
+class Drawing:
+    """Figures and time-stepped images for the active run, drawn by the helper process."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Future, Callable[[Any], None]]] = []
+        _helper()  # started now, so that matplotlib is loaded by the time the figures come
+
+    def figure(self, artifact_file: str, draw: str, *args: Any, **kwargs: Any) -> None:
+        """Log the matplotlib figure that ``draw`` (``"module:function"``) returns as ``artifact_file`` (PNG)."""
+        future = _helper().submit(True, draw, args, kwargs)
+        self._pending.append((future, lambda png: _log_bytes(png, artifact_file)))
+
+    def image(self, key: str, step: int, draw: str, *args: Any, **kwargs: Any) -> None:
+        """Log the RGB array that ``draw`` (``"module:function"``) returns as image ``key`` at ``step``
+        (the UI's step slider)."""
+        import mlflow
+
+        timestamp = int(time.time() * 1000)  # when it was drawn from, not when it is logged
+        future = _helper().submit(False, draw, args, kwargs)
+        self._pending.append((future, lambda rgb: mlflow.log_image(rgb, key=key, step=step, timestamp=timestamp,
+                                                                   synchronous=True)))
+
+    def log_ready(self) -> None:
+        """Log what is drawn already, without waiting (a failed figure raises here)."""
+        while self._pending and self._pending[0][0].done():
+            future, log = self._pending.pop(0)
+            log(future.result())
+
+    def close(self) -> None:
+        """Wait for every figure and log it, in the order they were asked for."""
+        while self._pending:
+            future, log = self._pending.pop(0)
+            log(future.result())
+
+    def __enter__(self) -> "Drawing":
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # the stage failed already: what is still being drawn is not logged
+            self._pending = []
+
+
+def _log_bytes(data: bytes, artifact_file: str) -> None:
+    import mlflow
+
+    directory, name = os.path.split(artifact_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as fh:
+            fh.write(data)
+        mlflow.log_artifact(path, artifact_path=directory or None)
+
+
+if __name__ == "__main__":
+    _serve()
