@@ -68,7 +68,11 @@ def _png(draw: str, args: tuple, kwargs: dict) -> bytes:
 
 
 def _serve() -> None:
-    """Answer jobs ``(id, as_png, draw, args, kwargs)`` from stdin with ``(id, ok, result or traceback)``."""
+    """Answer jobs ``(id, as_png, draw, args, kwargs)`` from stdin with ``(id, ok, result or traceback)``,
+    until stdin ends (the stage's process is done with it, or gone)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the stage's process, which then closes stdin
     jobs, answers = sys.stdin.buffer, os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the answers
     import matplotlib
@@ -82,6 +86,7 @@ def _serve() -> None:
             _send(answers, (job_id, True, (_png if as_png else _call)(draw, args, kwargs)))
         except Exception:  # noqa: BLE001 - the stage reports it, with this traceback
             _send(answers, (job_id, False, traceback.format_exc()))
+    os._exit(0)  # every answer is sent: nothing to clean up, and the stage's process may be waiting
 
 
 # ----------------------------------------------------------------------------- in the stage's process
