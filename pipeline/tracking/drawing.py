@@ -34,9 +34,13 @@ from typing import Any, BinaryIO, Callable
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
 
 
-def _send(stream: BinaryIO, message: Any) -> None:
+def _pack(message: Any) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def _send(stream: BinaryIO, message: Any) -> None:
+    stream.write(_pack(message))
     stream.flush()
 
 
@@ -105,6 +109,7 @@ class _Helper:
         self._futures: dict[int, Future] = {}
         self._lock = threading.Lock()
         self._next = 0
+        self._gone: str | None = None  # why the helper stopped answering, once it has
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         threading.Thread(target=self._feed, name="drawing-feed", daemon=True).start()
         threading.Thread(target=self._collect, name="drawing-collect", daemon=True).start()
@@ -113,12 +118,16 @@ class _Helper:
         future: Future = Future()
         with self._lock:
             job_id, self._next = self._next, self._next + 1
+            message = _pack((job_id, as_png, draw, args, kwargs))  # here, so that bad arguments fail the caller
+            if self._gone:
+                future.set_exception(DrawingError(self._gone))
+                return future
             self._futures[job_id] = future
-        self._jobs.put((job_id, as_png, draw, args, kwargs))  # the feeder writes it: a full pipe never blocks us
+        self._jobs.put(message)  # the feeder writes it: a full pipe never blocks the stage
         return future
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return self._gone is None and self.proc.poll() is None
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -129,8 +138,9 @@ class _Helper:
 
     def _feed(self) -> None:
         try:
-            while (job := self._jobs.get()) is not None:
-                _send(self.proc.stdin, job)
+            while (message := self._jobs.get()) is not None:
+                self.proc.stdin.write(message)
+                self.proc.stdin.flush()
         except OSError:  # the helper died; _collect fails what is pending
             pass
         finally:
@@ -148,10 +158,11 @@ class _Helper:
                 future.set_result(result)
             else:
                 future.set_exception(DrawingError(f"drawing failed in the helper process:\n{result}"))
+        gone = f"the drawing helper exited (status {self.proc.wait()})"
         with self._lock:
-            pending, self._futures = list(self._futures.values()), {}
+            pending, self._futures, self._gone = list(self._futures.values()), {}, gone
         for future in pending:
-            future.set_exception(DrawingError(f"the drawing helper exited (status {self.proc.wait()})"))
+            future.set_exception(DrawingError(gone))
 
 
 _HELPER: _Helper | None = None

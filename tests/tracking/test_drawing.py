@@ -1,8 +1,6 @@
 """Figures drawn by the helper process: logged to the run before it ends, in order; a failure fails the run."""
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +49,21 @@ def test_results_line_names_the_run_and_its_page(client, tracking_uri):
     assert line == (f"results: run 'train F4 k5 s0' {run.info.run_id} at http://127.0.0.1:5000/#/experiments/"
                     f"{run.info.experiment_id}/runs/{run.info.run_id} (after: mlflow ui --backend-store-uri "
                     f"{tracking_uri})")
+
+
+def test_a_helper_that_dies_fails_what_it_was_drawing_and_is_replaced(client):
+    from pipeline.tracking import drawing
+
+    with pytest.raises(DrawingError, match="helper exited"):
+        with runs.stage_run("test"), Drawing() as d:
+            d.figure("figures/never.png", "time:sleep", 30)
+            drawing._helper().proc.kill()
+    with runs.stage_run("test") as run, Drawing() as d:
+        d.image("filters", 2, "pipeline.figures:filter_grid_rgb", np.ones((2, 1, 3), np.float32))
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+
+
+def test_arguments_that_cannot_be_sent_fail_the_caller_at_once(client):
+    with runs.stage_run("test"), Drawing() as d:
+        with pytest.raises(Exception, match="pickle"):
+            d.figure("figures/bad.png", "pipeline.figures:learning_curves", lambda: None)
