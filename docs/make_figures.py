@@ -1,6 +1,7 @@
 """Regenerate the README's pictures from real runs (a scratch MLflow store under /tmp).
 
-    python docs/make_figures.py
+    python docs/make_figures.py                     # all of them
+    python docs/make_figures.py minima pattern      # only these
 """
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ import torch
 
 from pipeline import figures
 from pipeline.capacity import plots as capacity_plots
+from pipeline.capacity import published, replication
 from pipeline.capacity import stage as capacity
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig
+from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.studies import CapacityConfig
+from pipeline.diagnose import plots as diagnose_plots
+from pipeline.diagnose import stage as diagnose
 from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model
 from pipeline.train.loop import fit
@@ -57,10 +63,37 @@ def capacity_heatmap(path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
+def minima(path: Path) -> None:
+    """The default grid's diagnosis (k = 5, F = 1..8, 200 seeds): verdict shares against F beside a
+    slice around a stuck seed and the paths from stuck seeds to solved ones."""
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{tmp}/mlflow.db"
+        run = capacity.run(CapacityConfig(kernel_sizes=(5,), tracking_uri=uri), echo=lambda s: None)
+        result = diagnose.run(DiagnoseConfig(capacity_run=run.run_id, tracking_uri=uri), echo=print)
+    fig = diagnose_plots.verdict_figure(result.by_config)
+    fig.axes[0].set_title("k = 5, 200 seeds per F: where the seeds end (verdict by derivatives and line searches)",
+                          fontsize=9)
+    fig.set_size_inches(7.5, 4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
+def pattern(path: Path) -> None:
+    """The published task, F = 1..7 x 500 seeds, trained and frozen convolution, beside the published curve."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = replication.run(PatternCapacityConfig(tracking_uri=f"sqlite:///{tmp}/mlflow.db"), echo=print)
+    published.accuracy_figure(result.summary, 0.99).savefig(path, dpi=80)
+
+
+FIGURES = {"filters_forming": filters_forming, "capacity_heatmap": capacity_heatmap, "minima": minima,
+           "pattern": pattern}
+
 if __name__ == "__main__":
+    import sys
+
     OUT.mkdir(exist_ok=True)
     torch.set_num_threads(1)
     np.set_printoptions(precision=3)
-    filters_forming(OUT / "filters_forming.png")
-    capacity_heatmap(OUT / "capacity_heatmap.png")
+    for name in sys.argv[1:] or FIGURES:
+        FIGURES[name](OUT / f"{name}.png")
     print(f"wrote {sorted(p.name for p in OUT.glob('*.png'))}")

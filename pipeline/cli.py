@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator
 import click
 
 from pipeline.config.parsing import build_config, field_kind
+from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.recipes import FALLBACKS, RECIPES
 from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
@@ -22,10 +24,10 @@ from pipeline.errors import ConfigError
 from pipeline.tracking.links import results_line
 
 
-def _default_text(f: dataclasses.Field) -> str:
+def _default_text(f: dataclasses.Field, recipes: bool = True) -> str:
     d = f.default
     if d is None:
-        if f.name in _RECIPE_KEYS:
+        if recipes and f.name in _RECIPE_KEYS:
             return "recipe's value"
         if f.name == "recipe":
             return "the data set's"
@@ -48,9 +50,10 @@ def config_options(cls: type) -> Callable:
 
         wrapper.__name__ = fn.__name__
         wrapper.__doc__ = fn.__doc__
+        recipes = any(f.name == "recipe" for f in dataclasses.fields(cls))  # else no option falls back to one
         for f in reversed(dataclasses.fields(cls)):
             base, _ = field_kind(f)
-            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f)}]"
+            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f, recipes)}]"
             flag = "--" + f.name.replace("_", "-")
             if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
                 wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,
@@ -141,11 +144,44 @@ def capacity_cmd(config: CapacityConfig) -> None:
     """P(success) of the synthetic detector over a grid of filter counts x kernel sizes, many seeds
     each. Reads nothing; writes a parent run with figures (heatmap, P(success) against F, final-loss
     histogram) and tables (tables/seeds.csv, summary.csv, lottery_fit.csv), one child run per (F, k)
-    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV."""
+    with its P(success) and Wilson interval, and with --table the per-seed table as a local CSV.
+    With --dataset digits|mnist|... (or an image --recipe): the test accuracy of a 2D net over the
+    grid, all seeds of a cell trained at once; reads the data as `train` does; writes
+    capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
+    the curves and four figures, and a child run per (F, k)."""
     with stage_imports():
         from pipeline.capacity import stage as capacity
 
     result = capacity.run(config, echo=click.echo)
+    click.echo(results_line(result.run_id))
+
+
+@cli.command("capacity-pattern")
+@config_options(PatternCapacityConfig)
+def capacity_pattern_cmd(config: PatternCapacityConfig) -> None:
+    """The capacity study on a published task (rom1mouret/exploration: [1, 1, x, 1] in noise), conv
+    trained and frozen, many seeds per F. Reads nothing; writes a capacity run tagged task=pattern1101
+    with figures (mean test accuracy against F beside the published curve, P(accuracy >= success),
+    the accuracy histogram), tables/seeds.csv and summary.csv, and one child run per (F, variant)."""
+    with stage_imports():
+        from pipeline.capacity import replication
+
+    result = replication.run(config, echo=click.echo)
+    click.echo(results_line(result.run_id))
+
+
+@cli.command("diagnose")
+@config_options(DiagnoseConfig)
+def diagnose_cmd(config: DiagnoseConfig) -> None:
+    """Is a stalled seed really at a local minimum? Reads a capacity run of the lab's detector
+    (--capacity-run runs:/<id>: its config.json and tables/seeds.csv) and replays its seeds. Writes a
+    diagnose run with diagnosis.csv (per seed: gradient norm, Hessian eigenvalues, line searches, the
+    long run, a verdict, filter classes), tables/ and figures/ (verdict shares, eigenvalues, filter
+    classes, ticket curve, loss paths and slices), and with --table the per-seed table as a local CSV."""
+    with stage_imports():
+        from pipeline.diagnose import stage as diagnose
+
+    result = diagnose.run(config, echo=click.echo)
     click.echo(results_line(result.run_id))
 
 

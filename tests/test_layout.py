@@ -26,6 +26,7 @@ RANKS = {
     "evaluate": 5,
     "capacity": 5,
     "sweep": 6,
+    "diagnose": 6,
     "main": 7,
     "cli": 8,
     "__main__": 9,

@@ -62,3 +62,35 @@ def test_02_what_filters_learn(tracking_uri, tmp_path):
     text = outputs_text(nb)
     assert text.count("image/png") >= 4  # filters, their evolution, feature maps, activation maximisation
     assert "mean best similarity: trained" in text
+
+
+def test_05_minima(tracking_uri, tmp_path):
+    from pipeline.capacity import replication
+    from pipeline.capacity import stage as capacity
+    from pipeline.config.diagnosis import DiagnoseConfig
+    from pipeline.config.pattern import PatternCapacityConfig
+    from pipeline.config.studies import CapacityConfig
+    from pipeline.diagnose import stage as diagnose
+
+    quiet = lambda s: None  # noqa: E731
+    run = capacity.run(CapacityConfig(filters=(2, 3), kernel_sizes=(5,), seeds=8, epochs=200, test_n=50), echo=quiet)
+    diagnose.run(DiagnoseConfig(capacity_run=run.run_id, pairs=2, slice_points=7, long_factor=2), echo=quiet)
+    replication.run(PatternCapacityConfig(filters=(1, 2), seeds=6, steps=30, test_pairs=30), echo=quiet)
+    nb = execute("05-minima.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert '"error"' not in text
+    assert text.count("image/png") >= 7  # verdicts, eigenvalues, classes, tickets, paths, slice, the published task
+    assert "long run:" in text and "paths; barrier above delta" in text
+
+
+def test_04_image_capacity(tracking_uri, tmp_path):
+    from pipeline.capacity import stage as capacity
+    from pipeline.config.studies import CapacityConfig
+
+    capacity.run(CapacityConfig(dataset="digits", filters=(1, 4), kernel_sizes=(3, 5), seeds=4, epochs=3,
+                                max_batches=8), echo=lambda s: None)
+    nb = execute("04-image-capacity.ipynb", tmp_path)
+    text = outputs_text(nb)
+    assert text.count("image/png") >= 4  # heatmap, capacity curve, learning curves, spread
+    assert "k = 3: F = 1:" in text and "intervals" in text
+    assert '"error"' not in text

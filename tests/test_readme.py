@@ -69,7 +69,7 @@ def _latest(work: Path, stage: str) -> str:
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string=f"tags.stage = '{stage}'", order_by=["attributes.start_time DESC"])
-    return runs[0].info.run_id
+    return next(r for r in runs if "mlflow.parentRunId" not in r.data.tags).info.run_id  # a study's parent run
 
 
 def _serve(cmd: str, work: Path, env) -> None:
@@ -106,6 +106,8 @@ def test_run_blocks(tmp_path):
             cmd = cmd.replace("<prepare run id>", _latest(work, "prepare-data"))
         if "<train run id>" in cmd:
             cmd = cmd.replace("<train run id>", _latest(work, "train"))
+        if "<capacity run id>" in cmd:
+            cmd = cmd.replace("<capacity run id>", _latest(work, "capacity"))
         cmd = cmd.replace("mlflow run . ", f"mlflow run {REPO} ")
         if cmd.startswith("mlflow ui"):
             _serve(cmd, work, env)

@@ -29,7 +29,7 @@ reproduce another's numbers bit for bit should batch the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -149,40 +149,69 @@ def train_configs(
     return [results[c] for c in configs]
 
 
-def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
-                  epochs, history_every, X_test, y_test, device, dtype) -> list[MultiSeedResult]:
-    """One computation for all filter counts in ``filters`` with kernel size ``k``."""
-    index = WindowIndex.build(X, y, k).to(device, dtype)
+def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: str | torch.device = "cpu",
+                  dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """The initial weights of every (F, seed) of ``filters`` x ``seeds`` as one batch, config-major:
+    units (k + 2, U), linear biases (len(filters)·S,) and the layout (model m = i·S + seed index)."""
     S = len(seeds)
     parts = [initial_weights(f, k, seeds) for f in filters]
-    units = torch.cat([u for u, _ in parts], dim=1).to(device, dtype)  # (k + 2, U), config-major
-    const = torch.cat([c for _, c in parts]).to(device, dtype)  # (models,) = (len(filters)·S,)
+    units = torch.cat([u for u, _ in parts], dim=1).to(device, dtype)  # (k + 2, U)
+    const = torch.cat([c for _, c in parts]).to(device, dtype)  # (models,)
     owner = torch.cat([torch.arange(S).repeat_interleave(f) + i * S for i, f in enumerate(filters)])
-    batch = Batch(k=k, model_of_unit=owner.to(device), models=len(filters) * S)
+    return units, const, Batch(k=k, model_of_unit=owner.to(device), models=len(filters) * S)
+
+
+def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, batch: Batch, *, lr: float,
+               momentum: float, weight_decay: float, epochs: int, bufs: Sequence[torch.Tensor] | None = None,
+               on_epoch: Callable | None = None) -> list[torch.Tensor]:
+    """``epochs`` full-batch SGD steps on (units, const), in place; returns the momentum buffers.
+
+    ``bufs`` continues an optimizer's state (None: a fresh one, ``buf = d`` at its first step).
+    ``on_epoch(epoch, logits, grad_units, grad_const)`` sees every epoch's logits and loss
+    gradient (before weight decay and the step; ``units`` and ``const`` still hold that
+    epoch's weights): the one place a caller looks inside the loop.
+    """
     params, grads = [units, const], [torch.empty_like(units), None]
-    bufs: list[torch.Tensor] = []
-    record = _history_epochs(epochs, history_every)
-    history = torch.empty(len(record), batch.models, device=device, dtype=dtype) if record else None
+    bufs = [b.clone() for b in bufs] if bufs else []
     ws = Workspace(index, units)
-    col = 0
     with torch.no_grad():
         for epoch in range(1, epochs + 1):
             fwd = forward(units, const, index, batch, ws)
-            if history is not None and record[col] == epoch:
-                history[col] = mean_bce(fwd[0], index)
-                col += 1
-            if epoch == epochs:
-                final_loss, train_acc = mean_bce(fwd[0], index).cpu().numpy(), accuracy(fwd[0], index)
             grads[1] = backward(units, index, batch, fwd, grads[0])
+            if on_epoch is not None:
+                on_epoch(epoch, fwd[0], grads[0], grads[1])
             for i, (p, g) in enumerate(zip(params, grads)):
                 d = g.add_(p, alpha=weight_decay) if i == 0 else g.add(p, alpha=weight_decay)
                 if momentum:
-                    if epoch == 1:
+                    if len(bufs) <= i:
                         bufs.append(d.clone())
                     else:
                         bufs[i].mul_(momentum).add_(d)
                     d = bufs[i]
                 p.add_(d, alpha=-lr)
+    return bufs
+
+
+def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
+                  epochs, history_every, X_test, y_test, device, dtype) -> list[MultiSeedResult]:
+    """One computation for all filter counts in ``filters`` with kernel size ``k``."""
+    index = WindowIndex.build(X, y, k).to(device, dtype)
+    S = len(seeds)
+    units, const, batch = stack_initial(filters, k, seeds, device, dtype)
+    record = _history_epochs(epochs, history_every)
+    history = torch.empty(len(record), batch.models, device=device, dtype=dtype) if record else None
+    last: dict[str, np.ndarray] = {}
+
+    def on_epoch(epoch, logits, *_):
+        if history is not None and epoch in record:
+            history[record.index(epoch)] = mean_bce(logits, index)
+        if epoch == epochs:
+            last.update(loss=mean_bce(logits, index).cpu().numpy(), accuracy=accuracy(logits, index))
+
+    sgd_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
+               on_epoch=on_epoch)
+    final_loss, train_acc = last["loss"], last["accuracy"]
+    with torch.no_grad():
         test_acc = None
         if X_test is not None:
             test_index = WindowIndex.build(X_test, y_test, k).to(device, dtype)

@@ -8,26 +8,40 @@ import pandas as pd
 from pipeline.capacity.stats import REPORTED_TAUS, is_success
 
 
-def heatmap_figure(summary: pd.DataFrame):
-    """P(success) over F (columns) x k (rows), each cell with its interval and n."""
+def heatmap_figure(summary: pd.DataFrame, rows: str = "kernel_size", row_label: str = "kernel size k",
+                   title: str = "P(success) with 95% Wilson interval and number of seeds"):
+    """P(success) over F (columns) x k (rows; or another column of ``summary``), each cell with its interval and n."""
+    return grid_heatmap(summary, "p_success", "{:.2f}", vmin=0, vmax=1, label="P(success)", title=title,
+                        rows=rows, row_label=row_label)
+
+
+def grid_heatmap(summary: pd.DataFrame, value: str, fmt: str, label: str, title: str,
+                 vmin: float | None = None, vmax: float | None = None, interval: str | None = None,
+                 rows: str = "kernel_size", row_label: str = "kernel size k"):
+    """``value`` over F (columns) x k (rows; or another column of ``summary``), each cell with its
+    interval (columns ``interval``_lo and _hi, default ``value``'s) and n."""
     from pipeline.figures import plt
 
-    Fs, ks = sorted(summary["filters"].unique()), sorted(summary["kernel_size"].unique())
-    grid = summary.set_index(["kernel_size", "filters"])
-    P = np.array([[grid.loc[(k, f), "p_success"] for f in Fs] for k in ks])
+    interval = interval or value
+    Fs, ks = sorted(summary["filters"].unique()), sorted(summary[rows].unique())
+    grid = summary.set_index([rows, "filters"])
+    P = np.array([[grid.loc[(k, f), value] for f in Fs] for k in ks])
+    lo, hi = (np.nanmin(P) if vmin is None else vmin), (np.nanmax(P) if vmax is None else vmax)
     fig, ax = plt.subplots(figsize=(1.4 + 1.25 * len(Fs), 1.2 + 1.0 * len(ks)))
-    im = ax.imshow(P, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    im = ax.imshow(P, cmap="viridis", vmin=lo, vmax=hi, aspect="auto")
     for i, k in enumerate(ks):
         for j, f in enumerate(Fs):
             row = grid.loc[(k, f)]
-            ax.text(j, i, f"{row.p_success:.2f}\n[{row.p_success_lo:.2f}, {row.p_success_hi:.2f}]\nn={int(row.n)}",
-                    ha="center", va="center", fontsize=7, color="white" if row.p_success < 0.6 else "black")
+            text = "\n".join([fmt.format(row[value]), f"[{fmt.format(row[interval + '_lo'])}, "
+                               f"{fmt.format(row[interval + '_hi'])}]", f"n={int(row['n'])}"])
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="white" if row[value] < lo + 0.6 * (hi - lo) else "black")
     ax.set_xticks(range(len(Fs)), [str(f) for f in Fs])
     ax.set_yticks(range(len(ks)), [str(k) for k in ks])
     ax.set_xlabel("filters F")
-    ax.set_ylabel("kernel size k")
-    ax.set_title("P(success) with 95% Wilson interval and number of seeds")
-    fig.colorbar(im, ax=ax, label="P(success)")
+    ax.set_ylabel(row_label)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label=label)
     fig.tight_layout()
     return fig
 

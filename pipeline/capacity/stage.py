@@ -9,6 +9,9 @@ tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
 ``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
 Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
 
+On image data (``--dataset digits``, an image ``--recipe``) the same grid runs on a 2D net,
+scored by test accuracy: ``images/stage.py``.
+
 A seed succeeds when its final training loss is below tau and its training accuracy is
 100%. ``outcomes.seed_table`` and ``stats.p_success`` are the one way to compute outcomes
 and rates: the sweep calls them too, so both report the same P(success) for the same seeds.
@@ -19,7 +22,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -27,9 +30,14 @@ import torch
 
 from pipeline.capacity.outcomes import Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
+from pipeline.config.image_study import is_image_study
 from pipeline.config.parsing import as_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, runs
+from pipeline.tracking.metrics import log_batch
+
+if TYPE_CHECKING:
+    from pipeline.capacity.images.stage import ImageCapacityResult
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -40,8 +48,12 @@ class CapacityResult:
     seconds: float  # training time of the whole grid
 
 
-def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult:
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult | ImageCapacityResult:
     """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+    if is_image_study(cfg):
+        from pipeline.capacity.images import stage as images
+
+        return images.run(cfg, echo)
     import mlflow
     from tqdm import tqdm
 
@@ -53,7 +65,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -91,9 +103,6 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
 def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
     """One child run per configuration: its P(success), interval and generalisation, in one batch."""
-    import mlflow
-    from mlflow.entities import Metric, Param
-
     row = summarize(part, cfg.tau).iloc[0]
     metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
@@ -107,12 +116,7 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
               "filters": f, "kernel_size": k}
     with runs.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
                             tags={**tags, "filters": f, "kernel_size": k}) as child:
-        ts = int(time.time() * 1000)
-        mlflow.MlflowClient().log_batch(
-            child.info.run_id,
-            metrics=[Metric(name, float(v), ts, 0) for name, v in metrics.items()],
-            params=[Param(name, str(v)) for name, v in params.items()],
-        )
+        log_batch(child.info.run_id, metrics, params)
 
 
 def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:

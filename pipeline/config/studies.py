@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.config.fields import DataFields, TrackingFields, opt
+from pipeline.config.image_study import ImageStudyFields, is_image_study
 from pipeline.errors import ConfigError
 
 
@@ -24,7 +25,8 @@ class SweepConfig(DataFields, TrackingFields):
     kernel_sizes: tuple[int, ...] = opt((3, 5, 7), "odd kernel-size choices (per conv layer), e.g. 3,5,7")
     lr_min: float | None = opt(None, "also search the learning rate, log-uniform from LR_MIN ...")
     lr_max: float | None = opt(None, "... to LR_MAX (both or neither)")
-    seeds: int = opt(50, "success objective: initialisation seeds 0..S-1 per trial (as pipeline capacity)")
+    seeds: int | None = opt(None, "initialisation seeds per trial, trained at once: success 0..S-1 (default 50, as "
+                                  "pipeline capacity); accuracy sampler_seed.. (default 1), the value their mean")
     tau: float = opt(0.05, "success objective: a seed succeeds when its final loss < tau and train accuracy is 100%")
     epochs: int | None = opt(None, "training epochs per trial (default: the recipe's)")
     batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)")
@@ -63,7 +65,7 @@ class SweepConfig(DataFields, TrackingFields):
             raise ConfigError("the grid sampler needs finite choices: drop --lr-min/--lr-max")
         if self.pruner not in ("median", "none"):
             raise ConfigError(f"--pruner must be median or none, got {self.pruner!r}")
-        if self.seeds < 1:
+        if self.seeds is not None and self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if not 0 < self.tau < 1:
             raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
@@ -77,6 +79,13 @@ class SweepConfig(DataFields, TrackingFields):
             raise ConfigError("--heartbeat-interval must be >= 0 and --grace-period >= 1")
         if self.max_retry < 0:
             raise ConfigError(f"--max-retry must be >= 0, got {self.max_retry}")
+
+    @property
+    def trial_seeds(self) -> tuple[int, ...]:
+        """The seeds of every trial: 0..49 for success, sampler_seed alone for accuracy, unless --seeds."""
+        if self.objective == "success":
+            return tuple(range(self.seeds or 50))
+        return tuple(range(self.sampler_seed, self.sampler_seed + (self.seeds or 1)))
 
 
 @dataclass(frozen=True)
@@ -93,21 +102,20 @@ class StudySummaryConfig:
 
 
 @dataclass(frozen=True)
-class CapacityConfig(TrackingFields):
-    """capacity: P(success) of the synthetic detector over a grid of filter counts x kernel sizes."""
+class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
+    """capacity: P(success) of the synthetic detector, or the test accuracy of an image net (``--dataset``),
+    over a grid of filter counts x kernel sizes, many seeds each."""
 
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
     kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
     seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
     first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`")
     tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
-    lr: float = opt(0.05, "SGD learning rate (the synthetic recipe's)")
-    momentum: float = opt(0.9, "SGD momentum")
-    weight_decay: float = opt(1e-3, "L2 weight decay")
-    epochs: int = opt(500, "full-batch epochs per training")
-    n: int = opt(75, "number of sequences in the training set")
-    width: int = opt(20, "sequence length W")
-    data_seed: int = opt(0, "numpy seed of the training set (the lab uses 0)")
+    # None: the recipe's value, filled in at construction (the synthetic recipe's: 0.05, 0.9, 1e-3, 500)
+    lr: float | None = opt(None, "learning rate")
+    momentum: float | None = opt(None, "SGD / RMSprop momentum")
+    weight_decay: float | None = opt(None, "L2 weight decay")
+    epochs: int | None = opt(None, "epochs per training (synthetic: full batch)")
     test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation")
     test_n: int = opt(1000, "number of sequences in the fresh test set")
     table: str | None = opt(None, "also write the per-seed table to this local CSV file")
@@ -115,6 +123,10 @@ class CapacityConfig(TrackingFields):
     device: str = opt("cpu", "auto | cpu | cuda")
 
     def __post_init__(self) -> None:
+        self._check_data()
+        for name in ("lr", "momentum", "weight_decay", "epochs"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.recipe_value(name))
         for name in ("filters", "kernel_sizes"):
             v = getattr(self, name)
             flag = "--" + name.replace("_", "-")
@@ -151,3 +163,7 @@ class CapacityConfig(TrackingFields):
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
+        if is_image_study(self):
+            self._check_image_study()
+        else:
+            self._check_synthetic_study()

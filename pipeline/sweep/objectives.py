@@ -1,14 +1,18 @@
 """What a trial maximises: P(success) of the 1D detector over seeds (``success``), or the
-validation accuracy of one image model (``accuracy``, pruned per epoch).
+validation accuracy of an image model (``accuracy``, pruned per epoch): with ``--seeds S``
+the mean over S seeds trained at once, whose spread the trial keeps as attributes and metrics.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
 
+import numpy as np
+
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig
 from pipeline.config.studies import CapacityConfig, SweepConfig
+from pipeline.errors import ConfigError
 from pipeline.sweep.space import layer_values
 from pipeline.sweep.trials import TrialRun
 
@@ -27,7 +31,7 @@ def success_objective(cfg: SweepConfig) -> Objective:
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         (f,), (k,) = layer_values(point, cfg)
         s = dataclasses.replace(settings, lr=point["lr"]) if "lr" in point else settings
-        table = seed_table(f, k, list(range(cfg.seeds)), s)
+        table = seed_table(f, k, list(cfg.trial_seeds), s)
         est = p_success(table, cfg.tau)
         n_params = count_parameters(Detector1d(f, k))
         run.metrics.log({
@@ -55,22 +59,22 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
     import optuna
 
     from pipeline.data.load import load_bundle
-    from pipeline.models.registry import count_parameters
     from pipeline.train.batching import pick_device
-    from pipeline.train.loop import fit
-    from pipeline.train.stage import make_model
 
     base = resolve(_train_config(cfg))
     bundle = load_bundle(base)  # once per worker: every trial sees the same data
     device = pick_device(base.device)
+    seeds = cfg.trial_seeds
+    if bundle.train.X.ndim != 4 and len(seeds) > 1:
+        raise ConfigError("--seeds with --objective accuracy trains image nets; on the synthetic data use "
+                          "--objective success")
+    # one seed: `pipeline train`'s own loop, so that the trial is exactly `pipeline train --seed s`
+    train = _seeds_trainer(bundle, seeds, device) if len(seeds) > 1 else _one_seed_trainer(bundle, device)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         filters, kernels = layer_values(point, cfg)
         tcfg = resolve(dataclasses.replace(base, filters=filters, kernel_size=kernels,
                                            **({"lr": point["lr"]} if "lr" in point else {})))
-        model = make_model(tcfg, bundle).to(device)
-        n_params = count_parameters(model)
-        trial.set_user_attr("num_parameters", n_params)
 
         def on_epoch(epoch: int, values: dict[str, float]) -> None:
             run.metrics.log(values, step=epoch)
@@ -79,12 +83,48 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        history = fit(model, bundle, tcfg, device, on_epoch=on_epoch, echo=lambda s: None)
-        acc = history.val_accuracy[-1]
-        run.metrics.log({"num_parameters": n_params}, step=0)
+        acc, n_params, spread = train(tcfg, on_epoch)
+        trial.set_user_attr("num_parameters", n_params)
+        for name, value in spread.items():
+            trial.set_user_attr(name, value)
+        run.metrics.log({"num_parameters": n_params, **{k: v for k, v in spread.items() if np.isscalar(v)}}, step=0)
         return (acc, float(n_params)) if cfg.multi_objective else (acc,)
 
     return objective
+
+
+def _seeds_trainer(bundle: Any, seeds: tuple[int, ...], device: Any) -> Callable:
+    """Train a trial's seeds at once; epochs report the means (and the spread of val_accuracy)."""
+    from pipeline.capacity.images.trainer import train_seeds
+
+    def train(tcfg: TrainConfig, on_epoch: Callable) -> tuple[float, int, dict]:
+        def report(epoch: int, values: dict[str, np.ndarray]) -> None:
+            on_epoch(epoch, {**{k: float(v.mean()) for k, v in values.items()},
+                             "val_accuracy_std": float(values["val_accuracy"].std())})
+
+        result = train_seeds(tcfg, bundle, seeds, device, on_epoch=report)
+        val = result.final("val_accuracy")
+        _, test = result.score(bundle.test, tcfg, bundle)
+        spread = {"seeds": len(seeds), "val_accuracy_std": float(val.std()), "val_accuracy_min": float(val.min()),
+                  "val_accuracy_max": float(val.max()), "val_accuracy_per_seed": [round(float(v), 6) for v in val],
+                  "test_accuracy_mean": float(test.mean()), "test_accuracy_std": float(test.std())}
+        return float(val.mean()), result.num_parameters(), spread
+
+    return train
+
+
+def _one_seed_trainer(bundle: Any, device: Any) -> Callable:
+    """One model through `pipeline train`'s loop."""
+    from pipeline.models.registry import count_parameters
+    from pipeline.train.loop import fit
+    from pipeline.train.stage import make_model
+
+    def train(tcfg: TrainConfig, on_epoch: Callable) -> tuple[float, int, dict]:
+        model = make_model(tcfg, bundle).to(device)
+        history = fit(model, bundle, tcfg, device, on_epoch=on_epoch, echo=lambda s: None)
+        return history.val_accuracy[-1], count_parameters(model), {}
+
+    return train
 
 
 def _train_config(cfg: SweepConfig) -> TrainConfig:
@@ -92,7 +132,7 @@ def _train_config(cfg: SweepConfig) -> TrainConfig:
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
               if f.name in train_fields and f.name not in ("filters", "kernel_size", "threads")}
-    shared["seed"] = cfg.sampler_seed
+    shared["seed"] = cfg.trial_seeds[0]
     shared["print_every"] = 0
     shared["image_every"] = 0
     for name in ("epochs", "batch_size"):

@@ -48,3 +48,13 @@ class MetricBuffer:
 
     def __exit__(self, *exc: Any) -> None:
         self.flush()  # also on errors: what was measured before a failure is kept
+
+
+def log_batch(run_id: str, metrics: Mapping[str, float], params: Mapping[str, Any] | None = None) -> None:
+    """A run's metrics (step 0) and params in one call: for runs that are logged in one go, like a study's children."""
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    ts = int(time.time() * 1000)
+    mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+                                    params=[Param(k, str(v)) for k, v in (params or {}).items()])

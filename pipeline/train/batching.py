@@ -38,12 +38,13 @@ def minibatches(X: torch.Tensor, y: torch.Tensor, batch_size: int, device: torch
                 max_batches: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(inputs, targets) minibatches of a split stored as tensors, in ``order`` (None: as stored).
 
-    Minibatch b holds rows ``order[b*bs:(b+1)*bs]``. Rows are gathered, moved and converted
+    Minibatch b holds rows ``order[b*bs:(b+1)*bs]``; ``order`` may be longer than X and repeat
+    rows (the multi-seed trainer interleaves every seed's order). Rows are gathered, moved and converted
     (``transform``) a chunk of many minibatches at a time, and each minibatch is a view of
     its chunk: per-op overheads (kernel launches, thread-pool wake-ups) are paid per
     chunk, never per sample as with a DataLoader, and not even per minibatch.
     """
-    n = X.shape[0]
+    n = X.shape[0] if order is None else order.shape[0]
     if batch_size >= n and order is None and not max_batches:  # full batch: the split itself
         yield transform(X.to(device, non_blocking=True)), y.to(device, non_blocking=True)
         return

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from helpers import REPO
-from pipeline.config import parsing, recipes, stages, studies
+from pipeline.config import diagnosis, fields, parsing, pattern, recipes, stages, studies
 from pipeline.errors import ConfigError
 
 STAGES = {
@@ -17,6 +17,7 @@ STAGES = {
     "evaluate": stages.EvaluateConfig,
 }
 STAGES.update({"capacity": studies.CapacityConfig, "sweep": studies.SweepConfig, "inspect": stages.InspectConfig})
+STAGES.update({"diagnose": diagnosis.DiagnoseConfig, "capacity_pattern": pattern.PatternCapacityConfig})
 
 
 def _mlproject() -> dict:
@@ -39,6 +40,14 @@ def test_mlproject_parameters_are_config_fields_with_the_same_default(entry):
         parsed = parsing.parse_value(fields[name], str(spec.get("default", "")))
         assert parsed == fields[name].default, (entry, name, parsed, fields[name].default)
         assert f"--{name.replace('_', '-')} {{{name}}}" in command, (entry, name)
+
+
+@pytest.mark.parametrize("entry", sorted(STAGES))
+def test_every_config_field_is_an_mlproject_parameter(entry):
+    tracking = {f.name for f in dataclasses.fields(fields.TrackingFields)}  # the environment sets these
+    params = set(_mlproject()["entry_points"][entry]["parameters"])
+    missing = [f.name for f in dataclasses.fields(STAGES[entry]) if f.name not in params | tracking]
+    assert not missing, f"MLproject {entry} lacks parameters {missing}"
 
 
 def test_parse_int_list():

@@ -1,0 +1,138 @@
+"""Stage `capacity` on images: test accuracy over filter counts x kernel sizes, many seeds each.
+
+Run as ``pipeline capacity --dataset digits --filters 1,2,4,8 --kernel-sizes 3,5 --seeds 16``
+(any data, recipe and model option of `pipeline train`: ``--recipe mnist-small``, ``--model
+lenet``, ``--data-dir``, ``--batch-norm``, ...). Reads the data set like `pipeline train`;
+trains every cell (F, k) from seeds first_seed ... first_seed+S-1 at once, each seed on the
+minibatches of `pipeline train --seed s`, and scores it on the test split. Writes a parent
+run with the per-seed table (``capacity_table.csv``), ``tables/summary.csv`` (per cell: mean,
+std, 95% interval, min, max, parameter count, bad-run share), ``tables/curves.csv`` (per
+seed and epoch) and ``tables/curves_summary.csv``, and the figures (heatmap, capacity curve,
+learning curves, per-seed spread); one child run per cell with its statistics and its mean
+curves (step = epoch). ``--table PATH`` also writes the per-seed table to a local CSV file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from pipeline.capacity.images.grid import Cell, cells, run_cell
+from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
+from pipeline.config.image_study import train_config
+from pipeline.config.parsing import as_params
+from pipeline.config.studies import CapacityConfig
+from pipeline.tracking import artifacts, runs
+from pipeline.tracking.metrics import MetricBuffer
+from pipeline.train.batching import pick_device
+
+SUMMARY_METRICS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_lo", "test_accuracy_hi",
+                   "test_accuracy_min", "test_accuracy_max", "bad_run_share", "num_parameters", "n")
+
+
+@dataclass(frozen=True)
+class ImageCapacityResult:
+    run_id: str
+    table: pd.DataFrame  # one row per (F, k, seed)
+    summary: pd.DataFrame  # one row per (F, k)
+    curves: pd.DataFrame  # one row per (F, k, seed, epoch)
+    seconds: float  # training time of the whole grid
+
+
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapacityResult:
+    """Train the grid on the images, log one child run per cell and the tables and figures on the parent."""
+    import mlflow
+    from tqdm import tqdm
+
+    from pipeline.data.io import log_bundle_input
+    from pipeline.train.stage import load_data
+
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    base, bundle = load_data(train_config(cfg))
+    grid = cells(cfg, base, bundle)
+    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    device = pick_device(cfg.device)
+    tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with runs.stage_run("capacity", run_name="capacity", tags={**tags, "study": "image-capacity"}) as parent:
+            runs.log_params_safely({**as_params(cfg), "device": str(device)})
+            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+            mlflow.log_dict(dataclasses.asdict(base), "train_config.json")
+            log_bundle_input(bundle, context="training")
+            tables, curves, seconds = [], [], 0.0
+            bar = tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False)
+            for cell in bar:
+                bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")
+                part, curve, result = run_cell(cell, bundle, seeds, device)
+                seconds += result.seconds
+                tables.append(part)
+                curves.append(curve)
+                _log_child(cell, part, curve, cfg, tags, result.seconds)
+            bar.close()
+            table = pd.concat(tables, ignore_index=True)
+            table["bad_run"] = bad_runs(table, cfg.margin)
+            summary = summarize(table, cfg.margin)
+            curves_all = pd.concat(curves, ignore_index=True)
+            _log_parent(table, summary, curves_all, cfg, seconds, base.epochs)
+            if cfg.table:
+                table.to_csv(cfg.table, index=False)
+            run_id = parent.info.run_id
+    finally:
+        torch.set_num_threads(old_threads)
+    for line in report(summary, cfg.margin, seconds, len(table) * base.epochs):
+        echo(line)
+    if cfg.table:
+        echo(f"per-seed table written to {cfg.table}")
+    echo(f"parent run {run_id}")
+    return ImageCapacityResult(run_id, table, summary, curves_all, seconds)
+
+
+def _log_child(cell: Cell, part: pd.DataFrame, curves: pd.DataFrame, cfg: CapacityConfig, tags: dict,
+               seconds: float) -> None:
+    """One child run per cell: its statistics, and its mean curves over seeds (step = epoch)."""
+    row = summarize(part, cfg.margin).iloc[0]
+    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
+    params = {**{k: v for k, v in as_params(cfg).items() if k not in grid_only}, "filters": cell.filters,
+              "kernel_size": cell.kernel_size, "layer_filters": row.layer_filters}
+    with runs.stage_run("capacity", run_name=f"capacity-F{cell.filters}-k{cell.kernel_size}",
+                        tags={**tags, "filters": cell.filters, "kernel_size": cell.kernel_size}) as child:
+        runs.log_params_safely(params)
+        with MetricBuffer(child.info.run_id) as metrics:
+            metrics.log({**{m: row[m] for m in SUMMARY_METRICS if pd.notna(row[m])}, "train_seconds": seconds,
+                         "ms_per_seed_epoch": 1000 * seconds / len(curves)}, step=0)
+            for epoch, at in curves.groupby("epoch"):
+                metrics.log({"train_loss_mean": at["train_loss"].mean(), "val_accuracy_mean": at["val_accuracy"].mean(),
+                             "val_accuracy_std": at["val_accuracy"].std(ddof=0)}, step=int(epoch))
+
+
+def _log_parent(table, summary, curves, cfg: CapacityConfig, seconds: float, epochs: int) -> None:
+    import mlflow
+
+    from pipeline.capacity.images.plots import (
+        capacity_curve_figure,
+        heatmap_figure,
+        learning_curves_figure,
+        spread_figure,
+    )
+
+    bands = curve_summary(curves)
+    artifacts.log_table(table, "capacity_table.csv")
+    artifacts.log_table(summary, "tables/summary.csv")
+    artifacts.log_table(curves, "tables/curves.csv")
+    artifacts.log_table(bands, "tables/curves_summary.csv")
+    artifacts.log_figure(heatmap_figure(summary), "figures/accuracy_heatmap.png")
+    artifacts.log_figure(capacity_curve_figure(table, summary), "figures/accuracy_vs_parameters.png")
+    artifacts.log_figure(learning_curves_figure(bands), "figures/learning_curves.png")
+    artifacts.log_figure(spread_figure(table, cfg.margin), "figures/seed_spread.png")
+    best = summary.loc[summary["test_accuracy_mean"].idxmax()]
+    mlflow.log_metrics({
+        "trainings": len(table), "train_seconds": seconds, "ms_per_seed_epoch": 1000 * seconds / (len(table) * epochs),
+        "best_test_accuracy_mean": float(best.test_accuracy_mean), "bad_run_share_overall": float(table["bad_run"].mean()),
+        "test_accuracy_std_mean": float(summary["test_accuracy_std"].mean()),
+    })

@@ -1,0 +1,215 @@
+"""S seeds of one 2D ConvNet trained as one computation, each as `pipeline train --seed s` trains it.
+
+For every seed s, as in ``train.loop.fit``:
+* the initial weights of ``build_model(seed=s)`` (torch.manual_seed(s) just before it);
+* each epoch's minibatch order ``torch.randperm(n, generator=g_s)``, g_s =
+  ``torch.Generator().manual_seed(s)`` carried over the epochs (rows as stored when one batch
+  holds them all), cut into minibatches of ``batch_size``, ``max_batches`` at most;
+* the loss of its own minibatch (the mean over its rows) and the recipe's ``torch.optim``
+  optimizer, which steps the stacked tensors elementwise, so every slice as its own model;
+* per epoch ``train_loss`` (the mean of the minibatch losses before each step, weighted by
+  rows), ``train_accuracy``, ``val_loss``, ``val_accuracy`` (eval mode) and ``last_batch_loss``.
+
+The minibatches of all seeds come from one interleaved index (``interleave``): the rows of
+minibatch b are ordered (row, seed), so that a gathered chunk is already the grouped
+convolution's input ``(B, S·C, H, W)``, with no copy. Seeds are trained in groups
+(``group_size``) whose largest activation stays under ``GROUP_BYTES``, one epoch of each
+group in turn.
+
+Exactness. Without dropout a seed's result is that of `pipeline train --seed s` up to float
+rounding (the grouped convolution sums in another order): in float64 to ~1e-14 after whole
+epochs. In float32 the two agree to ~1e-6 over tens of steps, but a recipe that amplifies
+rounding (the digits LeNet at lr 0.05, momentum 0.9) can carry a seed elsewhere over 30
+epochs, as `pipeline train` itself does with 1 thread against 2. With dropout a seed's
+masks come from its own stream (``stacked.mask_generator``), not torch's global one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.capacity.images.stacked import StackedNet
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import TrainConfig, check_batch_size
+from pipeline.data.bundle import DataBundle, Split
+from pipeline.errors import ConfigError
+from pipeline.models.conv_arith import trace
+from pipeline.train.batching import minibatches, pick_device, place
+from pipeline.train.loop import check_channels, make_optimizer
+from pipeline.train.stage import make_model
+
+METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "last_batch_loss")
+# The largest activation of one computation on the CPU: beyond a few MiB it leaves the caches and
+# each fresh buffer page-faults (lenet on 28x28, batch 100: 4-8 seeds at once ran 1.4x faster per
+# seed than 16). A GPU wants everything at once.
+GROUP_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
+
+
+@dataclass(frozen=True)
+class SeedsResult:
+    """What training ``seeds`` gave; row i of every array belongs to ``seeds[i]``."""
+
+    seeds: tuple[int, ...]
+    history: dict[str, np.ndarray]  # metric (METRICS) -> (S, epochs), as each seed's `train` History
+    nets: tuple[StackedNet, ...]  # the final weights, one stacked net per group of seeds
+    seconds: float  # wall time of the epochs (scoring the validation split included)
+
+    def final(self, metric: str) -> np.ndarray:
+        """(S,) the last epoch's value of ``metric``."""
+        return self.history[metric][:, -1]
+
+    def model(self, i: int) -> torch.nn.Module:
+        """Seed ``seeds[i]``'s final model."""
+        for net in self.nets:
+            if i < net.size:
+                return net.model(i)
+            i -= net.size
+        raise IndexError(i)
+
+    def num_parameters(self) -> int:
+        return self.nets[0].num_parameters()
+
+    def score(self, split: Split, cfg: TrainConfig, bundle: DataBundle) -> tuple[np.ndarray, np.ndarray]:
+        """(S,) loss and (S,) accuracy of every seed's final weights on ``split`` (e.g. the test split)."""
+        device = self.nets[0].device
+        parts = [score(net, split, cfg.loss, bundle.input_transform(device), device, cfg.test_batch_size)
+                 for net in self.nets]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def stacked_net(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], device: torch.device) -> StackedNet:
+    """The (resolved) config's model for every seed, each initialised as `pipeline train --seed s`."""
+    return StackedNet.from_seeds(lambda s: make_model(dataclasses.replace(cfg, seed=s), bundle), seeds, device)
+
+
+def group_size(cfg: TrainConfig, bundle: DataBundle, device: torch.device) -> int:
+    """Seeds per computation: as many as keep the largest activation of a minibatch under GROUP_BYTES."""
+    with torch.random.fork_rng(devices=[]):
+        model = make_model(dataclasses.replace(cfg, seed=0), bundle)
+    shapes = [shape for _, shape in trace(model.features.named_children(), bundle.input_shape, cfg.model)]
+    per_seed = 4 * cfg.batch_size * max(c * h * w for c, h, w in [bundle.input_shape, *shapes])
+    return max(1, GROUP_BYTES.get(device.type, GROUP_BYTES["cuda"]) // per_seed)
+
+
+def interleave(orders: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """One index (S·n,) from S row orders (S, n): minibatch b of every seed, its rows ordered (row, seed)."""
+    S, n = orders.shape
+    full = n // batch_size * batch_size
+    head = orders[:, :full].reshape(S, -1, batch_size).permute(1, 2, 0).reshape(-1)  # (batch, row, seed)
+    return torch.cat([head, orders[:, full:].T.reshape(-1)])  # the short last minibatch, also (row, seed)
+
+
+def per_seed_loss(loss: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(S,) each seed's mean loss over its rows: out (S, B, classes), y (S, B)."""
+    S, B, K = out.shape
+    if loss == "ce":
+        rows = F.cross_entropy(out.reshape(S * B, K), y.reshape(-1), reduction="none")
+    elif loss == "nll":
+        rows = F.nll_loss(out.reshape(S * B, K), y.reshape(-1), reduction="none")
+    else:
+        raise ConfigError(f"the multi-seed trainer trains image classifiers (loss ce or nll), not {loss!r}")
+    return rows.view(S, B).mean(dim=1)
+
+
+@torch.no_grad()
+def score(net: StackedNet, split: Split, loss: str, transform: Callable, device: torch.device,
+          rows_per_model: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """(S,) mean loss and (S,) accuracy of every seed on a whole split, in eval mode.
+
+    Every seed sees the same rows; ``rows_per_model`` rows for one model are scored at
+    once, so rows_per_model / S for S seeds (the same memory as scoring one model).
+    """
+    was_training = net.training
+    net.eval()
+    X, y = place(split.X, device), place(split.y, device)
+    total = torch.zeros(net.size, dtype=torch.float64, device=device)  # float64: a whole split's sum
+    correct = torch.zeros(net.size, dtype=torch.long, device=device)
+    for xb, yb in minibatches(X, y, max(1, rows_per_model // net.size), device, transform):
+        out = net(xb)  # (S, B, classes)
+        ys = yb.expand(net.size, -1)
+        total += per_seed_loss(loss, out, ys).double() * yb.shape[0]
+        correct += (out.argmax(dim=-1) == ys).sum(dim=1)
+    net.train(was_training)
+    n = X.shape[0]
+    return (total / n).cpu().numpy(), correct.cpu().numpy() / n
+
+
+class _Group:
+    """One computation: a group of seeds with their stacked net, optimizer and batch-order generators."""
+
+    def __init__(self, cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device):
+        self.cfg, self.device = cfg, device
+        self.net = stacked_net(cfg, bundle, seeds, device)
+        self.optimizer = make_optimizer(cfg, self.net.parameters())
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def epoch(self, X: torch.Tensor, y: torch.Tensor, transform: Callable) -> dict[str, np.ndarray]:
+        """One pass over the training rows; the epoch's training metrics per seed."""
+        cfg, net, S, n = self.cfg, self.net, self.net.size, X.shape[0]
+        bs = min(cfg.batch_size, n)
+        if bs < n:
+            orders = torch.stack([torch.randperm(n, generator=g) for g in self.gens])  # (S, n)
+        else:  # one batch holds the split: rows as stored, nothing drawn (as `fit`)
+            orders = torch.arange(n).expand(S, n)
+        loss_sum = torch.zeros(S, device=self.device)
+        correct = torch.zeros(S, dtype=torch.long, device=self.device)
+        seen = 0
+        net.train()
+        for xb, yb in minibatches(X, y, S * bs, self.device, transform, interleave(orders, bs).to(X.device),
+                                  cfg.max_batches):
+            B = yb.shape[0] // S
+            xb, yb = xb.view(B, -1, *xb.shape[2:]), yb.view(B, S).T  # (B, S·C, H, W), (S, B)
+            self.optimizer.zero_grad(set_to_none=True)
+            out = net(xb)  # (S, B, classes)
+            losses = per_seed_loss(cfg.loss, out, yb)  # (S,)
+            losses.sum().backward()  # seeds share no parameter: each gets the gradient of its own loss
+            self.optimizer.step()
+            loss_sum += losses.detach() * B
+            correct += (out.detach().argmax(dim=-1) == yb).sum(dim=1)
+            seen += B
+        return {"train_loss": loss_sum.cpu().numpy().astype(np.float64) / seen,
+                "train_accuracy": correct.cpu().numpy() / seen, "last_batch_loss": losses.detach().cpu().numpy()}
+
+
+def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], device: torch.device | None = None,
+                on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+                seeds_at_once: int = 0) -> SeedsResult:
+    """Train the config's model from every seed in ``seeds`` on ``bundle``, in as few computations as fit.
+
+    ``on_epoch(epoch, metrics)`` gets each metric as an (S,) array after every epoch.
+    ``seeds_at_once`` caps a computation's seeds (0: ``group_size``).
+    """
+    cfg = resolve(cfg)
+    check_batch_size(cfg.batch_size, bundle.name)
+    check_channels(cfg.in_channels, bundle, f"{cfg.model} (--in-channels {cfg.in_channels}, recipe {cfg.recipe})")
+    if bundle.train.X.ndim != 4:
+        raise ConfigError(f"the multi-seed image trainer needs images (N, C, H, W); {bundle.name} is not")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ConfigError("need at least one seed")
+    device = device or pick_device(cfg.device)
+    size = seeds_at_once or group_size(cfg, bundle, device)
+    groups = [_Group(cfg, bundle, seeds[i : i + size], device) for i in range(0, len(seeds), size)]
+    transform = bundle.input_transform(device)
+    X, y = place(bundle.train.X, device), place(bundle.train.y, device)
+    history = {k: np.empty((len(seeds), cfg.epochs)) for k in METRICS}
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        parts = []
+        for g in groups:
+            values = g.epoch(X, y, transform)
+            values["val_loss"], values["val_accuracy"] = score(g.net, bundle.val, cfg.loss, transform, device,
+                                                               cfg.test_batch_size)
+            parts.append(values)
+        values = {k: np.concatenate([p[k] for p in parts]) for k in METRICS}
+        for k, v in values.items():
+            history[k][:, epoch - 1] = v
+        if on_epoch is not None:
+            on_epoch(epoch, values)
+    return SeedsResult(seeds, history, tuple(g.net for g in groups), time.perf_counter() - t0)

@@ -1,0 +1,99 @@
+"""Everything diagnose measures about one configuration (F, k), seed by seed, before any verdict.
+
+The per-seed table has, besides (filters, kernel_size, seed): the capacity run's outcome
+(``final_loss`` of the last epoch, ``train_accuracy``, ``success``); at the final weights,
+the training loss (``loss``), the objective J = loss + wd/2·|theta|² (``objective``), the
+norms of dJ (``grad_norm``) and of dloss (``bce_grad_norm``), J's Hessian's extreme
+eigenvalues (``hessian_min``, ``hessian_max``), how close a ReLU is to switching
+(``relu_margin``) and a max to changing hands (``argmax_gap``); over the last L epochs, the
+averaged dJ (``mean_grad_norm``), the net move and the path length, the last epoch with a
+switch; the best drop of J found by the line searches within the radius
+(``drop_gradient``, ``drop_curvature``); the long run's loss and whether it ``escaped``;
+the seed's filters by class and its best initial alignment with the pattern.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.capacity.kernel import WindowIndex
+from pipeline.capacity.outcomes import datasets
+from pipeline.capacity.stats import is_success
+from pipeline.diagnose import anatomy
+from pipeline.diagnose.derivatives import DetectorObjective, gradients, hessians, kink_margins, values
+from pipeline.diagnose.replay import Trajectory, long_run, replay
+from pipeline.diagnose.source import CapacitySource
+from pipeline.diagnose.verdicts import best_drop, probes
+
+
+@dataclass
+class Measured:
+    table: pd.DataFrame  # one row per seed
+    filters: pd.DataFrame  # one row per (seed, filter): class, preferred bump, linear weight
+    grad_drops: np.ndarray  # (S, len(verdicts.STEPS)) drop of J along -grad J at each step length
+    curv_drops: np.ndarray  # (S, len(STEPS)) the same along the lowest-curvature eigenvector, either sign
+    trajectory: Trajectory
+    objective: DetectorObjective  # J, float64
+    loss: DetectorObjective  # the training loss alone (wd = 0), float64
+
+
+def measure(filters: int, k: int, source: CapacitySource, last_epochs: int, radius: float,
+            long_factor: int) -> Measured:
+    s = source.settings
+    traj = replay(filters, k, source.seeds, s, last_epochs)
+    X, y, _, _ = datasets(s.n, s.width, s.data_seed, s.test_n, s.test_seed)
+    index = WindowIndex.build(X, y, k).to("cpu", torch.float64)
+    J = DetectorObjective(index, filters, k, s.weight_decay)
+    loss = DetectorObjective(index, filters, k, 0.0)
+    theta = traj.theta
+    grad = gradients(J, theta)
+    eigenvalues, eigenvectors = torch.linalg.eigh(hessians(J, theta))
+    relu, gap = kink_margins(J, theta)
+    success = is_success(traj.final_loss, traj.train_accuracy, s.tau)
+    grad_drops = probes(J, theta, -grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-300))
+    # the lowest eigenvector, turned to the side where J does not fall to first order (g·v >= 0): a drop
+    # along it is then the curvature's doing
+    lowest = eigenvectors[:, :, 0]
+    lowest = lowest * torch.where((grad * lowest).sum(1, keepdim=True) < 0, -1.0, 1.0)
+    curv_drops = probes(J, theta, lowest)
+    failed = np.flatnonzero(~success)
+    long_loss, long_acc = np.full(len(theta), np.nan), np.full(len(theta), np.nan)
+    long_loss[failed], long_acc[failed] = long_run(traj, failed, s, long_factor)
+    filter_table = anatomy.classify_filters(theta, X, filters, k)
+    table = pd.DataFrame({
+        "filters": filters, "kernel_size": k, "seed": np.asarray(traj.seeds),
+        "final_loss": traj.final_loss, "train_accuracy": traj.train_accuracy, "success": success,
+        "loss": values(loss, theta).numpy(), "objective": values(J, theta).numpy(),
+        "grad_norm": grad.norm(dim=1).numpy(),
+        "bce_grad_norm": (grad - s.weight_decay * theta).norm(dim=1).numpy(),
+        "mean_grad_norm": traj.mean_grad.norm(dim=1).numpy(),
+        "hessian_min": eigenvalues[:, 0].numpy(), "hessian_max": eigenvalues[:, -1].numpy(),
+        "relu_margin": relu.numpy(), "argmax_gap": gap.numpy(),
+        "moved": traj.moved, "path_length": traj.path_length, "last_switch_epoch": last_switch(traj.switched),
+        "drop_gradient": best_drop(grad_drops, radius), "drop_curvature": best_drop(curv_drops, radius),
+        "long_loss": long_loss, "long_accuracy": long_acc,
+        "escaped": is_success(long_loss, long_acc, s.tau),
+        "initial_alignment": anatomy.initial_alignment(traj.theta_init, filters, k),
+    })
+    table = pd.concat([table, anatomy.class_counts(filter_table, len(theta))], axis=1)
+    filter_table = filter_table.assign(filters=filters, kernel_size=k,
+                                       seed=np.asarray(traj.seeds)[filter_table["row"]],
+                                       success=success[filter_table["row"]]).drop(columns="row")
+    return Measured(table, filter_table, grad_drops, curv_drops, traj, J, loss)
+
+
+def last_switch(switched: np.ndarray) -> np.ndarray:
+    """(S,) the last epoch whose step changed the activation pattern (0: none), from (epochs, S) flags."""
+    T = switched.shape[0]
+    return np.where(switched.any(axis=0), T - np.argmax(switched[::-1], axis=0), 0)
+
+
+def replay_check(table: pd.DataFrame, logged: pd.DataFrame | None) -> float:
+    """Largest |replayed - logged| final loss over the seeds both have (nan when the run logged none)."""
+    if logged is None:
+        return float("nan")
+    both = table.merge(logged, on=["filters", "kernel_size", "seed"], suffixes=("", "_logged"))
+    return float((both["final_loss"] - both["final_loss_logged"]).abs().max()) if len(both) else float("nan")

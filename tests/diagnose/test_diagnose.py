@@ -1,0 +1,110 @@
+"""Stage diagnose: what it logs, that it replays the capacity run exactly, and what it refuses."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.capacity import stage as capacity
+from pipeline.capacity.multiseed import train_seeds
+from pipeline.capacity.outcomes import Settings
+from pipeline.cli import main
+from pipeline.config.diagnosis import DiagnoseConfig
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import TrainConfig
+from pipeline.config.studies import CapacityConfig
+from pipeline.data.load import synthetic_bundle
+from pipeline.data.synthetic import make_synthetic
+from pipeline.diagnose import stage as diagnose
+from pipeline.diagnose.replay import long_run, replay
+from pipeline.diagnose.verdicts import VERDICTS
+from pipeline.errors import ConfigError
+from pipeline.models.registry import build_model
+from pipeline.train.loop import fit
+
+COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "grad_norm", "hessian_min", "hessian_max", "verdict"]
+
+
+def quiet(_):
+    pass
+
+
+@pytest.fixture
+def capacity_run(tracking_uri):
+    return capacity.run(CapacityConfig(filters=(1, 2), kernel_sizes=(3,), seeds=6, epochs=150, test_n=50),
+                        echo=quiet)
+
+
+def test_diagnose_logs_the_table_figures_and_summaries(capacity_run, client, tmp_path):
+    csv = tmp_path / "diagnosis.csv"
+    lines: list[str] = []
+    result = diagnose.run(DiagnoseConfig(capacity_run=f"runs:/{capacity_run.run_id}", pairs=1, slice_points=5,
+                                         long_factor=2, table=str(csv)), echo=lines.append)
+    run = client.get_run(result.run_id)
+    assert run.data.tags["stage"] == "diagnose" and run.data.tags["capacity_run"] == capacity_run.run_id
+    assert run.info.status == "FINISHED"
+    logged = pd.read_csv(client.download_artifacts(result.run_id, "diagnosis.csv"))
+    assert set(COLUMNS) <= set(logged.columns) and len(logged) == 12
+    assert set(logged["verdict"]) <= set(VERDICTS)
+    pd.testing.assert_frame_equal(pd.read_csv(csv), logged)
+    # the replay ends where the capacity run ended, loss for loss
+    merged = logged.merge(capacity_run.table, on=["filters", "kernel_size", "seed"], suffixes=("", "_capacity"))
+    np.testing.assert_array_equal(merged["final_loss"], merged["final_loss_capacity"])
+    assert (merged["verdict"] == "solved").tolist() == merged["success_capacity"].tolist()
+    figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}
+    assert {"figures/verdict_shares.png", "figures/hessian_eigenvalues.png", "figures/filter_classes.png",
+            "figures/ticket_curve.png"} <= figures
+    tables = {a.path for a in client.list_artifacts(result.run_id, "tables")}
+    assert {"tables/sensitivity.csv", "tables/filter_classes.csv", "tables/tickets.csv"} <= tables
+    assert run.data.metrics["replay_max_abs_diff"] == 0
+    assert any("verdict shares" in line for line in lines) and any("escaped in the long run" in line for line in lines)
+
+
+def test_replay_ends_at_the_capacity_trainers_weights_and_the_long_run_continues_it():
+    settings = Settings.from_config(CapacityConfig(epochs=60))
+    seeds = (0, 1, 2, 3)
+    traj = replay(3, 5, seeds, settings, last_epochs=10)
+    X, y = make_synthetic(75, 20, 0)
+    r = train_seeds(3, 5, seeds, X, y, epochs=60)
+    np.testing.assert_array_equal(traj.final_loss, r.final_loss)
+    for i in range(len(seeds)):
+        taps = traj.theta[i, :15].reshape(3, 5).float()
+        assert torch.equal(taps, r.conv_weight[i, :, 0]) and traj.theta[i, -1].float() == r.linear_bias[i, 0]
+    # ... and where `pipeline train --seed 2` ends (its own loop), within float rounding
+    cfg = resolve(TrainConfig(filters=(3,), kernel_size=(5,), seed=2, epochs=60, print_every=0))
+    bundle = synthetic_bundle(75, 20, 0, 1)
+    model = build_model("detector1d", bundle.input_shape, 1, cfg.filters, cfg.kernel_size, seed=2)
+    fit(model, bundle, cfg, torch.device("cpu"), echo=quiet)
+    torch.testing.assert_close(traj.theta[2, :15].reshape(3, 5).float(), model.conv.weight.detach()[:, 0],
+                               atol=1e-5, rtol=0)
+    assert traj.switched.shape == (60, 4) and (traj.path_length >= traj.moved - 1e-7).all()
+    # continuing with factor 1 is training twice as long (other batch widths: rounding only)
+    loss, _ = long_run(traj, np.array([1, 3]), settings, factor=1)
+    longer = train_seeds(3, 5, [1, 3], X, y, epochs=121)
+    np.testing.assert_allclose(loss, longer.final_loss, atol=1e-5)
+
+
+def test_diagnose_refuses_what_it_cannot_replay_in_one_line(capacity_run, tracking_uri, capsys):
+    from pipeline.capacity import replication
+    from pipeline.config.pattern import PatternCapacityConfig
+    from pipeline.tracking import runs
+
+    pattern_run = replication.run(PatternCapacityConfig(filters=(1,), seeds=2, steps=3, test_pairs=5), echo=quiet)
+    with runs.stage_run("train", run_name="not a capacity run") as other:
+        pass
+    client = __import__("mlflow").MlflowClient()
+    child = client.search_runs([client.get_run(capacity_run.run_id).info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{capacity_run.run_id}'")[0]
+    cases = [(pattern_run.run_id, "task 'pattern1101'"), (other.info.run_id, "is a train run, not a capacity run"),
+             (child.info.run_id, "one configuration of capacity run"), ("0123456789abcdef", "no such run"),
+             (capacity_run.run_id + " --filters 7", "not in capacity run")]
+    for run_id, needle in cases:
+        args = ["diagnose", "--capacity-run", *run_id.split(" ")]
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and err.startswith("Error: ") and needle in err, (run_id, err)
+        assert len(err.splitlines()) == 1
+    with pytest.raises(ConfigError, match="--capacity-run is required"):
+        DiagnoseConfig()
