@@ -106,12 +106,13 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
                     log_filter_image(drawing, model, step=epoch)
 
             history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo, progress=True)
-        model.cpu().eval()
-        log_curves(drawing, history)
-        if bundle.task == "binary" and hasattr(model, "linear"):
-            log_detector_figures(drawing, model, bundle)
-        if bundle.task == "multiclass":
-            log_prediction_heatmap(drawing, model, bundle)
+            model.cpu().eval()
+            # the figures go to the helper first: it draws them while the metrics are sent and the model logged
+            log_curves(drawing, history)
+            if bundle.task == "binary" and hasattr(model, "linear"):
+                log_detector_figures(drawing, model, bundle)
+            if bundle.task == "multiclass":
+                log_prediction_heatmap(drawing, model, bundle)
         mlflow.log_dict(history.last(), "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy())
         return TrainResult(active.info.run_id, model_uri, history.last(), history, model)
