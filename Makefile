@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run test test-slow test-all bench clean
+.PHONY: setup run ui serve test test-slow test-all bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,21 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## run: the main job, `mlflow run .` on the built-in synthetic data (offline)
+PORT       ?= 5001
+EXPERIMENT ?= convnet-study
+
+## run: the main job, `mlflow run .` on the built-in synthetic data (offline), into the experiment convnet-study
 run: setup
-	mlflow run . --env-manager local
+	mlflow run . --env-manager local --experiment-name $(EXPERIMENT)
+
+## ui: the MLflow UI on the store that `make run` fills (http://127.0.0.1:5000)
+ui: setup
+	mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+## serve: a train run's model over HTTP: make serve RUN=<train run id> [PORT=5001]; POST to /invocations
+serve: setup
+	@test -n "$(RUN)" || { echo "usage: make serve RUN=<train run id> [PORT=$(PORT)]" >&2; exit 2; }
+	$(PY) -m pipeline serve --run-id $(RUN) --port $(PORT)
 
 ## test: the default (fast) suite; slow tests with `make test-all`
 test: setup

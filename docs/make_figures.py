@@ -2,6 +2,11 @@
 
     python docs/make_figures.py                     # all of them
     python docs/make_figures.py minima pattern      # only these
+
+The two pictures of the MLflow UI (runs_table.png, filter_slider.png) are the browser test's
+screenshots of the store that `make run` leaves:
+
+    PIPELINE_BROWSER_STORE=. PIPELINE_SCREENSHOTS=/tmp/shots pytest -m browser tests/test_browser.py
 """
 from __future__ import annotations
 

@@ -18,7 +18,8 @@ from pipeline.config.parsing import build_config, field_kind
 from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.recipes import FALLBACKS, RECIPES
-from pipeline.config.stages import EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, TrainConfig
+from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ServeConfig,
+                                    TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import ConfigError
 from pipeline.tracking.links import results_line
@@ -116,7 +117,7 @@ def prepare_data_cmd(config: PrepareDataConfig) -> None:
 def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
-    figures, and the model at runs:/<id>/model."""
+    figures, and the model, named after what it is: runs:/<id>/detector1d-F4-k5."""
     with stage_imports():
         from pipeline.train import stage as train
 
@@ -128,7 +129,7 @@ def train_cmd(config: TrainConfig) -> None:
 @cli.command("evaluate")
 @config_options(EvaluateConfig)
 def evaluate_cmd(config: EvaluateConfig) -> None:
-    """Evaluate a logged model (runs:/<id>/model) on fresh data: test loss and accuracy,
+    """Evaluate a logged model (--run-id of its train run) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
     with stage_imports():
         from pipeline.evaluate import stage as evaluate
@@ -188,7 +189,7 @@ def diagnose_cmd(config: DiagnoseConfig) -> None:
 @cli.command("inspect")
 @config_options(InspectConfig)
 def inspect_cmd(config: InspectConfig) -> None:
-    """Look inside a logged model (runs:/<id>/model): activation maximisation per first-layer filter
+    """Look inside a logged model (--run-id of its train run): activation maximisation per first-layer filter
     and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
     filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
     with stage_imports():
@@ -201,8 +202,8 @@ def inspect_cmd(config: InspectConfig) -> None:
 @cli.command("main")
 @config_options(MainConfig)
 def main_cmd(config: MainConfig) -> None:
-    """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both,
-    as nested runs under one parent."""
+    """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
+    capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
     with stage_imports():
         from pipeline import main as main_stage
 
@@ -231,6 +232,17 @@ def study_summary_cmd(config: StudySummaryConfig) -> None:
         from pipeline.sweep import report as sweep_report
 
     click.echo(sweep_report.summary(config.study_name, config.storage, config.top))
+
+
+@cli.command("serve")
+@config_options(ServeConfig)
+def serve_cmd(config: ServeConfig) -> None:
+    """Serve a logged model over HTTP (mlflow models serve, in this environment). POST a batch to
+    /invocations, e.g. {"inputs": [[[0, 0, 1, 0, ...]]]} for the 1D detector; it answers with
+    probability_<i> per class, predicted_class and predicted_label per input."""
+    from pipeline.tracking import serving
+
+    serving.serve(config, echo=lambda line: click.echo(line, err=True))
 
 
 @cli.command("recipes")

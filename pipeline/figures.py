@@ -100,29 +100,6 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
     return fig
 
 
-def filters_and_linear(conv_w: np.ndarray, linear_w: np.ndarray, title: str = ""):
-    """1D detector: each filter's kernel (rows) beside its weight in the linear layer."""
-    conv_w = np.asarray(conv_w)[:, 0, :]  # (F, k)
-    linear_w = np.asarray(linear_w).reshape(-1, 1)  # (F, 1)
-    f, k = conv_w.shape
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 0.6 * k, 1.5 + 0.6 * f), gridspec_kw={"width_ratios": [k, 1.5]})
-    for ax, arr, name in ((axes[0], conv_w, "conv filters"), (axes[1], linear_w, "linear weight")):
-        lim = symmetric_limit(arr)
-        im = ax.imshow(arr, cmap=CMAP, vmin=-lim, vmax=lim, aspect="auto", interpolation="nearest")
-        for (r, c), v in np.ndenumerate(arr):
-            ax.text(c, r, f"{v:+.2f}", ha="center", va="center", fontsize=8)
-        ax.set_title(name)
-        ax.set_yticks(range(f), [f"filter {i}" for i in range(f)] if ax is axes[0] else [])
-        fig.colorbar(im, ax=ax)
-    axes[0].set_xticks(range(k), [str(i - k // 2) for i in range(k)])
-    axes[0].set_xlabel("tap offset")
-    axes[1].set_xticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
 def learning_curves(train_loss: Sequence[float], val_loss: Sequence[float], train_accuracy: Sequence[float],
                     val_accuracy: Sequence[float]):
     """Loss (log scale) and accuracy per epoch, training beside validation."""

@@ -1,20 +1,31 @@
 """Entry point `main`: the complete offline study on the synthetic data, as nested runs.
 
-prepare-data -> train with 3 filters -> train with 4 filters -> evaluate both -> a small
-sweep over filters x kernel size, under one parent run. ``mlflow run . --env-manager local`` with no ``-P`` runs it.
+prepare-data -> train with 3 filters -> train with 4 filters -> evaluate both -> a quick
+capacity grid (P(success) over F x k) -> a small Optuna sweep over filters x kernel size,
+under one parent run. ``mlflow run . --env-manager local`` with no ``-P`` runs it.
+
+The parent is the study's front page in the MLflow UI: its description tells the result in
+words, its metrics are the numbers behind it (final losses, P(success) per configuration,
+the best trial), and its figures compare the runs under it (learning curves of both train
+runs, P(success) against filters, the sweep's history and contour).
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-from pipeline.config.parsing import as_params
+from pipeline.capacity import stage as capacity
+from pipeline.capacity.plots import curves_figure
+from pipeline.capacity.story import headline
 from pipeline.config.stages import EvaluateConfig, MainConfig, PrepareDataConfig, TrainConfig
-from pipeline.config.studies import SweepConfig
+from pipeline.config.studies import CapacityConfig, SweepConfig
 from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
-from pipeline.tracking import runs
+from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.links import ui_link
 from pipeline.train import stage as train
 
 
@@ -23,19 +34,29 @@ class MainResult:
     run_id: str
     train: dict[int, train.TrainResult]  # by filter count
     evaluate: dict[int, evaluate.EvalResult]
+    capacity: capacity.CapacityResult | None
     sweep: sweep.SweepResult | None
+
+
+def study_name(cfg: MainConfig) -> str:
+    """The sweep's study: named by the settings that define it, so that `make run` again resumes it."""
+    return f"main-{cfg.epochs}ep-{cfg.sweep_seeds}seeds"
 
 
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    with runs.stage_run("main", run_name="main", tags={"recipe": "synthetic", "dataset": "synthetic",
-                                                             "model": "detector1d", "seed": cfg.seed}) as parent:
-        runs.log_params_safely(as_params(cfg))
+    small, large = cfg.small_filters, cfg.large_filters
+    with runs.stage_run("main", run_name=f"main F{small} vs F{large} s{cfg.seed}",
+                        tags={"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
+                              "seed": cfg.seed}) as parent:
+        provenance.log_config(cfg)
+        provenance.describe("The whole offline study, running: prepare-data, train and evaluate the detector with "
+                            f"{small} and {large} filters, a capacity grid, an Optuna sweep.")
         echo("== prepare-data")
         prepared = prepare_data.run(PrepareDataConfig(), echo=echo)
         trained: dict[int, train.TrainResult] = {}
         evaluated: dict[int, evaluate.EvalResult] = {}
-        for f in (cfg.small_filters, cfg.large_filters):
+        for f in (small, large):
             echo(f"== train: {f} filters, seed {cfg.seed}")
             trained[f] = train.run(TrainConfig(data_uri=prepared.data_uri, filters=(f,), seed=cfg.seed,
                                                epochs=cfg.epochs), echo=echo)
@@ -47,18 +68,93 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         for f in trained:
             echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
                  f"  {evaluated[f].test_accuracy:8.3f}")
+        grid = None
+        if cfg.capacity_seeds:
+            echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
+            grid = capacity.run(CapacityConfig(seeds=cfg.capacity_seeds, epochs=cfg.epochs), echo=echo)
         swept = None
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
-            swept = sweep.run(SweepConfig(study_name=f"main-{parent.info.run_id[:8]}", storage=cfg.storage,
-                                          n_trials=cfg.sweep_trials, seeds=cfg.sweep_seeds, epochs=cfg.epochs,
-                                          progress=False), echo=echo)
+            swept = sweep.run(SweepConfig(study_name=study_name(cfg), storage=cfg.storage, n_trials=cfg.sweep_trials,
+                                          seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False), echo=echo)
             if swept.best:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
-        run_id = parent.info.run_id
+        front_page(cfg, trained, evaluated, grid, swept)
+        run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
     echo(f"parent run {run_id} in {uri}")
-    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
-    return MainResult(run_id, trained, evaluated, swept)
+    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (or make ui), then open")
+    echo(f"  {ui_link(experiment_id, run_id)}")
+    return MainResult(run_id, trained, evaluated, grid, swept)
+
+
+def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> None:
+    """The parent's description, metrics and figures: the study's result at a glance."""
+    import mlflow
+
+    metrics: dict[str, float] = {}
+    for f, result in trained.items():
+        metrics[f"train_loss_F{f}"] = result.final["train_loss"]
+        metrics[f"test_accuracy_F{f}"] = evaluated[f].test_accuracy
+    artifacts.log_figure(learning_curves(trained, cfg.seed), "figures/learning_curves.png")
+    tau = CapacityConfig().tau
+    lines = ["**Does the lab's tiny ConvNet get stuck?** The 1D detector Conv1d(1, F, 5) → ReLU → max pool → "
+             "Linear(F, 1) learns to spot the pattern 0, +1, 0 (the runs under this one hold the details)."]
+    contrast = "; ".join(f"with {f} filters the training loss ended at {r.final['train_loss']:.3f} "
+                         f"({'solved' if r.final['train_loss'] < tau else 'stuck in a local minimum'}, test accuracy "
+                         f"{evaluated[f].test_accuracy:.3f})" for f, r in trained.items())
+    lines.append(f"- **One seed ({cfg.seed}), {cfg.epochs} epochs:** {contrast}.")
+    if grid is not None:
+        from pipeline.capacity.story import summary_metrics
+
+        metrics.update(summary_metrics(grid.summary))
+        artifacts.log_figure(curves_figure(grid.summary, grid.lottery), "figures/p_success_vs_filters.png")
+        lines.append(f"- **Over {cfg.capacity_seeds} seeds** (capacity grid): "
+                     f"{headline(grid.summary, tau, focus=(cfg.large_filters, cfg.small_filters))}")
+    if swept is not None and swept.best:
+        b = swept.best[0]
+        metrics["best_value"] = b["values"][0]
+        params = ", ".join(f"{k} = {v}" for k, v in b["params"].items())
+        lines.append(f"- **Optuna sweep** (study `{swept.study_name}`, {sum(swept.counts.values())} trials): best "
+                     f"P(success) = {b['values'][0]:.2f} over {cfg.sweep_seeds} seeds, at {params}.")
+        copy_figures(swept.run_id, {"optimization_history.png": "sweep_history.png",
+                                    "contour.png": "sweep_contour.png"})
+    lines.append("\nFigures: the learning curves of the train runs, P(success) against filters with 95% Wilson "
+                 "bands, the sweep's history and contour.")
+    mlflow.log_metrics(metrics)
+    provenance.describe("\n".join(lines[:1]), "\n".join(lines[1:]))
+
+
+def learning_curves(trained: dict, seed: int):
+    """The child train runs' curves on one plot: training loss (log) and validation accuracy per epoch."""
+    import numpy as np
+
+    from pipeline.figures import plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for f, result in trained.items():
+        epochs = np.arange(1, len(result.history.train_loss) + 1)
+        axes[0].plot(epochs, result.history.train_loss, label=f"{f} filters, seed {seed}")
+        axes[1].plot(epochs, result.history.val_accuracy, label=f"{f} filters, seed {seed}")
+    axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss (log)", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def copy_figures(run_id: str, names: dict[str, str]) -> None:
+    """Put figures of a child run (``figures/<name>``) on the active run, under new names."""
+    import shutil
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for src, dst in names.items():
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"figures/{src}", dst_path=tmp)
+            except Exception:  # noqa: BLE001 - a plot that Optuna could not draw (too few trials) is not there
+                continue
+            mlflow.log_artifact(shutil.copy(path, Path(tmp) / dst), "figures")

@@ -16,3 +16,27 @@ def run_cli(*args: str) -> tuple[int, str, str]:
     proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_url(url: str, server, timeout_s: float = 120, what: str = "the server") -> None:
+    """Poll ``url`` until it answers; fail if the ``server`` process exits first or time runs out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(1)

@@ -91,7 +91,7 @@ def test_help_names_what_stages_read_and_write():
     for opt in ("--filters", "--kernel-size", "--lr", "--momentum", "--weight-decay", "--epochs", "--seed",
                 "--tracking-uri", "--experiment-name", "--recipe", "--image-every", "--data-uri"):
         assert opt in out, opt
-    assert "runs:/<id>/model" in out
+    assert "runs:/<id>/detector1d-F4-k5" in out
 
 
 def test_python_dash_m_and_console_script_agree():

@@ -115,12 +115,16 @@ def train_configs(
     y_test: torch.Tensor | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
+    on_record: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> list[MultiSeedResult]:
     """Train ``Detector1d(F, k)`` for each (F, k) in ``configs`` from every seed, one result each.
 
     X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}. ``history_every`` = n > 0
-    records the training loss at epoch 1, every n-th epoch and the last epoch. ``dtype``
-    float64 is for checks: it tells float32 rounding apart from a real difference.
+    records the training loss at epoch 1, every n-th epoch and the last epoch, and calls
+    ``on_record(epoch, loss, accuracy)`` there with every model's training loss and accuracy
+    so far (models in the order of ``configs``, seeds within; an exception it raises stops
+    the training, e.g. Optuna's pruning). ``dtype`` float64 is for checks: it tells float32
+    rounding apart from a real difference.
 
     Configurations with the same kernel size share one computation. A seed's result
     agrees with training it alone up to float rounding (not bit for bit: how a reduction
@@ -144,7 +148,7 @@ def train_configs(
         filters = list(dict.fromkeys(f for f, kk in configs if kk == k))
         out = _train_kernel(filters, k, seeds, X, y, lr=lr, momentum=momentum, weight_decay=weight_decay,
                             epochs=epochs, history_every=history_every, X_test=X_test, y_test=y_test,
-                            device=device, dtype=dtype)
+                            device=device, dtype=dtype, on_record=on_record)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
 
@@ -193,7 +197,7 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
 
 
 def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
-                  epochs, history_every, X_test, y_test, device, dtype) -> list[MultiSeedResult]:
+                  epochs, history_every, X_test, y_test, device, dtype, on_record=None) -> list[MultiSeedResult]:
     """One computation for all filter counts in ``filters`` with kernel size ``k``."""
     index = WindowIndex.build(X, y, k).to(device, dtype)
     S = len(seeds)
@@ -205,6 +209,8 @@ def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, l
     def on_epoch(epoch, logits, *_):
         if history is not None and epoch in record:
             history[record.index(epoch)] = mean_bce(logits, index)
+            if on_record is not None:
+                on_record(epoch, history[record.index(epoch)].cpu().numpy(), accuracy(logits, index))
         if epoch == epochs:
             last.update(loss=mean_bce(logits, index).cpu().numpy(), accuracy=accuracy(logits, index))
 

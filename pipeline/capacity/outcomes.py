@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -55,12 +55,22 @@ def datasets(n: int, width: int, data_seed: int, test_n: int, test_seed: int):
     return (*make_synthetic(n, width, data_seed), *make_synthetic(test_n, width, test_seed))
 
 
-def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings) -> pd.DataFrame:
-    """One configuration trained from every seed at once: the tidy table, one row per seed."""
+def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings,
+               on_progress: Callable[[int, float], None] | None = None, every: int = 0) -> pd.DataFrame:
+    """One configuration trained from every seed at once: the tidy table, one row per seed.
+
+    ``on_progress(epoch, p)`` hears the share of seeds that would succeed if training stopped
+    there, at epoch 1, every ``every`` epochs and the last (the same training either way).
+    """
     X, y, Xt, yt = datasets(settings.n, settings.width, settings.data_seed, settings.test_n, settings.test_seed)
+
+    def on_record(epoch: int, loss: np.ndarray, accuracy: np.ndarray) -> None:
+        on_progress(epoch, float(is_success(loss, accuracy, settings.tau).mean()))
+
     r = train_seeds(filters, kernel_size, seeds, X, y, lr=settings.lr, momentum=settings.momentum,
                     weight_decay=settings.weight_decay, epochs=settings.epochs, X_test=Xt, y_test=yt,
-                    device=settings.device)
+                    device=settings.device, history_every=every if on_progress else 0,
+                    on_record=on_record if on_progress else None)
     return pd.DataFrame({
         "filters": filters,
         "kernel_size": kernel_size,

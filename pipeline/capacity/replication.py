@@ -11,7 +11,6 @@ variant, the histogram of test accuracies) and tables (``tables/seeds.csv``,
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -23,9 +22,9 @@ import torch
 from pipeline.capacity.pattern import KERNEL, TASK, streams, test_pairs, train_pattern
 from pipeline.capacity.published import PUBLISHED, accuracy_figure, histogram_figure, success_heatmap
 from pipeline.capacity.stats import wilson
-from pipeline.config.parsing import as_params
+from pipeline.config.parsing import defining_params
 from pipeline.config.pattern import PatternCapacityConfig
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import log_batch
 
 @dataclass(frozen=True)
@@ -43,8 +42,6 @@ def parameters(filters: int, variant: str) -> int:
 
 def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> PatternCapacityResult:
     """Train every (F, variant) from all seeds, log a child run each and the figures and tables on the parent."""
-    import mlflow
-
     from pipeline.train.batching import pick_device
 
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
@@ -58,8 +55,7 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     seconds = {"streams": 0.0, "training": 0.0}
     try:
         with runs.stage_run("capacity", run_name="capacity pattern1101", tags=tags) as parent:
-            runs.log_params_safely(as_params(cfg))
-            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+            provenance.log_config(cfg)
             X_test, y_test = test_pairs(cfg.test_pairs, cfg.test_seed)
             parts = []
             for f in cfg.filters:
@@ -122,8 +118,9 @@ def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, secon
     metrics.update(train_seconds=seconds, ms_per_training=1000 * seconds / len(part))
     if not np.isnan(row["published_mean_accuracy"]):
         metrics["published_mean_accuracy"] = float(row["published_mean_accuracy"])
-    grid_only = ("filters", "variant", "table", "tracking_uri", "experiment_name")
-    params = {**{k: v for k, v in as_params(cfg).items() if k not in grid_only}, "filters": f, "variant": variant}
+    grid_only = ("filters", "variant", "table")
+    params = {**{k: v for k, v in defining_params(cfg).items() if k not in grid_only}, "filters": f,
+              "variant": variant}
     with runs.stage_run("capacity", run_name=f"pattern F{f} {variant}",
                         tags={**tags, "filters": f, "variant": variant}) as child:
         log_batch(child.info.run_id, metrics, params)

@@ -3,11 +3,13 @@
 Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`` or
 ``mlflow run . -e capacity``. Every configuration (F, k) of the grid is trained from
 ``--seeds`` initialisation seeds on the same synthetic data, all seeds at once
-(``multiseed.py``). Writes one parent run with the figures (P(success) heatmap, P(success)
-against F with interval bands and the lottery fit, the histogram of final losses) and the
-tables (``tables/seeds.csv``, one row per seed; ``tables/summary.csv``;
-``tables/lottery_fit.csv``), and one child run per configuration with its P(success) and
-Wilson interval. ``--table PATH`` also writes the per-seed table to a local CSV file.
+(``multiseed.py``). Writes one parent run (``capacity F1–8 × k3,5,7``) whose description says
+the result in words (``story.py``), with ``p_success_F<f>_k<k>`` metrics, the figures
+(P(success) heatmap, P(success) against F with interval bands and the lottery fit, the
+histogram of final losses) and the tables (``tables/seeds.csv``, one row per seed;
+``tables/summary.csv``; ``tables/lottery_fit.csv``), and one child run per configuration
+(``capacity F4 k5``) with its P(success) and Wilson interval. ``--table PATH`` also writes the
+per-seed table to a local CSV file.
 
 On image data (``--dataset digits``, an image ``--recipe``) the same grid runs on a 2D net,
 scored by test accuracy: ``images/stage.py``.
@@ -18,7 +20,6 @@ and rates: the sweep calls them too, so both report the same P(success) for the 
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ import torch
 
 from pipeline.capacity.outcomes import Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
+from pipeline.capacity.story import description, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
-from pipeline.config.parsing import as_params
+from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import log_batch
 
 if TYPE_CHECKING:
@@ -54,7 +56,6 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         from pipeline.capacity.images import stage as images
 
         return images.run(cfg, echo)
-    import mlflow
     from tqdm import tqdm
 
     from pipeline.data.io import log_bundle_input
@@ -69,9 +70,11 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("capacity", run_name="capacity", tags=tags) as parent:
-            runs.log_params_safely(as_params(cfg))
-            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
+        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text}) as parent:
+            provenance.log_config(cfg)
+            provenance.describe(f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
+                                "estimates P(success) with 95% Wilson intervals.")
             log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
             tables, seconds = [], 0.0
             bar = tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False)
@@ -88,6 +91,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
             summary = summarize(table, cfg.tau)
             lottery = lottery_fit(summary)
             _log_parent(table, summary, lottery, cfg, seconds)
+            provenance.describe(description(summary, lottery, cfg.tau))
             if cfg.table:
                 table.to_csv(cfg.table, index=False)
             run_id = parent.info.run_id
@@ -111,11 +115,14 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
-    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
-    params = {**{name: v for name, v in as_params(cfg).items() if name not in grid_only},
+    params = {**{name: v for name, v in defining_params(cfg).items() if name not in ("filters", "kernel_sizes")},
               "filters": f, "kernel_size": k}
-    with runs.stage_run("capacity", run_name=f"capacity-F{f}-k{k}",
+    with runs.stage_run("capacity", run_name=f"capacity F{f} k{k}",
                             tags={**tags, "filters": f, "kernel_size": k}) as child:
+        provenance.describe(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds at once.",
+                            f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, {row.p_success_hi:.3f}]: "
+                            f"{int(row.successes)} of {int(row.n)} seeds reached loss < {cfg.tau:g}; median final "
+                            f"loss {row.median_final_loss:.3f}.")
         log_batch(child.info.run_id, metrics, params)
 
 
@@ -131,7 +138,7 @@ def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) ->
     artifacts.log_figure(curves_figure(summary, lottery), "figures/p_success_vs_filters.png")
     artifacts.log_figure(histogram_figure(table, cfg.tau), "figures/final_loss_histogram.png")
     metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
-               "p_success_overall": float(table["success"].mean())}
+               "p_success_overall": float(table["success"].mean()), **summary_metrics(summary)}
     for k, part in lottery.groupby("kernel_size"):
         metrics[f"lottery_p_k{k}"] = part["p_k"].iloc[0]
         metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]

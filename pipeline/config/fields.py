@@ -10,15 +10,26 @@ from pipeline.errors import ConfigError
 from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
 
 
-def opt(default: Any, help: str) -> Any:
-    """A config field with its one-line help (shown by ``--help``)."""
-    return field(default=default, metadata={"help": help})
+# How a field shows up among a run's MLflow params (``parsing.defining_params``); every field is
+# in the run's config.json whatever this says.
+PARAM = True  # it defines the run: logged when it has a value
+SETTING = False  # how or where the run executes (threads, device, printing, tracking): never a param
+SYNTHETIC = "synthetic"  # defines the run on the synthetic data only
+IMAGES = "images"  # defines the run on image data only
+IF_CHANGED = "if-changed"  # a param only when it differs from its default (e.g. a test's --max-batches)
+
+
+def opt(default: Any, help: str, param: bool | str = PARAM) -> Any:
+    """A config field with its one-line help (shown by ``--help``) and its role as an MLflow param."""
+    return field(default=default, metadata={"help": help, "param": param})
 
 
 @dataclass(frozen=True)
 class TrackingFields:
-    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
-    experiment_name: str | None = opt(None, "MLflow experiment (default: the active or 'Default' experiment)")
+    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+                                   SETTING)
+    experiment_name: str | None = opt(None, "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else "
+                                            "convnet-study)", SETTING)
 
 
 @dataclass(frozen=True)
@@ -26,19 +37,20 @@ class DataFields:
     recipe: str | None = opt(None, "preset of data, model and training settings (see `pipeline recipes`); "
                                    "default: the data set's own (mnist -> mnist-small, digits -> digits-lenet, ...)")
     dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
-    n: int = opt(75, "synthetic: number of sequences in the training set")
-    width: int = opt(20, "synthetic: sequence length W")
-    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)")
-    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set")
+    n: int = opt(75, "synthetic: number of sequences in the training set", SYNTHETIC)
+    width: int = opt(20, "synthetic: sequence length W", SYNTHETIC)
+    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", SYNTHETIC)
+    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", SYNTHETIC)
     data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
-                                     "or a labs' .npz file")
-    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir")
-    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split")
-    val_fraction: float | None = opt(None, "images: share of the training images held out for validation")
+                                     "or a labs' .npz file", SETTING)
+    download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir",
+                         SETTING)
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", IMAGES)
+    val_fraction: float | None = opt(None, "images: share of the training images held out for validation", IMAGES)
     test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
-                                            "the test split")
+                                            "the test split", IMAGES)
     normalize: str | None = opt(None, "images: none (pixels in [0,1], as the labs) | standard (per-channel "
-                                      "mean/std of the training split)")
+                                      "mean/std of the training split)", IMAGES)
 
     def _check_data(self) -> None:
         get_recipe(recipe_name(self.recipe, self.dataset))

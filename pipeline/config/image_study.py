@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.config.fields import DataFields, opt
+from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, DataFields, opt
 from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
@@ -20,22 +20,25 @@ FILTER_RULES = ("all", "scale", "first")
 
 @dataclass(frozen=True)
 class ImageStudyFields:
-    data_uri: str | None = opt(None, "images: prepared data from prepare-data (runs:/<id>/data); default: build it")
-    model: str | None = opt(None, "images: smallconv | lenet | conv3 | dropoutnet (default: the recipe's)")
-    padding: str | None = opt(None, "images: same (k//2, keeps H x W) or valid (no padding)")
-    dropout: float | None = opt(None, "images: dropout probability (each seed draws its own masks); 0 = none")
-    batch_norm: bool = opt(False, "images: BatchNorm2d after every conv (each seed keeps its own running statistics)")
-    in_channels: int | None = opt(None, "images: input channels the model is built for (cifar-lenet: 3)")
-    loss: str | None = opt(None, "images: ce (cross-entropy) | nll (log-softmax + NLL)")
-    optimizer: str | None = opt(None, "images: sgd | rmsprop | adam")
-    batch_size: int | None = opt(None, "images: minibatch size")
-    test_batch_size: int = opt(1000, "images: rows scored at once for one model (divided among the seeds)")
-    max_batches: int = opt(0, "images: stop each epoch after this many minibatches (0 = all): a fast path for tests")
+    data_uri: str | None = opt(None, "images: prepared data from prepare-data (runs:/<id>/data); default: build it",
+                               SETTING)
+    model: str | None = opt(None, "images: smallconv | lenet | conv3 | dropoutnet (default: the recipe's)", IMAGES)
+    padding: str | None = opt(None, "images: same (k//2, keeps H x W) or valid (no padding)", IMAGES)
+    dropout: float | None = opt(None, "images: dropout probability (each seed draws its own masks); 0 = none", IMAGES)
+    batch_norm: bool = opt(False, "images: BatchNorm2d after every conv (each seed keeps its own running statistics)",
+                           IMAGES)
+    in_channels: int | None = opt(None, "images: input channels the model is built for (cifar-lenet: 3)", SETTING)
+    loss: str | None = opt(None, "images: ce (cross-entropy) | nll (log-softmax + NLL)", IMAGES)
+    optimizer: str | None = opt(None, "images: sgd | rmsprop | adam", IMAGES)
+    batch_size: int | None = opt(None, "images: minibatch size", IMAGES)
+    test_batch_size: int = opt(1000, "images: rows scored at once for one model (divided among the seeds)", SETTING)
+    max_batches: int = opt(0, "images: stop each epoch after this many minibatches (0 = all): a fast path for tests",
+                           IF_CHANGED)
     filter_rule: str = opt("all", "images: how a grid value F sets the conv layers' filters: all (F in every "
                                   "layer), scale (F in the first, the others scaled with it from the recipe's), "
-                                  "first (F in the first, the others as the recipe)")
+                                  "first (F in the first, the others as the recipe)", IMAGES)
     margin: float = opt(0.05, "images: a seed is a bad run when its test accuracy is more than this below the "
-                              "best seed of its cell")
+                              "best seed of its cell", IMAGES)
 
     def _check_image_study(self) -> None:
         """Fail now, in one line, on what any training of the grid would fail on later."""

@@ -7,6 +7,7 @@ import types
 import typing
 from typing import Any, Mapping
 
+from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, SYNTHETIC
 from pipeline.errors import ConfigError
 
 
@@ -101,12 +102,22 @@ def build_config(cls: type, values: Mapping[str, Any]) -> Any:
     return cls(**{k: parse_value(names[k], v) for k, v in values.items()})
 
 
-def as_params(cfg: Any) -> dict[str, str]:
-    """Flat string params for MLflow (tuples as '6,16', None as '')."""
+def defining_params(cfg: Any) -> dict[str, str]:
+    """The params that define a run of ``cfg``: what the runs table should show and compare.
+
+    Fields marked as settings (tracking, threads, printing, locations), fields without a value,
+    and data options of the other kind of data (``n`` for images, ``split_seed`` for the
+    synthetic set) are left out; ``config.json`` holds them all.
+    """
+    dataset = getattr(cfg, "dataset", None) or "synthetic"
+    kind = SYNTHETIC if dataset == "synthetic" else IMAGES
     out = {}
     for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if isinstance(v, tuple):
-            v = ",".join(str(x) for x in v)
-        out[f.name] = "" if v is None else str(v)
+        role = f.metadata.get("param", True)
+        value = getattr(cfg, f.name)
+        if role is SETTING or value is None or value == "" or (role in (SYNTHETIC, IMAGES) and role != kind):
+            continue
+        if role == IF_CHANGED and value == f.default:
+            continue
+        out[f.name] = ",".join(str(x) for x in value) if isinstance(value, tuple) else str(value)
     return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import DataFields, TrackingFields, opt
+from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, SYNTHETIC, DataFields, TrackingFields, opt
 from pipeline.errors import ConfigError
 
 
@@ -25,17 +25,18 @@ class PrepareDataConfig(DataFields, TrackingFields):
 class TrainConfig(DataFields, TrackingFields):
     """train: fit one model and log its curves, filters, figures and the model itself."""
 
-    data_uri: str | None = opt(None, "prepared data from prepare-data (runs:/<id>/data); default: build on the fly")
+    data_uri: str | None = opt(None, "prepared data from prepare-data (runs:/<id>/data); default: build on the fly",
+                               SETTING)  # a tag: where the data came from
     model: str | None = opt(None, "model name: detector1d | smallconv | lenet | conv3 | dropoutnet")
     filters: tuple[int, ...] | None = opt(None, "filter count per conv layer, e.g. 3 or 6,16")
     kernel_size: tuple[int, ...] | None = opt(None, "kernel size per conv layer, e.g. 5 or 5,5 (one value: every "
                                                     "layer); odd for detector1d")
-    padding: str | None = opt(None, "2D convs: same (k//2, keeps H x W) or valid (no padding)")
+    padding: str | None = opt(None, "2D convs: same (k//2, keeps H x W) or valid (no padding)", IMAGES)
     dropout: float | None = opt(None, "2D nets: dropout probability (Dropout2d after the last conv, Dropout in "
-                                      "the head); 0 = none")
-    batch_norm: bool = opt(False, "2D nets: BatchNorm2d after every conv")
+                                      "the head); 0 = none", IMAGES)
+    batch_norm: bool = opt(False, "2D nets: BatchNorm2d after every conv", IMAGES)
     in_channels: int | None = opt(None, "input channels the 2D model is built for (cifar-lenet: 3); must match "
-                                        "the data")
+                                        "the data", SETTING)  # the data's, so not a param of its own
     loss: str | None = opt(None, "loss: bce (binary logits) | ce (cross-entropy) | nll (log-softmax + NLL)")
     optimizer: str | None = opt(None, "optimizer: sgd | rmsprop | adam")
     lr: float | None = opt(None, "learning rate")
@@ -43,16 +44,21 @@ class TrainConfig(DataFields, TrackingFields):
     weight_decay: float | None = opt(None, "L2 weight decay")
     epochs: int | None = opt(None, "passes over the training set")
     batch_size: int | None = opt(None, "minibatch size (>= 1; 0 = full batch, for the synthetic data only)")
-    test_batch_size: int = opt(1000, "minibatch size when scoring the validation split (no gradients)")
-    max_batches: int = opt(0, "stop each epoch after this many minibatches (0 = all): a fast path for tests")
+    test_batch_size: int = opt(1000, "minibatch size when scoring the validation split (no gradients)", SETTING)
+    max_batches: int = opt(0, "stop each epoch after this many minibatches (0 = all): a fast path for tests",
+                           IF_CHANGED)
     seed: int | None = opt(None, "torch.manual_seed for the model's initial weights and the batch order "
                                  "(separate from the data seed)")
-    print_every: int | None = opt(None, "print 'Epoch %d had training loss %.4f' at epoch 1 and every N epochs")
+    print_every: int | None = opt(None, "print 'Epoch %d had training loss %.4f' at epoch 1 and every N epochs",
+                                  SETTING)
     log_interval: int | None = opt(None, "print the minibatch loss every N minibatches, like the labs' script "
-                                         "(0 = never)")
-    image_every: int | None = opt(None, "log the filters as an image every N epochs (step = epoch)")
-    device: str | None = opt(None, "auto | cpu | cuda")
-    threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)")
+                                         "(0 = never)", SETTING)
+    image_every: int | None = opt(None, "log the filters as an image every N epochs (step = epoch)", SETTING)
+    device: str | None = opt(None, "auto | cpu | cuda", SETTING)
+    threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)",
+                              SETTING)
+    register_model: str | None = opt(None, "also register the logged model under this name in the MLflow Model "
+                                           "Registry (a new version each run)", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -107,14 +113,15 @@ def check_batch_size(batch_size: int, dataset: str | None) -> None:
 class EvaluateConfig(DataFields, TrackingFields):
     """evaluate: score a logged model on fresh data and log what it learned."""
 
-    model_uri: str | None = opt(None, "model to evaluate, e.g. runs:/<run id>/model")
-    run_id: str | None = opt(None, "shortcut for --model-uri runs:/<run id>/model")
-    data_uri: str | None = opt(None, "prepared data whose test split to use (default: the evaluated run's)")
-    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set")
-    n: int = opt(1000, "synthetic: number of sequences in the test set")
-    test_batch_size: int = opt(1000, "minibatch size for scoring the test split")
-    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show")
-    device: str | None = opt(None, "auto | cpu | cuda")
+    model_uri: str | None = opt(None, "model to evaluate, e.g. runs:/<run id>/detector1d-F4-k5 or models:/NAME/1",
+                                SETTING)  # a tag
+    run_id: str | None = opt(None, "evaluate the model that this train run logged", SETTING)
+    data_uri: str | None = opt(None, "prepared data whose test split to use (default: the evaluated run's)", SETTING)
+    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set", SYNTHETIC)
+    n: int = opt(1000, "synthetic: number of sequences in the test set", SYNTHETIC)
+    test_batch_size: int = opt(1000, "minibatch size for scoring the test split", SETTING)
+    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show", SETTING)
+    device: str | None = opt(None, "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -125,13 +132,9 @@ class EvaluateConfig(DataFields, TrackingFields):
         if self.device is not None and self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.model_uri is None and self.run_id is None:
-            raise ConfigError("give --model-uri runs:/<run id>/model or --run-id <run id>")
+            raise ConfigError("give --model-uri runs:/<run id>/<model name> or --run-id <run id>")
         if self.model_uri is not None and self.run_id is not None:
             raise ConfigError("give only one of --model-uri and --run-id")
-
-    @property
-    def resolved_model_uri(self) -> str:
-        return self.model_uri or f"runs:/{self.run_id}/model"
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,14 @@ class MainConfig(TrackingFields):
     large_filters: int = opt(4, "filters of the second detector")
     sweep_trials: int = opt(12, "trials of the closing sweep over filters x kernel size (0 = no sweep)")
     sweep_seeds: int = opt(50, "seeds per sweep trial (P(success) is estimated over them)")
-    storage: str | None = opt(None, "Optuna storage of the closing sweep (default sqlite:///optuna.db)")
+    capacity_seeds: int = opt(100, "seeds per configuration of the quick capacity grid (F = 1-8 x k = 3,5,7) that "
+                                   "puts P(success) against F on the front page (0 = no grid)")
+    storage: str = opt("sqlite:///optuna.db", "Optuna storage of the closing sweep (sqlite:///FILE, "
+                                              "postgresql://..., FILE.journal)", SETTING)
 
     def __post_init__(self) -> None:
-        if self.sweep_trials < 0 or self.sweep_seeds < 1:
-            raise ConfigError("--sweep-trials must be >= 0 and --sweep-seeds >= 1")
+        if self.sweep_trials < 0 or self.sweep_seeds < 1 or self.capacity_seeds < 0:
+            raise ConfigError("--sweep-trials and --capacity-seeds must be >= 0, --sweep-seeds >= 1")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
         if min(self.small_filters, self.large_filters) < 1:
@@ -174,3 +180,20 @@ class InspectConfig(EvaluateConfig):
             raise ConfigError(f"--ascent-lr must be > 0, got {self.ascent_lr}")
         if self.saliency_examples < 1:
             raise ConfigError(f"--saliency-examples must be >= 1, got {self.saliency_examples}")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """serve: answer HTTP requests with a logged model: class probabilities and the predicted class."""
+
+    run_id: str | None = opt(None, "serve the model that this train run logged")
+    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION")
+    host: str = opt("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
+    port: int = opt(5001, "port to listen on (the MLflow UI takes 5000)")
+    tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+
+    def __post_init__(self) -> None:
+        if (self.run_id is None) == (self.model_uri is None):
+            raise ConfigError("give --run-id <train run id> or --model-uri <model URI> (one of them)")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"--port must be in 1..65535, got {self.port}")

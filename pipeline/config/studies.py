@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import DataFields, TrackingFields, opt
+from pipeline.config.fields import IMAGES, SETTING, SYNTHETIC, DataFields, TrackingFields, opt
 from pipeline.config.image_study import ImageStudyFields, is_image_study
 from pipeline.errors import ConfigError
 
@@ -20,7 +20,8 @@ class SweepConfig(DataFields, TrackingFields):
 
     objective: str = opt("success", "success = P(success) over seeds (synthetic); accuracy = validation accuracy (images)")
     study_name: str = opt("detector-capacity", "Optuna study name; an existing study is resumed (load_if_exists)")
-    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., FILE.journal, memory")
+    storage: str | None = opt(None, "Optuna storage: sqlite:///FILE (default sqlite:///optuna.db), postgresql://..., "
+                                    "FILE.journal, memory", SETTING)  # tagged, password hidden
     filters: tuple[int, ...] = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter-count choices (per conv layer), a list or range: 1-8")
     kernel_sizes: tuple[int, ...] = opt((3, 5, 7), "odd kernel-size choices (per conv layer), e.g. 3,5,7")
     lr_min: float | None = opt(None, "also search the learning rate, log-uniform from LR_MIN ...")
@@ -29,19 +30,26 @@ class SweepConfig(DataFields, TrackingFields):
                                   "pipeline capacity); accuracy sampler_seed.. (default 1), the value their mean")
     tau: float = opt(0.05, "success objective: a seed succeeds when its final loss < tau and train accuracy is 100%")
     epochs: int | None = opt(None, "training epochs per trial (default: the recipe's)")
-    batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)")
+    batch_size: int | None = opt(None, "accuracy objective: minibatch size (default: the recipe's)", IMAGES)
     n_trials: int = opt(20, "trials for this worker (several workers add up)")
-    timeout: float | None = opt(None, "stop this worker after this many seconds")
-    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices) | random")
+    timeout: float | None = opt(None, "stop this worker after this many seconds", SETTING)
+    sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices, never pruned) | random")
     sampler_seed: int = opt(0, "seed of the sampler (and of the models in the accuracy objective)")
-    pruner: str = opt("median", "accuracy objective: median | none")
+    pruner: str = opt("median", "median (stop a trial whose value so far is below the median of earlier trials at "
+                                "the same epoch) | none")
+    pruner_startup_trials: int = opt(5, "median pruner: trials that finish before any trial is pruned (Optuna's "
+                                        "default)")
+    pruner_warmup_epochs: int = opt(0, "median pruner: epochs a trial runs before it can be pruned (Optuna's default)")
+    report_every: int = opt(50, "success objective: report P(success) so far every N epochs (trial.report, "
+                                "step = epoch), for pruning and Optuna's intermediate values")
     multi_objective: bool = opt(False, "also minimise the parameter count; report the Pareto front")
-    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)")
-    grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default 2x interval)")
-    max_retry: int = opt(3, "times a trial of a dead worker is re-queued")
-    progress: bool = opt(True, "show a progress bar over trials")
-    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)")
-    threads: int = opt(1, "torch CPU threads")
+    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)", SETTING)
+    grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default "
+                                         "2x interval)", SETTING)
+    max_retry: int = opt(3, "times a trial of a dead worker is re-queued", SETTING)
+    progress: bool = opt(True, "show a progress bar over trials", SETTING)
+    device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)", SETTING)
+    threads: int = opt(1, "torch CPU threads", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -65,6 +73,8 @@ class SweepConfig(DataFields, TrackingFields):
             raise ConfigError("the grid sampler needs finite choices: drop --lr-min/--lr-max")
         if self.pruner not in ("median", "none"):
             raise ConfigError(f"--pruner must be median or none, got {self.pruner!r}")
+        if min(self.pruner_startup_trials, self.pruner_warmup_epochs) < 0 or self.report_every < 1:
+            raise ConfigError("--pruner-startup-trials and --pruner-warmup-epochs must be >= 0, --report-every >= 1")
         if self.seeds is not None and self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
         if not 0 < self.tau < 1:
@@ -116,11 +126,11 @@ class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
     momentum: float | None = opt(None, "SGD / RMSprop momentum")
     weight_decay: float | None = opt(None, "L2 weight decay")
     epochs: int | None = opt(None, "epochs per training (synthetic: full batch)")
-    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation")
-    test_n: int = opt(1000, "number of sequences in the fresh test set")
-    table: str | None = opt(None, "also write the per-seed table to this local CSV file")
-    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)")
-    device: str = opt("cpu", "auto | cpu | cuda")
+    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC)
+    test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
+    table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", SETTING)
+    device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()

@@ -18,13 +18,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline.config.parsing import as_params
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import PrepareDataConfig
 from pipeline.data.bundle import DataBundle
 from pipeline.data.io import log_bundle_artifact, log_bundle_input
 from pipeline.data.load import load_bundle
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,9 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
     bundle = load_bundle(cfg)
     if bundle.meta.get("data_dir"):  # an absolute path, so later stages find it from anywhere
         cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
-    with runs.stage_run("prepare-data", run_name=f"prepare-{bundle.name}",
+    with runs.stage_run("prepare-data", run_name=f"prepare-data {bundle.name}",
                             tags={"recipe": cfg.recipe, "dataset": bundle.name}) as active:
-        runs.log_params_safely(as_params(cfg))
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        provenance.log_config(cfg)
         data_uri = log_bundle_artifact(bundle)
         log_bundle_input(bundle, context="training")
         counts = class_counts(bundle)
@@ -82,4 +80,8 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
         test = f" / {len(bundle.test)} test" if bundle.test is not None else ""
         echo(f"prepared {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val{test} rows, "
              f"class counts {counts} -> {data_uri}")
+        provenance.describe(f"Builds the {bundle.name} data set once for the stages after it: {len(bundle.train)} "
+                            f"training / {len(bundle.val)} validation{test} rows, as `data/data.pt`.",
+                            "Training rows per class: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+                            + f". Train reads it with `--data-uri {data_uri}`.")
         return PrepareResult(active.info.run_id, data_uri, bundle)

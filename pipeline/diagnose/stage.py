@@ -12,7 +12,6 @@ slices).
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ import pandas as pd
 import torch
 
 from pipeline.config.diagnosis import DiagnoseConfig
-from pipeline.config.parsing import as_params
 from pipeline.diagnose import plots, source as sources, summaries
 from pipeline.diagnose.measure import measure, replay_check
 from pipeline.diagnose.verdicts import VERDICTS, Tolerances, classify, sensitivity, shares
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,6 @@ class DiagnoseResult:
 
 def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseResult:
     """Diagnose every seed of the capacity run; log the table, the summaries and the figures."""
-    import mlflow
     from tqdm import tqdm
 
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
@@ -57,8 +54,7 @@ def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseRes
     torch.set_num_threads(cfg.threads)
     try:
         with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags) as active:
-            runs.log_params_safely(as_params(cfg))
-            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+            provenance.log_config(cfg)
             t0 = time.perf_counter()
             grid = [(f, k) for k in src.kernel_sizes for f in src.filters]
             bar = tqdm(grid, desc="diagnose", unit="config", file=sys.stderr, leave=False)

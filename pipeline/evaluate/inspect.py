@@ -1,6 +1,6 @@
 """Stage `inspect`: look inside a trained model and log what it learned.
 
-Run as ``pipeline inspect --model-uri runs:/<id>/model`` (or ``--run-id <id>``), or
+Run as ``pipeline inspect --run-id <train run id>`` (or ``--model-uri runs:/<id>/<name>``), or
 ``mlflow run . -e inspect -P run_id=<id>``. Reads the model and, like evaluate, the data of
 the run that trained it. Writes, for every model: activation maximisation (the input that
 each first-layer filter and each output wants most, by gradient ascent from noise inside
@@ -12,7 +12,6 @@ implements 0, +1, 0, its kernel, and its activation along each training input.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,13 +19,12 @@ import pandas as pd
 import torch
 
 from pipeline import figures
-from pipeline.config.parsing import as_params
 from pipeline.config.stages import InspectConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.evaluate import probes
 from pipeline.evaluate.loading import open_model
 from pipeline.models.registry import first_conv
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 
 
 @dataclass(frozen=True)
@@ -129,10 +127,8 @@ def _inspect_detector(model, src_params: dict[str, str], echo) -> None:
 
 
 def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResult:
-    import mlflow
-
     loaded = open_model(cfg)
-    cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
+    cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
     for p in model.parameters():
         p.requires_grad_(False)  # gradients flow to the inputs only
     binary = bundle.task == "binary"
@@ -141,10 +137,11 @@ def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResul
     if not binary:
         inputs = bundle.input_transform("cpu")(split.X[:1000])
     radius = cfg.radius or float(inputs.flatten(1).norm(dim=1).mean())
-    with runs.stage_run("inspect", run_name=f"inspect-{loaded.source_run_id or 'model'}",
-                            tags=loaded.tags) as active:
-        runs.log_params_safely({**as_params(cfg), "model_uri": uri, "resolved_radius": radius})
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+    with runs.stage_run("inspect", run_name=f"inspect {loaded.label}", tags=loaded.tags) as active:
+        provenance.log_config(cfg, resolved_radius=radius)
+        provenance.describe(f"Looks inside {loaded.what}: the inputs that excite each filter and output most "
+                            f"(activation maximisation, {cfg.steps} steps in an L2 ball of radius {radius:.2f})"
+                            + (", saliency and Sobel scores." if not binary else ", the 0,+1,0 filter."))
         model = model.to(device)
         n_out = 1 if binary else len(bundle.classes)
         result, table = activation_maximisation(model, bundle.input_shape, radius, cfg, n_out)

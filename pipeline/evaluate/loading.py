@@ -21,6 +21,7 @@ from pipeline.data.load import load_bundle
 from pipeline.data.synthetic import make_synthetic
 from pipeline.errors import ConfigError
 from pipeline.tracking import runs
+from pipeline.tracking.experiments import shape_label
 from pipeline.train.batching import pick_device
 
 # Data options that evaluate takes from the evaluated run unless given; the location ones
@@ -38,17 +39,33 @@ def load_model(uri: str, device: torch.device) -> torch.nn.Module:
         raise ConfigError(f"cannot load model {uri}: {str(err).splitlines()[0]}") from None
 
 
-def source_run(run_id: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(params, tags) of the run that logged the model; empty when it is not in this store."""
+def source_run(run_id: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings, tags) of the run that logged the model: its params, completed by its config.json
+    (which also holds what is not a param, such as the data folder); empty when it is not in this store."""
     import mlflow
 
     if run_id is None:
         return {}, {}
     try:
         data = mlflow.MlflowClient().get_run(run_id).data
-        return dict(data.params), dict(data.tags)
     except Exception:  # noqa: BLE001 - provenance is best effort when the source run is elsewhere
         return {}, {}
+    settings: dict[str, Any] = dict(data.params)
+    try:
+        config = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
+        settings.update({k: v for k, v in config.items() if v is not None and k not in settings})
+    except Exception:  # noqa: BLE001 - a run from before config.json: its params say enough
+        pass
+    return settings, dict(data.tags)
+
+
+def resolve_model_uri(cfg: Any) -> str:
+    """``--model-uri`` as given, or the model that the run ``--run-id`` logged (``runs:/<id>/<its name>``)."""
+    if cfg.model_uri:
+        return cfg.model_uri
+    from pipeline.tracking.serving import model_uri_of_run
+
+    return model_uri_of_run(cfg.run_id)
 
 
 def inherit(cfg: EvaluateConfig, params: dict[str, str]) -> EvaluateConfig:
@@ -89,19 +106,37 @@ class LoadedModel:
     """A logged model with the data and provenance of the run that trained it."""
 
     cfg: Any  # the stage config, resolved, data options inherited from the source run
-    uri: str  # runs:/<id>/model
+    uri: str  # runs:/<id>/<model name>
     source_run_id: str | None
-    source_params: dict[str, str]
+    source_params: dict[str, Any]  # the source run's params and config.json
+    source_tags: dict[str, str]
     model: torch.nn.Module
     device: torch.device
     bundle: DataBundle  # synthetic: a fresh set; images: the run's data with its test split
     tags: dict[str, Any]  # for the stage's own run
 
+    @property
+    def label(self) -> str:
+        """What the model is, for run names: 'F4 k5 s0' ('digits F6,16 k5 s0' on images), else its name."""
+        t = self.tags
+        if not (t.get("filters") and t.get("kernel_size")):
+            return self.uri.rstrip("/").rsplit("/", 1)[-1]
+        shape = shape_label(tuple(t["filters"].split(",")), tuple(t["kernel_size"].split(",")))
+        data = "" if t["dataset"] == "synthetic" else f"{t['dataset']} "
+        return f"{data}{shape} s{t.get('seed')}"
+
+    @property
+    def what(self) -> str:
+        """The model and the run that trained it, for descriptions: `detector1d-F4-k5` (run train F4 k5 s0)."""
+        name = self.uri.rstrip("/").rsplit("/", 1)[-1]
+        source = self.source_tags.get("mlflow.runName")
+        return f"`{name}`" + (f" (run {source})" if source else "")
+
 
 def open_model(cfg: Any) -> LoadedModel:
     """Load ``cfg``'s model and the data to look at it with (evaluate and inspect start here)."""
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    uri = cfg.resolved_model_uri
+    uri = resolve_model_uri(cfg)
     src = source_run_id(uri)
     src_params, src_tags = source_run(src)
     cfg = resolve(inherit(cfg, src_params))
@@ -109,5 +144,6 @@ def open_model(cfg: Any) -> LoadedModel:
     model = load_model(uri, device)
     bundle = test_data(cfg)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
-            "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed")}
-    return LoadedModel(cfg, uri, src, src_params, model, device, bundle, tags)
+            "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed"),
+            "filters": src_tags.get("filters"), "kernel_size": src_tags.get("kernel_size"), "data_uri": cfg.data_uri}
+    return LoadedModel(cfg, uri, src, src_params, src_tags, model, device, bundle, tags)

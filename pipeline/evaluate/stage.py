@@ -1,6 +1,6 @@
 """Stage `evaluate`: score a logged model on fresh data and log what it learned.
 
-Run as ``pipeline evaluate --model-uri runs:/<id>/model`` (or ``--run-id <id>``), or
+Run as ``pipeline evaluate --run-id <train run id>`` (or ``--model-uri runs:/<id>/<name>``), or
 ``mlflow run . -e evaluate -P run_id=<id>``. Reads the model, and the data options of the
 run that logged it (its recipe, data set, data folder, split), so no data options need
 repeating; explicit options override them. Writes ``test_loss``, ``test_accuracy``,
@@ -12,22 +12,21 @@ confusion counts and figure, and
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 
-from pipeline.config.parsing import as_params
 from pipeline.config.stages import EvaluateConfig
 from pipeline.data.bundle import DataBundle
 from pipeline.errors import ConfigError
 from pipeline.evaluate.loading import open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 from pipeline.train.batching import minibatches, place
+from pipeline.train.filters import filters_image
 from pipeline.train.loop import check_channels, correct_count, make_criterion
 
 
@@ -130,7 +129,8 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
                                                   title=f"first-layer feature maps (test image 0, "
                                                         f"class {bundle.classes[int(y[0])]})"),
                         "figures/feature_maps.png")
-    mlflow.log_image(figures.filter_grid_rgb(conv.weight.detach().cpu().numpy()), artifact_file="figures/filters.png")
+    mlflow.log_image(filters_image(model, title="first-layer filters of the evaluated model"),
+                     artifact_file="figures/filters.png")
     worst = per_class.sort_values("accuracy").iloc[0]
     echo(f"per-class accuracy from {per_class['accuracy'].min():.3f} ({worst['class']}) to "
          f"{per_class['accuracy'].max():.3f}")
@@ -138,21 +138,25 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
 
 
 def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
-    import mlflow
-
     loaded = open_model(cfg)
-    cfg, uri, model, device, bundle = loaded.cfg, loaded.uri, loaded.model, loaded.device, loaded.bundle
-    with runs.stage_run("evaluate", run_name=f"evaluate-{loaded.source_run_id or 'model'}",
-                            tags=loaded.tags) as active:
-        runs.log_params_safely({**as_params(cfg), "model_uri": uri})
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
-        if bundle.task == "binary":
+    cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
+    binary = bundle.task == "binary"
+    data = (f"a fresh synthetic set ({len(bundle.train)} rows, data seed {cfg.data_seed})" if binary else
+            f"the test split of {bundle.name} ({len(bundle.test)} images, {bundle.meta.get('test_from', 'held out')})")
+    what = f"Evaluates {loaded.what} on {data}."
+    with runs.stage_run("evaluate", run_name=f"evaluate {loaded.label}", tags=loaded.tags) as active:
+        provenance.log_config(cfg)
+        provenance.describe(what)
+        if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
+            found = f"; the 0,+1,0 detector is filter {idx}"
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
                  f"data seed {cfg.data_seed})")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
             idx = kernel = None
+            found = ""
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
                  f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
+        provenance.describe(what, f"Test loss {loss:.4f}, test accuracy {acc:.4f}{found}.")
         return EvalResult(active.info.run_id, loss, acc, idx, kernel)

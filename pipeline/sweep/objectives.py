@@ -1,6 +1,8 @@
-"""What a trial maximises: P(success) of the 1D detector over seeds (``success``), or the
-validation accuracy of an image model (``accuracy``, pruned per epoch): with ``--seeds S``
-the mean over S seeds trained at once, whose spread the trial keeps as attributes and metrics.
+"""What a trial maximises: P(success) of the 1D detector over seeds (``success``, reported every
+``--report-every`` epochs), or the validation accuracy of an image model (``accuracy``,
+reported every epoch): with ``--seeds S`` the mean over S seeds trained at once, whose spread
+the trial keeps as attributes and metrics. Both report to Optuna as they go (intermediate
+values, step = epoch), so the pruner can stop a weak trial early.
 """
 from __future__ import annotations
 
@@ -31,7 +33,12 @@ def success_objective(cfg: SweepConfig) -> Objective:
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         (f,), (k,) = layer_values(point, cfg)
         s = dataclasses.replace(settings, lr=point["lr"]) if "lr" in point else settings
-        table = seed_table(f, k, list(cfg.trial_seeds), s)
+
+        def on_progress(epoch: int, p: float) -> None:  # P(success) so far: Optuna's intermediate values
+            run.metrics.log({"p_success": p}, step=epoch)
+            report(trial, cfg, p, epoch, s.epochs)
+
+        table = seed_table(f, k, list(cfg.trial_seeds), s, on_progress=on_progress, every=cfg.report_every)
         est = p_success(table, cfg.tau)
         n_params = count_parameters(Detector1d(f, k))
         run.metrics.log({
@@ -39,12 +46,24 @@ def success_objective(cfg: SweepConfig) -> Objective:
             "n_success": est.k, "n_seeds": est.n, "num_parameters": n_params,
             "median_final_loss": float(table["final_loss"].median()),
             "mean_test_accuracy": float(table["test_accuracy"].mean()),
-        }, step=0)
+        }, step=s.epochs)
         trial.set_user_attr("p_success_interval", [est.lo, est.hi])
         trial.set_user_attr("num_parameters", n_params)
         return (est.p, float(n_params)) if cfg.multi_objective else (est.p,)
 
     return objective
+
+
+def report(trial: Any, cfg: SweepConfig, value: float, epoch: int, last: int) -> None:
+    """An intermediate value (step = epoch); stop the trial if the pruner says so (not at the ``last``
+    epoch: a finished trial keeps its value)."""
+    import optuna
+
+    if cfg.multi_objective:  # Optuna reports and prunes single-objective studies only
+        return
+    trial.report(value, epoch)
+    if epoch < last and trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at epoch {epoch}: {value:.4g} so far")
 
 
 def capacity_settings(cfg: SweepConfig) -> Any:
@@ -56,8 +75,6 @@ def capacity_settings(cfg: SweepConfig) -> Any:
 
 
 def accuracy_objective(cfg: SweepConfig) -> Objective:
-    import optuna
-
     from pipeline.data.load import load_bundle
     from pipeline.train.batching import pick_device
 
@@ -78,10 +95,7 @@ def accuracy_objective(cfg: SweepConfig) -> Objective:
 
         def on_epoch(epoch: int, values: dict[str, float]) -> None:
             run.metrics.log(values, step=epoch)
-            if not cfg.multi_objective:  # Optuna prunes single-objective studies only
-                trial.report(values["val_accuracy"], epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            report(trial, cfg, values["val_accuracy"], epoch, tcfg.epochs)
 
         acc, n_params, spread = train(tcfg, on_epoch)
         trial.set_user_attr("num_parameters", n_params)

@@ -44,10 +44,43 @@ def log_study_summary(study: Any, best: list[dict[str, Any]], names: Sequence[st
         b = best[0]
         mlflow.set_tags({"best_trial_number": b["number"], "best_params": str(b["params"])})
         mlflow.log_metrics({"best_value": b["values"][0]})
-    df = study.trials_dataframe()
-    log_table(df, "trials.csv")
+    log_table(trials_table(study), "trials.csv")
     for name, fig in optuna_figures(study, names, objective):
         log_figure(fig, f"figures/{name}.png")
+
+
+def trials_table(study: Any) -> Any:
+    """``study.trials_dataframe()`` with what a reader looks for first: number, state, values, params."""
+    df = study.trials_dataframe()
+    first = ["number", "state"] + [c for c in df.columns if c.startswith("value")]
+    first += [c for c in df.columns if c.startswith("params_")]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def describe_sweep(cfg: Any) -> str:
+    """The first line of a sweep parent's description: the study, what it measures, over what."""
+    from pipeline.sweep.space import param_names, prunes
+    from pipeline.sweep.trials import objective_text
+
+    pruner = f"median pruner after {cfg.pruner_startup_trials} trials" if prunes(cfg) else "no pruner"
+    space = f"filters {{{','.join(map(str, cfg.filters))}}} × kernel sizes {{{','.join(map(str, cfg.kernel_sizes))}}}"
+    layers = len(param_names(cfg))
+    return (f"Optuna study `{cfg.study_name}` ({cfg.sampler.upper()} sampler, {pruner}): {cfg.n_trials} trials of "
+            f"{objective_text(cfg)}, over {space}{' per conv layer' if layers > 1 else ''}.")
+
+
+def describe_result(study: Any, best: list[dict[str, Any]], names: Sequence[str], trained: int) -> str:
+    """The second part: how the study stands, and its best trial in words."""
+    counts = state_counts(study)
+    repeats = sum("repeat_of" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+    text = (f"The study has {len(study.trials)} trials ({states}); {trained} configurations trained, {repeats} "
+            "repeats reused without training.")
+    for b in best[:3]:
+        params = ", ".join(f"{k} = {_fmt(v)}" for k, v in b["params"].items())
+        values = ", ".join(f"{n} = {v:.3g}" for n, v in zip(names, b["values"]))
+        text += f" Best: trial {b['number']}, {params}: **{values}**."
+    return text + " Figures: the optimisation history, the contour over the search space, intermediate values."
 
 
 def optuna_figures(study: Any, names: Sequence[str], objective: str) -> list[tuple[str, Any]]:
@@ -77,7 +110,7 @@ def optuna_figures(study: Any, names: Sequence[str], objective: str) -> list[tup
     if multi:
         plots.append(("pareto_front", lambda: ovm.plot_pareto_front(
             study, target_names=[target_name, "parameters"])))
-    if objective == "accuracy":
+    if not multi:
         plots.append(("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
     out = []
     for name, make in plots:

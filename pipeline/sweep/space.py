@@ -75,9 +75,24 @@ def make_sampler(cfg: SweepConfig) -> Any:
     return optuna.samplers.TPESampler(seed=cfg.sampler_seed)
 
 
+def prunes(cfg: SweepConfig) -> bool:
+    """Whether trials can be pruned: not in multi-objective studies, which Optuna cannot prune, nor
+    with the grid sampler, whose point is a value for every combination."""
+    return cfg.pruner == "median" and not cfg.multi_objective and cfg.sampler != "grid"
+
+
 def make_pruner(cfg: SweepConfig) -> Any:
+    """Optuna's median pruner, with Optuna's defaults unless told (``--pruner-startup-trials``,
+    ``--pruner-warmup-epochs``), where trials can be pruned."""
     import optuna
 
-    if cfg.pruner == "median" and cfg.objective == "accuracy":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    if prunes(cfg):
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
+                                           n_warmup_steps=cfg.pruner_warmup_epochs)
     return optuna.pruners.NopPruner()
+
+
+def metric_names(cfg: SweepConfig) -> list[str]:
+    """What the objective values are called (``study.set_metric_names``): Optuna's plots and tables show them."""
+    first = "p_success" if cfg.objective == "success" else "val_accuracy"
+    return [first, "num_parameters"] if cfg.multi_objective else [first]

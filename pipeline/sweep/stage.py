@@ -2,31 +2,39 @@
 
 Run as ``pipeline sweep --study-name NAME [--storage URL] --n-trials N`` (several workers
 may run the same command at once) or ``mlflow run . -e sweep``. Writes one parent run per
-invocation (tagged with the study and the storage, password hidden) holding the best
-trial(s), the trials table and Optuna's plots, and one child run per trial with its
-params, intermediate values (step = epoch), final values and its real state
-(pruned -> KILLED, failed -> FAILED).
+invocation (``sweep <study>``, tagged with the study and the storage, password hidden)
+whose description gives the best trial in words, holding the best trial(s), the trials
+table and Optuna's plots, and one child run per trial (``trial 7 F3 k5``) with its params,
+intermediate values (step = epoch), final values and its real state (pruned -> KILLED,
+failed -> FAILED). A configuration that a finished trial of the study already tried is not
+trained again (``repeats.py``).
 
 Objectives: ``success`` trains S seeds of the 1D detector at once through the capacity
-study's batched trainer and maximises P(success); ``accuracy`` trains one image model and
-maximises validation accuracy, reporting each epoch to a median pruner.
+study's batched trainer and maximises P(success), reporting P(success) so far every
+``--report-every`` epochs; ``accuracy`` trains one image model and maximises validation
+accuracy, reporting every epoch. The study names its objectives (``p_success``,
+``val_accuracy``), and a median pruner (Optuna's defaults) stops weak trials.
 """
 from __future__ import annotations
 
+import itertools
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pipeline.config.parsing import as_params
 from pipeline.config.recipes import resolve
 from pipeline.config.studies import SweepConfig
 from pipeline.errors import ConfigError
 from pipeline.sweep.objectives import Objective, accuracy_objective, success_objective
-from pipeline.sweep.report import best_trials, format_summary, log_study_summary, state_counts
-from pipeline.sweep.space import make_pruner, make_sampler, model_name, param_names, suggest
+from pipeline.sweep.repeats import earlier_trial, enqueue_untried, replay
+from pipeline.sweep.report import (best_trials, describe_result, describe_sweep, format_summary, log_study_summary,
+                                   state_counts)
+from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names, model_name, param_names, \
+    suggest
 from pipeline.sweep.storage import make_storage
 from pipeline.sweep.trials import TrialRun, close_stale_runs
-from pipeline.tracking import runs
+from pipeline.tracking import provenance, runs
 from pipeline.tracking.redact import redact
 
 
@@ -45,8 +53,6 @@ def study_directions(cfg: SweepConfig) -> list[str]:
 
 
 def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
-    import warnings
-
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
@@ -61,12 +67,17 @@ def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
     storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
     try:
-        return optuna.create_study(
+        study = optuna.create_study(
             study_name=cfg.study_name, storage=storage, load_if_exists=True,
             directions=study_directions(cfg), sampler=make_sampler(cfg), pruner=make_pruner(cfg),
         )
     except ValueError as err:  # e.g. the stored study has other directions
         raise ConfigError(f"study {cfg.study_name!r}: {err}") from None
+    if study.metric_names != metric_names(cfg):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(cfg))  # Optuna's plots and optuna-dashboard name the objective
+    return study
 
 
 def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
@@ -90,29 +101,36 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
             "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed,
             "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
-    with runs.stage_run("sweep", run_name=f"sweep-{cfg.study_name}", tags=tags) as parent:
-        params = as_params(cfg)
-        params["storage"] = storage_text
-        runs.log_params_safely(params)
+    names = metric_names(cfg)
+    with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=tags) as parent:
+        provenance.log_config(cfg)
+        what = describe_sweep(cfg)
+        provenance.describe(what)
         client = mlflow.MlflowClient()
         experiment_id = parent.info.experiment_id
+        started = itertools.count(1)
 
         def objective(trial: Any) -> Any:
-            run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg)
-            status = "FAILED"
-            final: dict[str, float] = {}
+            this_worker_left = cfg.n_trials - next(started)  # trials that this worker runs after this one
+            point = suggest(trial, cfg)
+            earlier = earlier_trial(trial)
+            run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg, point, repeat_of=earlier)
+            status, final, outcome = "FAILED", {}, "Failed."
             try:
-                point = suggest(trial, cfg)
                 run.log_params(point)
-                values = inner(trial, run, point)
+                if earlier is not None and cfg.lr_min is None and this_worker_left:
+                    enqueue_untried(trial, grid_space(cfg))  # for this worker's next trial
+                values = replay(trial, earlier) if earlier else inner(trial, run, point)
                 final = {"objective_value": values[0]}
                 status = "FINISHED"
+                outcome = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)) + "."
                 return values if cfg.multi_objective else values[0]
-            except optuna.TrialPruned:
+            except optuna.TrialPruned as err:
                 status = "KILLED"
+                outcome = f"{str(err)[:1].upper()}{str(err)[1:]} (median pruner)."
                 raise
             finally:
-                run.finish(status, final)
+                run.finish(status, final, outcome)
 
         t0 = time.monotonic()
         study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout,
@@ -120,8 +138,12 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         elapsed = time.monotonic() - t0
         best = best_trials(study)
         counts = state_counts(study)
-        mlflow.log_metrics({"worker_seconds": elapsed, **{f"trials_{k.lower()}": v for k, v in counts.items()}})
+        trained = len({tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
+                       if t.state.is_finished() and "repeat_of" not in t.user_attrs})
+        mlflow.log_metrics({"worker_seconds": elapsed, "configurations_trained": trained,
+                            **{f"trials_{k.lower()}": v for k, v in counts.items()}})
         log_study_summary(study, best, param_names(cfg)[0], cfg.objective)
+        provenance.describe(what, describe_result(study, best, names, trained))
         for b in best:
             if b["mlflow_run_id"]:
                 client.set_tag(b["mlflow_run_id"], "best_trial", "true")

@@ -4,21 +4,28 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.config.studies import SweepConfig
-from pipeline.sweep.space import model_name
+from pipeline.sweep.space import layer_values, model_name
 from pipeline.tracking import runs
 from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.experiments import shape_label
 
 
 class TrialRun:
-    """The MLflow child run of one trial, written through the client (one call per batch)."""
+    """The MLflow child run of one trial (``trial 7 F3 k5``), written through the client (one call per batch)."""
 
-    def __init__(self, client: Any, experiment_id: str, parent_id: str, trial: Any, cfg: SweepConfig):
+    def __init__(self, client: Any, experiment_id: str, parent_id: str, trial: Any, cfg: SweepConfig,
+                 point: dict[str, Any], repeat_of: Any = None):
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
         self.client = client
+        self.cfg = cfg
+        self.number = trial.number
+        self.repeat_of = repeat_of
+        filters, kernels = layer_values(point, cfg)
+        self.label = shape_label(filters, kernels) + (f" lr {point['lr']:.3g}" if "lr" in point else "")
         tags = {
             MLFLOW_PARENT_RUN_ID: parent_id,
-            MLFLOW_RUN_NAME: f"trial-{trial.number}",
+            MLFLOW_RUN_NAME: f"trial {trial.number} {self.label}",
             "stage": "sweep-trial",
             "study_name": cfg.study_name,
             "trial_number": str(trial.number),
@@ -27,7 +34,11 @@ class TrialRun:
             "dataset": cfg.dataset or "synthetic",
             "model": model_name(cfg),
             "seed": str(cfg.sampler_seed),
+            "filters": ",".join(map(str, filters)),
+            "kernel_size": ",".join(map(str, kernels)),
         }
+        if repeat_of is not None:
+            tags["repeat_of_trial"] = str(repeat_of.number)
         commit = runs.git_commit()
         if commit:
             tags["git_commit"] = commit
@@ -41,11 +52,28 @@ class TrialRun:
 
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
-    def finish(self, status: str, final: dict[str, float] | None = None) -> None:
+    def finish(self, status: str, final: dict[str, float] | None = None, outcome: str = "") -> None:
+        """End the run as ``status``, with its final values and a description of how the trial went."""
+        from pipeline.tracking.experiments import NOTE_TAG
+
         if final:
             self.metrics.log(final, step=0)
         self.metrics.flush()
+        what = f"Trial {self.number} of the Optuna study `{self.cfg.study_name}`: {objective_text(self.cfg)}, " \
+               f"{self.label}."
+        if self.repeat_of is not None:
+            outcome += f" Same configuration as trial {self.repeat_of.number}: not trained again, its result reused."
+        self.client.set_tag(self.run_id, NOTE_TAG, f"{what}\n\n{outcome.strip()}")
         self.client.set_terminated(self.run_id, status)
+
+
+def objective_text(cfg: SweepConfig) -> str:
+    """What a trial measures, in words."""
+    seeds = len(cfg.trial_seeds)
+    if cfg.objective == "success":
+        return f"P(success) of the 1D detector over {seeds} seeds ({cfg.epochs} epochs each)"
+    mean = f", the mean of {seeds} seeds" if seeds > 1 else ""
+    return f"validation accuracy of {model_name(cfg)} on {cfg.dataset} after {cfg.epochs} epochs{mean}"
 
 
 def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:

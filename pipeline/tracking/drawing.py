@@ -8,10 +8,11 @@ so that the drawing runs on another core while the stage trains and logs its mod
 stage's run ends only after every figure is logged (``close``), and a figure that fails
 fails the run, with the helper's traceback.
 
-A drawing function is named ``"module:function"`` and called as ``function(*args, **kwargs)``
-in the helper: named, so that the stage's process never imports its module; in a module
-that imports neither torch nor mlflow (``pipeline.figures``), so that the helper stays light;
-with plain data as arguments (numbers, strings, lists, numpy arrays).
+A drawing function is called as ``function(*args, **kwargs)`` in the helper. It lives in a
+module that imports neither torch nor mlflow (``pipeline.figures``, ``pipeline.train.filters``),
+so that the helper stays light, and takes plain data (numbers, strings, lists, numpy arrays).
+It is given as the function or by name, ``"module:function"``: by name, the stage's process
+never imports its module (``pipeline.figures`` imports matplotlib).
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ import time
 import traceback
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Union
 
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
+Drawer = Union[str, Callable[..., Any]]  # a drawing function, or its "module:function"
 
 
 def _pack(message: Any) -> bytes:
@@ -185,20 +187,26 @@ class Drawing:
         self._pending: list[tuple[Future, Callable[[Any], None]]] = []
         _helper()  # started now, so that matplotlib is loaded by the time the figures come
 
-    def figure(self, artifact_file: str, draw: str, *args: Any, **kwargs: Any) -> None:
-        """Log the matplotlib figure that ``draw`` (``"module:function"``) returns as ``artifact_file`` (PNG)."""
-        future = _helper().submit(True, draw, args, kwargs)
+    def figure(self, artifact_file: str, draw: Drawer, *args: Any, **kwargs: Any) -> None:
+        """Log the matplotlib figure that ``draw`` returns as ``artifact_file`` (PNG)."""
+        future = _helper().submit(True, _name(draw), args, kwargs)
         self._pending.append((future, lambda png: _log_bytes(png, artifact_file)))
 
-    def image(self, key: str, step: int, draw: str, *args: Any, **kwargs: Any) -> None:
-        """Log the RGB array that ``draw`` (``"module:function"``) returns as image ``key`` at ``step``
-        (the UI's step slider)."""
+    def image(self, key: str, step: int, draw: Drawer, *args: Any, **kwargs: Any) -> None:
+        """Log the RGB array that ``draw`` returns as image ``key`` at ``step`` (the UI's step slider)."""
         import mlflow
 
         timestamp = int(time.time() * 1000)  # when it was drawn from, not when it is logged
-        future = _helper().submit(False, draw, args, kwargs)
+        future = _helper().submit(False, _name(draw), args, kwargs)
         self._pending.append((future, lambda rgb: mlflow.log_image(rgb, key=key, step=step, timestamp=timestamp,
                                                                    synchronous=True)))
+
+    def image_file(self, artifact_file: str, draw: Drawer, *args: Any, **kwargs: Any) -> None:
+        """Log the RGB array that ``draw`` returns as ``artifact_file`` (PNG)."""
+        import mlflow
+
+        future = _helper().submit(False, _name(draw), args, kwargs)
+        self._pending.append((future, lambda rgb: mlflow.log_image(rgb, artifact_file=artifact_file)))
 
     def log_ready(self) -> None:
         """Log what is drawn already, without waiting (a failed figure raises here)."""
@@ -220,6 +228,10 @@ class Drawing:
             self.close()
         else:  # the stage failed already: what is still being drawn is not logged
             self._pending = []
+
+
+def _name(draw: Drawer) -> str:
+    return draw if isinstance(draw, str) else f"{draw.__module__}:{draw.__qualname__}"
 
 
 def _log_bytes(data: bytes, artifact_file: str) -> None:

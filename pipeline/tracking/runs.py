@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError
+from pipeline.tracking import experiments
 from pipeline.tracking.redact import redact, scrub
 from pipeline.tracking.stores import enable_wal, store_init_lock
 
@@ -29,15 +30,19 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
 
 
 def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
-    """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment."""
+    """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment
+    (``experiments.experiment_name``: explicit > $MLFLOW_EXPERIMENT_NAME > convnet-study)."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
     uri = resolve_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)
     _open_store(uri)
-    if experiment_name and mlflow.active_run() is None and not os.environ.get("MLFLOW_RUN_ID"):
-        mlflow.set_experiment(experiment_name)
+    if mlflow.active_run() is None:
+        if os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made the run, in the experiment that it chose
+            experiments.tag_experiment(experiments.current_experiment_id())
+        else:
+            experiments.use_experiment(experiments.experiment_name(experiment_name))
     return uri
 
 
@@ -107,6 +112,8 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     import mlflow
 
     nested = mlflow.active_run() is not None
+    if run_name:
+        run_name = experiments.unique_run_name(run_name, experiments.current_experiment_id())
     run = mlflow.start_run(run_name=run_name, nested=nested)
     status = "FINISHED"
     try:

@@ -3,11 +3,14 @@
 Run as ``pipeline train [--recipe synthetic] [--filters 4] ...`` or
 ``mlflow run . -e train -P filters=4``; ``pipeline train --recipe fashion-lenet`` (or
 ``--dataset digits``) for the image labs. Reads prepared data (``--data-uri``) or builds
-the recipe's data set on the fly; writes params, per-epoch ``train_loss``,
-``train_accuracy``, ``val_loss``, ``val_accuracy`` (step = epoch; with minibatches also
-``last_batch_loss``, the number the labs print), filter images (key ``filters``, step =
-epoch), a model summary (``model_summary.txt``), final figures and the model
-(``runs:/<id>/model``).
+the recipe's data set on the fly; writes a run named after what it trains (``train F4 k5
+s0``) with a two-line description, the params that define it (the whole config in
+``config.json``), per-epoch ``train_loss``, ``train_accuracy``, ``val_loss``,
+``val_accuracy`` (step = epoch; with minibatches also ``last_batch_loss``, the number the
+labs print), filter images (key ``filters``, step = epoch), a model summary
+(``model_summary.txt``), final figures (``figures/filters_final.png``,
+``learning_curves.png``, ``predictions_train.png``) and the model, named after what it is
+(``runs:/<id>/detector1d-F4-k5``), which answers with class probabilities when served.
 """
 from __future__ import annotations
 
@@ -20,7 +23,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from pipeline.config.parsing import as_params
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig, check_batch_size
 from pipeline.data.bundle import DataBundle
@@ -28,11 +30,13 @@ from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters
 from pipeline.models.summary import model_summary
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.drawing import Drawing
+from pipeline.tracking.experiments import shape_label
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.train.batching import pick_device
-from pipeline.train.figures import log_curves, log_detector_figures, log_filter_image, log_prediction_heatmap
+from pipeline.train.figures import (log_curves, log_detector_figures, log_filter_image, log_final_filters,
+                                    log_prediction_heatmap)
 from pipeline.train.loop import History, check_channels, fit
 
 
@@ -72,6 +76,31 @@ def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
                        **model_options(cfg))
 
 
+def run_name(stage: str, cfg: TrainConfig, dataset: str) -> str:
+    """'train F4 k5 s0' on the synthetic data; 'train digits F6,16 k5 s0' on images."""
+    data = "" if dataset == "synthetic" else f"{dataset} "
+    return f"{stage} {data}{shape_label(cfg.filters, cfg.kernel_size)} s{cfg.seed}"
+
+
+def describe_training(cfg: TrainConfig, bundle: DataBundle, n_params: int) -> str:
+    """The first line of a train run's description: what was trained, on what, how."""
+    batch = "full-batch" if not cfg.batch_size else f"batch {cfg.batch_size}"
+    return (f"Trains {cfg.model} (filters {','.join(map(str, cfg.filters))}, kernel size "
+            f"{','.join(map(str, cfg.kernel_size))}, {n_params:,} parameters) from seed {cfg.seed} on {bundle.name} "
+            f"({len(bundle.train)} training rows): {cfg.epochs} epochs, {batch} {cfg.optimizer} at lr {cfg.lr:g}.")
+
+
+def describe_result(final: dict[str, float], bundle: DataBundle, name: str) -> str:
+    """The second line: where training ended (for the 1D detector, whether it escaped the local minimum)."""
+    verdict = ""
+    if bundle.name == "synthetic":
+        solved = final["train_loss"] < 0.05 and final["train_accuracy"] == 1.0
+        verdict = (" Solved: loss < 0.05 at 100% training accuracy." if solved
+                   else " Stalled above loss 0.05: the local minimum.")
+    return (f"Final training loss {final['train_loss']:.4f} (accuracy {final['train_accuracy']:.3f}), validation "
+            f"accuracy {final['val_accuracy']:.3f}.{verdict} Model `{name}`.")
+
+
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
     import mlflow
@@ -85,37 +114,46 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     model = make_model(cfg, bundle).to(device)
-    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed}
-    run_name = f"train-{cfg.model}-F{','.join(map(str, cfg.filters))}-k{','.join(map(str, cfg.kernel_size))}-s{cfg.seed}"
+    n_params = count_parameters(model)
+    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed,
+            "filters": ",".join(map(str, cfg.filters)), "kernel_size": ",".join(map(str, cfg.kernel_size)),
+            "device": str(device), "data_uri": cfg.data_uri}
+    name = artifacts.model_name(cfg.model, cfg.filters, cfg.kernel_size)
     # the run ends after `drawing` has logged every figure (contexts exit innermost first)
-    with runs.stage_run("train", run_name=run_name, tags=tags) as active, drawing:
-        runs.log_params_safely(as_params(cfg))
-        runs.log_params_safely({"num_parameters": count_parameters(model), "device": str(device)})
-        mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags) as active, drawing:
+        provenance.log_config(cfg)
+        what = describe_training(cfg, bundle, n_params)
+        provenance.describe(what)
         artifacts.log_text(model_summary(model, bundle.input_shape), "model_summary.txt")
         log_bundle_input(bundle, context="training")
         image_every = cfg.image_every or 0
         if image_every:
-            log_filter_image(drawing, model, step=0)
+            log_filter_image(drawing, model, step=0, caption="initial weights")
         # filter images are logged with the metrics' batches: every 10 s, and at the end
         with MetricBuffer(active.info.run_id, on_flush=drawing.log_ready) as metrics:
+            metrics.log({"num_parameters": n_params}, step=0)
 
             def on_epoch(epoch: int, values: dict[str, float]) -> None:
                 metrics.log(values, step=epoch)
                 if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
-                    log_filter_image(drawing, model, step=epoch)
+                    log_filter_image(drawing, model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")
 
             history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo, progress=True)
             model.cpu().eval()
+            final = history.last()
             # the figures go to the helper first: it draws them while the metrics are sent and the model logged
+            log_final_filters(drawing, model, f"{run_name('train', cfg, bundle.name)}: filters after {cfg.epochs} "
+                                              f"epochs (train loss {final['train_loss']:.4f})")
             log_curves(drawing, history)
             if bundle.task == "binary" and hasattr(model, "linear"):
                 log_detector_figures(drawing, model, bundle)
             if bundle.task == "multiclass":
                 log_prediction_heatmap(drawing, model, bundle)
-        mlflow.log_dict(history.last(), "final_metrics.json")
-        model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy())
-        return TrainResult(active.info.run_id, model_uri, history.last(), history, model)
+        mlflow.log_dict(final, "final_metrics.json")
+        model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
+                                        name=name, classes=bundle.classes, registered_model_name=cfg.register_model)
+        provenance.describe(what, describe_result(final, bundle, name))
+        return TrainResult(active.info.run_id, model_uri, final, history, model)
 
 
 def summary_line(result: TrainResult) -> str:

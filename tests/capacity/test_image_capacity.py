@@ -78,10 +78,13 @@ def test_image_capacity_run_logs_the_table_figures_and_children(client, tmp_path
           "--epochs", "2", "--max-batches", "6", "--table", str(csv)])
     out = capsys.readouterr().out
     assert "test accuracy over 3 seeds" in out and "parent run" in out
-    parent = client.search_runs(["0"], filter_string="tags.study = 'image-capacity'")[0]
+    experiment = client.get_experiment_by_name("convnet-study").experiment_id
+    parent = client.search_runs([experiment], filter_string="tags.study = 'image-capacity'")[0]
     run_id = parent.info.run_id
     assert parent.data.tags["dataset"] == "digits" and parent.data.tags["model"] == "lenet"
     assert parent.data.metrics["trainings"] == 6
+    assert parent.info.run_name == "capacity digits F1,4 × k3"
+    assert all(v not in ("", "None") for v in parent.data.params.values()) and "threads" not in parent.data.params
 
     table = pd.read_csv(client.download_artifacts(run_id, "capacity_table.csv"))
     assert list(table.columns) == [*SEED_COLUMNS, "bad_run"] and len(table) == 6
@@ -100,7 +103,7 @@ def test_image_capacity_run_logs_the_table_figures_and_children(client, tmp_path
     assert figures == {"figures/accuracy_heatmap.png", "figures/accuracy_vs_parameters.png",
                        "figures/learning_curves.png", "figures/seed_spread.png"}
 
-    children = client.search_runs(["0"], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
     assert sorted(c.data.params["filters"] for c in children) == ["1", "4"]
     for child in children:
         row = summary[summary["filters"] == int(child.data.params["filters"])].iloc[0]

@@ -62,7 +62,7 @@ def test_every_recipe_runs_one_option_away_from_the_data(name, data_root, tracki
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["recipe"] == name and run.data.tags["dataset"] == DESIGN[name]["dataset"]
-    assert int(run.data.params["num_parameters"]) == PARAMS[name]
+    assert int(run.data.metrics["num_parameters"]) == PARAMS[name]
     assert set(run.data.metrics) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "last_batch_loss"}
     images = [f.path for f in client.list_artifacts(result.run_id, "images")]
     assert any("filters+step+1+" in p for p in images)

@@ -70,7 +70,8 @@ def test_unreachable_storage_fails_fast_without_the_password(tracking_uri):
 
 def test_pruned_and_complete_trials_show_their_real_state(client):
     cfg = SweepConfig(objective="accuracy", study_name="acc", epochs=30, n_trials=8, filters=(1, 2, 3, 4),
-                      kernel_sizes=(3, 5), sampler="random", progress=False)
+                      kernel_sizes=(3, 5), sampler="random", progress=False, pruner_startup_trials=2,
+                      pruner_warmup_epochs=1)
     result = sweep.run(cfg, echo=lambda s: None)
     study = _load("acc", "sqlite:///optuna.db")
     runs = {r.data.tags["trial_number"]: r for r in _trial_runs(client, "acc")}
@@ -81,7 +82,8 @@ def test_pruned_and_complete_trials_show_their_real_state(client):
         assert run.info.status == expected[t.state.name]
         assert run.data.params["filters"] == str(t.params["filters"])
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
-        assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 1
+        trained = "repeat_of" not in t.user_attrs  # a repeat replays an earlier trial, untrained
+        assert steps == list(range(1, len(steps) + 1)) and (len(steps) >= 1) == trained
         assert run.data.tags["mlflow.parentRunId"] == result.run_id
     assert result.counts.get("PRUNED", 0) >= 1, result.counts
     parent = client.get_run(result.run_id)
@@ -279,7 +281,8 @@ def test_image_objective_on_digits_prunes_and_marks_killed(client):
     """6 trials, 6 epochs, median pruner (2 startup trials, 1 warm-up epoch), random sampler seed 0,
     filters 1,2,4,8,16 and kernels 3,5 per LeNet layer: the 1-2 filter nets fall behind and get pruned."""
     cfg = SweepConfig(objective="accuracy", dataset="digits", study_name="digits", n_trials=6, epochs=6,
-                      filters=(1, 2, 4, 8, 16), kernel_sizes=(3, 5), sampler="random", progress=False)
+                      filters=(1, 2, 4, 8, 16), kernel_sizes=(3, 5), sampler="random", progress=False,
+                      pruner_startup_trials=2, pruner_warmup_epochs=1)
     result = sweep.run(cfg, echo=lambda s: None)
     study = _load("digits", "sqlite:///optuna.db")
     assert len(study.trials) == 6
@@ -357,4 +360,4 @@ def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, t
     assert _optuna(postgres_db).get_all_study_summaries(postgres_db) == []
     import mlflow
 
-    assert [e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()] == ["Default"]
+    assert sorted(e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()) == ["Default", "convnet-study"]

@@ -47,8 +47,8 @@ def test_results_line_names_the_run_and_its_page(client, tracking_uri):
         pass
     line = results_line(run.info.run_id)
     assert line == (f"results: run 'train F4 k5 s0' {run.info.run_id} at http://127.0.0.1:5000/#/experiments/"
-                    f"{run.info.experiment_id}/runs/{run.info.run_id} (after: mlflow ui --backend-store-uri "
-                    f"{tracking_uri})")
+                    f"{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning (after: mlflow ui "
+                    f"--backend-store-uri {tracking_uri})")
 
 
 def test_a_helper_that_dies_fails_what_it_was_drawing_and_is_replaced(client):

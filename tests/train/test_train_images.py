@@ -76,10 +76,11 @@ def test_digits_lenet_trains_and_evaluates_above_95_percent(tracking_uri, client
     files = artifact_paths(client, result.run_id)
     filter_steps = {int(p.split("+step+")[1].split("+")[0]) for p in files if p.startswith("images/filters+step+")}
     assert filter_steps == set(range(0, epochs + 1))  # initial weights, then every epoch
-    assert {"model_summary.txt", "figures/train_heatmaps.png", "figures/curves.png", "config.json"} <= files
+    assert {"model_summary.txt", "figures/predictions_train.png", "figures/learning_curves.png", "config.json",
+            "figures/filters_final.png"} <= files
     summary = client.download_artifacts(result.run_id, "model_summary.txt")
     text = open(summary).read()
-    assert "features.conv2" in text and f"total parameters: {int(run.data.params['num_parameters']):,}" in text
+    assert "features.conv2" in text and f"total parameters: {int(run.data.metrics['num_parameters']):,}" in text
 
     # evaluate finds the data set, recipe and split from the run: no data options repeated
     ev = evaluate.run(EvaluateConfig(run_id=result.run_id))
@@ -111,7 +112,7 @@ def test_prepared_image_data_flows_through_train_and_evaluate(tracking_uri, clie
     trained = train.run(TrainConfig(data_uri=prepared.data_uri, epochs=1, image_every=0, log_interval=0))
     assert client.get_run(trained.run_id).data.tags["recipe"] == "digits-lenet"  # the data picked its recipe
     ev = evaluate.run(EvaluateConfig(model_uri=trained.model_uri))
-    assert client.get_run(ev.run_id).data.params["data_uri"] == prepared.data_uri
+    assert client.get_run(ev.run_id).data.tags["data_uri"] == prepared.data_uri
     assert "359 test images of digits" in capsys.readouterr().out
 
 

@@ -24,9 +24,10 @@ import torch
 from pipeline.capacity.images.grid import Cell, cells, run_cell
 from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
 from pipeline.config.image_study import train_config
-from pipeline.config.parsing import as_params
+from pipeline.capacity.story import grid_label
+from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import artifacts, runs
+from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.train.batching import pick_device
 
@@ -60,9 +61,9 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("capacity", run_name="capacity", tags={**tags, "study": "image-capacity"}) as parent:
-            runs.log_params_safely({**as_params(cfg), "device": str(device)})
-            mlflow.log_dict(dataclasses.asdict(cfg), "config.json")
+        with runs.stage_run("capacity", run_name=f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",
+                            tags={**tags, "study": "image-capacity", "device": str(device)}) as parent:
+            provenance.log_config(cfg)
             mlflow.log_dict(dataclasses.asdict(base), "train_config.json")
             log_bundle_input(bundle, context="training")
             tables, curves, seconds = [], [], 0.0
@@ -97,10 +98,10 @@ def _log_child(cell: Cell, part: pd.DataFrame, curves: pd.DataFrame, cfg: Capaci
                seconds: float) -> None:
     """One child run per cell: its statistics, and its mean curves over seeds (step = epoch)."""
     row = summarize(part, cfg.margin).iloc[0]
-    grid_only = ("filters", "kernel_sizes", "table", "tracking_uri", "experiment_name")
-    params = {**{k: v for k, v in as_params(cfg).items() if k not in grid_only}, "filters": cell.filters,
+    params = {**{k: v for k, v in defining_params(cfg).items() if k not in ("filters", "kernel_sizes")},
+              "filters": cell.filters,
               "kernel_size": cell.kernel_size, "layer_filters": row.layer_filters}
-    with runs.stage_run("capacity", run_name=f"capacity-F{cell.filters}-k{cell.kernel_size}",
+    with runs.stage_run("capacity", run_name=f"capacity F{cell.filters} k{cell.kernel_size}",
                         tags={**tags, "filters": cell.filters, "kernel_size": cell.kernel_size}) as child:
         runs.log_params_safely(params)
         with MetricBuffer(child.info.run_id) as metrics:

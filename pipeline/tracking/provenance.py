@@ -1,0 +1,48 @@
+"""What a run says about itself: the resolved config (``config.json``), the params that define
+the run, and its description, the two lines at the top of its page in the MLflow UI.
+
+Params are only the values that define a run (``parsing.defining_params``), so that the UI's
+runs table and compare view show what differs; everything else, settings included, is in
+``config.json``, with passwords in URLs hidden.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from pipeline.config.parsing import defining_params
+from pipeline.tracking.experiments import NOTE_TAG
+from pipeline.tracking.redact import redact
+from pipeline.tracking.runs import log_params_safely
+
+URL_FIELDS = ("tracking_uri", "storage")
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The config as a JSON-ready dict, store URLs without their passwords."""
+    out = dataclasses.asdict(cfg)
+    for key in URL_FIELDS:
+        if out.get(key):
+            out[key] = redact(out[key])
+    return out
+
+
+def log_config(cfg: Any, **extra: Any) -> None:
+    """``config.json`` (every field) and the params that define the run (plus ``extra``, when set)."""
+    import mlflow
+
+    mlflow.log_dict(config_dict(cfg), "config.json")
+    params = defining_params(cfg)
+    params.update({k: str(v) for k, v in extra.items() if v is not None and v != ""})
+    log_params_safely(params)
+
+
+def describe(what: str, result: str | None = None, run_id: str | None = None) -> None:
+    """The run's description (``mlflow.note.content``, Markdown): what it does, then what came of it."""
+    import mlflow
+
+    text = what if result is None else f"{what}\n\n{result}"
+    if run_id is None:
+        mlflow.set_tag(NOTE_TAG, text)
+    else:
+        mlflow.MlflowClient().set_tag(run_id, NOTE_TAG, text)

@@ -1,0 +1,132 @@
+"""Logged models that answer with class probabilities: how ``mlflow models serve`` and
+``mlflow.pyfunc.load_model`` see the models that `train` logs.
+
+A model is saved in ``mlflow.pytorch``'s format, so ``mlflow.pytorch.load_model`` still gives
+back the ``nn.Module`` (evaluate and inspect need its layers). Only its ``python_function``
+flavour loads through this module: it answers with one row per input, ``probability_<i>``
+for every class (they sum to 1), ``predicted_class`` (the index) and ``predicted_label``. A
+binary model (one logit) answers with both classes' probabilities.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from pipeline.config.stages import ServeConfig
+from pipeline.errors import ConfigError
+from pipeline.tracking.runs import resolve_uri
+
+
+def save_model(path: str, mlflow_model: Any, classes: Sequence[str] = (), input_shape: Sequence[int] = (),
+               **kwargs: Any) -> None:
+    """``Model.log``'s flavour hook: mlflow.pytorch's format, with this module as the pyfunc loader."""
+    import mlflow.pytorch
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.pyfunc import FLAVOR_NAME, MODEL_CONFIG
+
+    mlflow.pytorch.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+    pyfunc = mlflow_model.flavors[FLAVOR_NAME]
+    pyfunc["loader_module"] = __name__
+    pyfunc[MODEL_CONFIG] = {**(pyfunc.get(MODEL_CONFIG) or {}), "classes": list(classes),
+                            "input_shape": list(input_shape)}
+    mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
+
+
+def signature(input_shape: Sequence[int], classes: Sequence[str]) -> Any:
+    """Input: a float32 batch (-1, *input_shape); output: the columns that ``ProbabilityModel`` answers with."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    outputs = [ColSpec("double", f"probability_{i}") for i in range(len(classes))]
+    outputs += [ColSpec("long", "predicted_class"), ColSpec("string", "predicted_label")]
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
+                          outputs=Schema(outputs))
+
+
+def _load_pyfunc(path: str, model_config: dict | None = None) -> "ProbabilityModel":
+    """Called by ``mlflow.pyfunc.load_model`` (and so by ``mlflow models serve``)."""
+    import mlflow.pytorch
+
+    config = dict(model_config or {})
+    inner = mlflow.pytorch._load_pyfunc(path, {"device": config.get("device")})
+    return ProbabilityModel(inner.get_raw_model(), inner.device, config.get("classes") or [],
+                            config.get("input_shape") or [])
+
+
+class ProbabilityModel:
+    """predict(batch) -> DataFrame: probability_<i> per class, predicted_class, predicted_label."""
+
+    def __init__(self, model: Any, device: str, classes: Sequence[str], input_shape: Sequence[int]):
+        self.model = model.eval()
+        self.device = device
+        self.classes = list(classes)
+        self.input_shape = tuple(input_shape)
+
+    def get_raw_model(self) -> Any:
+        return self.model
+
+    def predict(self, data: Any, params: dict | None = None) -> Any:
+        import pandas as pd
+        import torch
+
+        x = data.to_numpy(dtype=np.float32) if isinstance(data, pd.DataFrame) else np.asarray(data, np.float32)
+        if self.input_shape and x.shape[1:] != self.input_shape:
+            x = x.reshape(-1, *self.input_shape)  # flat rows (a DataFrame) back into the model's input shape
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(x).to(self.device)).float().cpu()  # (N, 1) logits or (N, K)
+        probs = class_probabilities(out).numpy()
+        table = pd.DataFrame(probs, columns=[f"probability_{i}" for i in range(probs.shape[1])])
+        table["predicted_class"] = probs.argmax(axis=1).astype(np.int64)
+        if self.classes:
+            table["predicted_label"] = [self.classes[i] for i in table["predicted_class"]]
+        if isinstance(data, pd.DataFrame):
+            table.index = data.index
+        return table
+
+
+def class_probabilities(out: Any) -> Any:
+    """(N, K) probabilities from a model's output: one logit -> [1 - p, p]; K logits or log-probs -> softmax."""
+    import torch
+
+    if out.shape[1] == 1:
+        p = torch.sigmoid(out)
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(out, dim=1)
+
+
+def model_uri_of_run(run_id: str) -> str:
+    """``runs:/<id>/<name>`` of the model that a run logged (train names it after what it is)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        run = client.get_run(run_id)
+        outputs = run.outputs.model_outputs if getattr(run, "outputs", None) else []
+        names = [client.get_logged_model(o.model_id).name for o in outputs]
+    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such run here"
+        raise ConfigError(f"cannot load model of run {run_id}: {str(err).strip().splitlines()[0]}") from None
+    return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
+
+
+def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
+    """Replace this process with ``mlflow models serve`` for the config's model, in this environment.
+
+    ``--env-manager local``: no new virtualenv. The server's ``uvicorn`` is looked up on PATH, so
+    this environment's ``bin`` goes first (``mlflow models serve`` alone fails outside an activated
+    virtualenv).
+    """
+    import sys
+
+    import mlflow
+
+    tracking_uri = resolve_uri(cfg.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    model_uri = cfg.model_uri or model_uri_of_run(cfg.run_id)
+    cmd = [sys.executable, "-m", "mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local",
+           "--host", cfg.host, "--port", str(cfg.port)]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}
+    echo(f"serving {model_uri} at http://{cfg.host}:{cfg.port}/invocations")
+    os.execvpe(cmd[0], cmd, env)

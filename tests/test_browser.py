@@ -1,0 +1,161 @@
+"""The MLflow UI in a real browser (Chromium, driven by Playwright) on the store of a fast
+`pipeline main`: the experiment page lists the runs by their names, a train run shows the
+filter image card with its step slider, and the parent run shows its description.
+
+Screenshots go to $PIPELINE_SCREENSHOTS (else the test's temporary folder); the README shows
+two of them (docs/images/runs_table.png, filter_slider.png). With $PIPELINE_BROWSER_STORE
+(a folder with the mlflow.db of, say, `make run`) the test looks at that store instead of
+making one. Playwright cannot download its own browser here: it drives Debian's Chromium.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO, free_port, wait_for_url
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+FAST_MAIN = ["--epochs", "60", "--sweep-trials", "4", "--sweep-seeds", "8", "--capacity-seeds", "3"]
+ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens experiments in its GenAI view otherwise
+TIMEOUT_MS = 60_000
+
+
+def _require_browser() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs Chromium at {CHROMIUM} (Debian: apt-get install chromium; .ci/run installs it)")
+    if importlib.util.find_spec("playwright") is None:
+        pytest.skip("needs the playwright package (pip install playwright; it is in the dev extra)")
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("PIPELINE_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """(base URL of `mlflow ui`, experiment id, {run name: run id}) on the store of a fast `pipeline main`."""
+    _require_browser()
+    import mlflow
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        env.pop(var, None)
+    store = os.environ.get("PIPELINE_BROWSER_STORE")
+    work = Path(store).resolve() if store else tmp_path_factory.mktemp("ui")
+    if not store:
+        made = subprocess.run([sys.executable, "-m", "pipeline", "main", *FAST_MAIN], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert made.returncode == 0, made.stderr[-3000:]
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("convnet-study")
+    runs = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment.experiment_id], max_results=5000)}
+    port = free_port()
+    mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    server = subprocess.Popen([mlflow_bin, "ui", "--backend-store-uri", "sqlite:///mlflow.db", "--host", "127.0.0.1",
+                               "--port", str(port), "--workers", "1"], cwd=work, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(f"{base}/health", server, what="`mlflow ui`")
+        yield base, experiment.experiment_id, runs
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page(ui):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
+        tab.set_default_timeout(TIMEOUT_MS)
+        yield tab
+        browser.close()
+
+
+def _open(page, url: str) -> None:
+    """Go to ``url`` and close the assistant panel that takes a third of the page."""
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text("Model training", exact=True).first.wait_for()
+    close = page.get_by_role("button", name="Close")
+    try:
+        close.first.click(timeout=5000)
+    except Exception:  # noqa: BLE001 - no assistant panel in this MLflow build
+        pass
+
+
+def test_the_experiment_page_lists_the_runs_by_their_names(ui, page, shots):
+    base, experiment_id, runs = ui
+    main_name = next(name for name in runs if name.startswith("main "))
+    _open(page, f"{base}/#/experiments/{experiment_id}/runs?{ML_VIEW}")
+    row = page.get_by_role("row").filter(has_text=main_name)
+    row.wait_for()
+    row.get_by_role("button").first.click()  # expand the parent: its runs appear beneath it
+    grid = next(name for name in runs if name.startswith("capacity ") and "×" in name)
+    sweep = next(name for name in runs if name.startswith("sweep "))
+    for name in ("train F3 k5 s0", "train F4 k5 s0", "evaluate F4 k5 s0", "prepare-data synthetic", grid, sweep):
+        page.get_by_text(name, exact=True).first.wait_for()
+    header = page.locator(".ag-header-cell").filter(has_text="Run Name").first
+    box = header.bounding_box()  # widen the name column (drag its right edge) so that nested names show whole
+    x, y = box["x"] + box["width"] - 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 90, y, steps=8)
+    page.mouse.up()
+    page.screenshot(path=shots / "runs_table.png")
+
+
+def test_a_train_run_shows_the_filter_image_card_with_a_step_slider(ui, page, shots):
+    from playwright.sync_api import expect
+
+    base, experiment_id, runs = ui
+    _open(page, f"{base}/#/experiments/{experiment_id}/runs/{runs['train F4 k5 s0']}/model-metrics?{ML_VIEW}")
+    card = page.locator('[data-testid="experiment-view-compare-runs-card"]').filter(
+        has=page.locator('h4[title="filters"]'))
+    card.wait_for()
+    image = card.locator("img").first
+    expect(image).to_have_attribute("src", re.compile(r"filters(%2B|\+)step(%2B|\+)0(%2B|\+)"))
+    slider = card.get_by_role("slider")
+    last = int(slider.get_attribute("aria-valuemax"))
+    assert last > 0
+    step = card.locator('input[type="number"]')
+    step.fill(str(last))  # the last epoch: the trained filters
+    step.blur()  # the step box takes its value when it loses focus
+    expect(slider).to_have_attribute("aria-valuenow", str(last))
+    expect(image).to_have_attribute("src", re.compile(rf"filters(%2B|\+)step(%2B|\+){last}(%2B|\+)"))
+    page.wait_for_timeout(1500)
+    card.scroll_into_view_if_needed()
+    card.screenshot(path=shots / "filter_card.png")
+    image.click()  # the card shows MLflow's 256 px thumbnail; a click opens the full picture
+    preview = page.locator(".rc-image-preview-img")
+    preview.wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "filter_slider.png")
+    page.keyboard.press("Escape")
+
+
+def test_the_parent_run_shows_its_description(ui, page, shots):
+    base, experiment_id, runs = ui
+    main_name = next(name for name in runs if name.startswith("main "))
+    _open(page, f"{base}/#/experiments/{experiment_id}/runs/{runs[main_name]}?{ML_VIEW}")
+    page.get_by_text("Does the lab's tiny ConvNet get stuck?").first.wait_for()
+    assert page.get_by_text("Optuna sweep").count() >= 1
+    page.screenshot(path=shots / "parent_run.png", full_page=True)
