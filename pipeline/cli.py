@@ -5,9 +5,12 @@ place (``config/``). Bad input ends in a one-line ``Error: ...`` and exit status
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
+import gc
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -19,6 +22,7 @@ from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, P
                                     TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import ConfigError
+from pipeline.tracking.links import results_line
 
 
 def _default_text(f: dataclasses.Field, recipes: bool = True) -> str:
@@ -63,6 +67,33 @@ def config_options(cls: type) -> Callable:
     return decorator
 
 
+# True when main() is this process's entry point (console script, python -m pipeline), not a call from a test
+_OWN_PROCESS = False
+
+
+@contextlib.contextmanager
+def stage_imports(tracked: bool = True) -> Iterator[None]:
+    """Load a stage: its modules, and mlflow if it tracks; in a process of its own with the cyclic
+    garbage collector paused, and what was loaded then frozen.
+
+    Importing torch and mlflow creates millions of long-lived objects, and the collector scans
+    them again and again while they load (about a third of the import time). Frozen, they are
+    never scanned again: not by the collections during the run, nor by those at exit.
+    """
+    paused = _OWN_PROCESS and gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        if tracked:
+            import mlflow  # noqa: F401
+
+        yield
+    finally:
+        if paused:
+            gc.freeze()
+            gc.enable()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def cli() -> None:
     """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna."""
@@ -73,10 +104,12 @@ def cli() -> None:
 def prepare_data_cmd(config: PrepareDataConfig) -> None:
     """Build a data set and log it: data/data.pt (for train --data-uri), a dataset input,
     class counts and a picture of X beside y."""
-    from pipeline.data import prepare as prepare_data
+    with stage_imports():
+        from pipeline.data import prepare as prepare_data
 
     result = prepare_data.run(config)
-    click.echo(f"run {result.run_id}; data at {result.data_uri}")
+    click.echo(f"data at {result.data_uri}")
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("train")
@@ -85,10 +118,12 @@ def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
     figures, and the model, named after what it is: runs:/<id>/detector1d-F4-k5."""
-    from pipeline.train import stage as train
+    with stage_imports():
+        from pipeline.train import stage as train
 
     result = train.run(config)
-    click.echo(f"run {result.run_id}; model at {result.model_uri}; final {train.summary_line(result)}")
+    click.echo(f"model at {result.model_uri}; final {train.summary_line(result)}")
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("evaluate")
@@ -96,10 +131,12 @@ def train_cmd(config: TrainConfig) -> None:
 def evaluate_cmd(config: EvaluateConfig) -> None:
     """Evaluate a logged model (--run-id of its train run) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
-    from pipeline.evaluate import stage as evaluate
+    with stage_imports():
+        from pipeline.evaluate import stage as evaluate
 
     result = evaluate.run(config)
-    click.echo(f"run {result.run_id}; test_accuracy {result.test_accuracy:.4f}")
+    click.echo(f"test_accuracy {result.test_accuracy:.4f}")
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("capacity")
@@ -113,9 +150,11 @@ def capacity_cmd(config: CapacityConfig) -> None:
     grid, all seeds of a cell trained at once; reads the data as `train` does; writes
     capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
     the curves and four figures, and a child run per (F, k)."""
-    from pipeline.capacity import stage as capacity
+    with stage_imports():
+        from pipeline.capacity import stage as capacity
 
-    capacity.run(config, echo=click.echo)
+    result = capacity.run(config, echo=click.echo)
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("capacity-pattern")
@@ -125,9 +164,11 @@ def capacity_pattern_cmd(config: PatternCapacityConfig) -> None:
     trained and frozen, many seeds per F. Reads nothing; writes a capacity run tagged task=pattern1101
     with figures (mean test accuracy against F beside the published curve, P(accuracy >= success),
     the accuracy histogram), tables/seeds.csv and summary.csv, and one child run per (F, variant)."""
-    from pipeline.capacity import replication
+    with stage_imports():
+        from pipeline.capacity import replication
 
-    replication.run(config, echo=click.echo)
+    result = replication.run(config, echo=click.echo)
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("diagnose")
@@ -138,9 +179,11 @@ def diagnose_cmd(config: DiagnoseConfig) -> None:
     diagnose run with diagnosis.csv (per seed: gradient norm, Hessian eigenvalues, line searches, the
     long run, a verdict, filter classes), tables/ and figures/ (verdict shares, eigenvalues, filter
     classes, ticket curve, loss paths and slices), and with --table the per-seed table as a local CSV."""
-    from pipeline.diagnose import stage as diagnose
+    with stage_imports():
+        from pipeline.diagnose import stage as diagnose
 
-    diagnose.run(config, echo=click.echo)
+    result = diagnose.run(config, echo=click.echo)
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("inspect")
@@ -149,10 +192,11 @@ def inspect_cmd(config: InspectConfig) -> None:
     """Look inside a logged model (--run-id of its train run): activation maximisation per first-layer filter
     and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
     filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
-    from pipeline.evaluate import inspect as inspection
+    with stage_imports():
+        from pipeline.evaluate import inspect as inspection
 
     result = inspection.run(config)
-    click.echo(f"run {result.run_id}")
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("main")
@@ -160,9 +204,11 @@ def inspect_cmd(config: InspectConfig) -> None:
 def main_cmd(config: MainConfig) -> None:
     """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
     capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
-    from pipeline import main as main_stage
+    with stage_imports():
+        from pipeline import main as main_stage
 
-    main_stage.run(config)
+    result = main_stage.run(config)
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("sweep")
@@ -171,16 +217,19 @@ def sweep_cmd(config: SweepConfig) -> None:
     """Optuna study over filter counts and kernel sizes (and optionally lr). Reads/extends the
     study --study-name in --storage (several workers may share it); writes a parent run with
     the best trial(s), trials.csv and Optuna's plots, and one child run per trial."""
-    from pipeline.sweep import stage as sweep
+    with stage_imports():
+        from pipeline.sweep import stage as sweep
 
-    sweep.run(config)
+    result = sweep.run(config)
+    click.echo(results_line(result.run_id))
 
 
 @cli.command("study-summary")
 @config_options(StudySummaryConfig)
 def study_summary_cmd(config: StudySummaryConfig) -> None:
     """Print a study's trial counts by state and its best trials."""
-    from pipeline.sweep import report as sweep_report
+    with stage_imports(tracked=False):
+        from pipeline.sweep import report as sweep_report
 
     click.echo(sweep_report.summary(config.study_name, config.storage, config.top))
 
@@ -207,6 +256,10 @@ def recipes_cmd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and exit status 2."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = argv is None
+    if _OWN_PROCESS:
+        atexit.register(gc.freeze)  # registered first, so run last: the exit then skips scanning for cycles
     try:
         cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except click.exceptions.Abort:
