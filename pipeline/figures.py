@@ -104,6 +104,23 @@ def heatmaps(panels: Sequence[tuple[str, np.ndarray]], suptitle: str = "", symme
     return fig
 
 
+def learning_curves(train_loss: Sequence[float], val_loss: Sequence[float], train_accuracy: Sequence[float],
+                    val_accuracy: Sequence[float]):
+    """Loss (log scale) and accuracy per epoch, training beside validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = np.arange(1, len(train_loss) + 1)
+    for ax, kind, train, val in ((axes[0], "loss", train_loss, val_loss),
+                                 (axes[1], "accuracy", train_accuracy, val_accuracy)):
+        ax.plot(epochs, train, label="train")
+        ax.plot(epochs, val, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(kind)
+        ax.legend()
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
 def kernel_bars(kernel: np.ndarray, title: str):
     """One 1D kernel as a bar chart (red positive, blue negative)."""
     kernel = np.asarray(kernel).ravel()

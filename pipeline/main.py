@@ -25,6 +25,7 @@ from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.links import ui_link
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train import stage as train
@@ -90,12 +91,6 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     echo(f"look at the results with:  mlflow ui --backend-store-uri {redact(uri)}   (or make ui), then open")
     echo(f"  {ui_link(experiment_id, run_id)}")
     return MainResult(run_id, trained, evaluated, grid, swept)
-
-
-def ui_link(experiment_id: str, run_id: str, base: str = "http://127.0.0.1:5000") -> str:
-    """The parent run's page in the MLflow UI, in its "Model training" view: MLflow 3.17's UI opens every
-    experiment in its GenAI view (traces) unless the link asks for the other one."""
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> None:

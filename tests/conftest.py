@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 
+# what a run leaves in its working directory: a test that runs a stage in the repository would leave them
+# there, and `make run` afterwards would resume that study against another MLflow store
+GENERATED = ("mlflow.db", "optuna.db", "optuna.journal", "mlruns", "pipeline-rescue")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repository_stays_clean():
+    from helpers import REPO
+
+    before = {name for name in GENERATED if (REPO / name).exists()}
+    yield
+    leaked = sorted(name for name in GENERATED if (REPO / name).exists() and name not in before)
+    assert not leaked, f"the tests left {leaked} in the repository {REPO}"
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)

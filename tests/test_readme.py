@@ -126,8 +126,10 @@ def test_env_manager_lines(line, tmp_path):
     if shutil.which(manager) is None:
         pytest.skip(f"`{manager}` is not installed here, so `mlflow run . --env-manager {manager}` cannot run")
     env = {**_env(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    proc = subprocess.run(line.replace("mlflow run . ", f"mlflow run {REPO} "), shell=True, cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=3000)
+    # `mlflow run` runs main in the project folder: its Optuna storage goes to tmp_path, not into the repository
+    cmd = line.split("#")[0].replace("mlflow run . ", f"mlflow run {REPO} ")
+    cmd += f" -P storage=sqlite:///{tmp_path / 'optuna.db'}"
+    proc = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

@@ -4,8 +4,10 @@ Text artifacts pass through ``redact``: a password never reaches an artifact fil
 """
 from __future__ import annotations
 
+import contextlib
 import io
-from typing import Any, Sequence
+import logging
+from typing import Any, Iterator, Sequence
 
 from pipeline.tracking.redact import redact
 
@@ -57,9 +59,13 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
 
     Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
     evaluate needs the module itself (``.eval()`` for dropout and batch norm, its layers
-    for filters and feature maps), which an exported program does not give back. Served
-    (pyfunc), it answers with the probability of each of ``classes`` and the predicted class
-    (``serving.py``). ``registered_model_name`` also registers it as a new version.
+    for filters and feature maps), which an exported program does not give back (its
+    ``eval()`` raises, its class is a GraphModule), and exporting costs seconds. MLflow's
+    warning about pickles is therefore not printed on every run; the README explains it once.
+    Served (pyfunc), it answers with the probability of each of ``classes`` and the predicted
+    class (``serving.py``). ``registered_model_name`` also registers it as a new version. The
+    requirements are written, not inferred (inference loads the model in a subprocess), and
+    checked against this environment without scanning it (``_without_distribution_scan``).
     """
     import inspect
 
@@ -74,17 +80,61 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
         extra["serialization_format"] = "pickle"
     input_shape = tuple(np.asarray(input_example).shape[1:])
-    Model.log(
-        artifact_path=None,
-        name=name,
-        flavor=serving,  # mlflow.pytorch's format; the pyfunc flavour answers with probabilities
-        pytorch_model=model_cpu,
-        input_example=input_example,
-        signature=serving.signature(input_shape, classes),
-        pip_requirements=pip_requirements(),
-        registered_model_name=registered_model_name,
-        classes=classes,
-        input_shape=input_shape,
-        **extra,
-    )
+    with _without_pickle_warning(), _without_distribution_scan():
+        Model.log(
+            artifact_path=None,
+            name=name,
+            flavor=serving,  # mlflow.pytorch's format; the pyfunc flavour answers with probabilities
+            pytorch_model=model_cpu,
+            input_example=input_example,
+            signature=serving.signature(input_shape, classes),
+            pip_requirements=pip_requirements(),
+            registered_model_name=registered_model_name,
+            classes=classes,
+            input_shape=input_shape,
+            **extra,
+        )
     return f"runs:/{mlflow.active_run().info.run_id}/{name}"
+
+
+class _PickleWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Pickle or CloudPickle" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_pickle_warning() -> Iterator[None]:
+    """Drop mlflow.pytorch's warning that a pickled model runs code when loaded (README: "The model's format")."""
+    logger, quiet = logging.getLogger("mlflow.pytorch"), _PickleWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def _without_distribution_scan() -> Iterator[None]:
+    """Let MLflow check the model's requirements against this environment without scanning it first.
+
+    MLflow checks them twice while it logs a model (when it saves it, and when it loads it
+    back to try the input example), each time through a map of every importable module to
+    its distribution, which it builds once per process by reading the file list of every
+    installed package: about half a second (torch alone lists 15,000 files). Our
+    requirements are named by their distributions (``pip_requirements``), whose versions
+    MLflow reads directly, so the check needs no map: it gets an empty one for this call.
+    Where MLflow keeps its map under another name, or has built it already, nothing changes.
+    """
+    from mlflow.utils import requirements_utils
+
+    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", _UNSET) is not None:
+        yield
+        return
+    requirements_utils._MODULES_TO_PACKAGES = {}
+    try:
+        yield
+    finally:
+        requirements_utils._MODULES_TO_PACKAGES = None  # whoever infers requirements later builds the real map

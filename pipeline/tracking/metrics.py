@@ -3,7 +3,7 @@ epoch would cost more than the training itself."""
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline.tracking import faults
 
@@ -14,15 +14,18 @@ class MetricBuffer:
     """Collects metrics and sends them with ``log_batch`` (SQLite costs ~20 ms per call).
 
     Flushes when ``flush_every`` seconds have passed since the last flush (so the UI
-    stays live on long runs) and on ``close``.
+    stays live on long runs) and on ``close``; ``on_flush`` runs with every flush (to send
+    other pending work, such as images, at the same pace).
     """
 
-    def __init__(self, run_id: str | None = None, flush_every: float = 10.0):
+    def __init__(self, run_id: str | None = None, flush_every: float = 10.0,
+                 on_flush: Callable[[], None] | None = None):
         import mlflow
 
         self.client = mlflow.MlflowClient()
         self.run_id = run_id or mlflow.active_run().info.run_id
         self.flush_every = flush_every
+        self.on_flush = on_flush
         self._pending: list[Any] = []
         self._last = time.monotonic()
 
@@ -40,6 +43,8 @@ class MetricBuffer:
         for i in range(0, len(self._pending), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=self._pending[i : i + MAX_BATCH])
         self._pending.clear()
+        if self.on_flush is not None:
+            self.on_flush()
         self._last = time.monotonic()
 
     def __enter__(self) -> "MetricBuffer":

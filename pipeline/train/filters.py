@@ -11,6 +11,7 @@ epochs must cost milliseconds, not the half second of a matplotlib figure.
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -148,12 +149,19 @@ def grid_image(conv_w: np.ndarray, title: str = "") -> np.ndarray:
     return np.asarray(img)
 
 
-def filters_image(model, title: str = "") -> np.ndarray:
-    """The first conv layer of ``model`` as an RGB image (the detector layout for the 1D detector)."""
+def filters_drawing(model) -> tuple[Callable[..., np.ndarray], tuple]:
+    """How to draw the first conv layer of ``model``: the drawing function (the detector layout for
+    the 1D detector) and its arguments, plain arrays, so that another process can draw it."""
     from pipeline.models.registry import first_conv
 
     w = first_conv(model).weight.detach().cpu().numpy()
     if w.ndim == 3:
         linear = getattr(model, "linear", None)
-        return detector_image(w, None if linear is None else linear.weight.detach().cpu().numpy(), title)
-    return grid_image(w, title)
+        return detector_image, (w, None if linear is None else linear.weight.detach().cpu().numpy())
+    return grid_image, (w,)
+
+
+def filters_image(model, title: str = "") -> np.ndarray:
+    """The first conv layer of ``model`` as an RGB image (the detector layout for the 1D detector)."""
+    draw, args = filters_drawing(model)
+    return draw(*args, title=title)

@@ -19,6 +19,8 @@ from pipeline.config.stages import TrainConfig, check_batch_size, check_loss
 from pipeline.data.bundle import DataBundle
 from pipeline.errors import ConfigError, NonFiniteLoss
 from pipeline.train.batching import minibatches, place
+from pipeline.train.progress import EpochBar
+from pipeline.train.sgd import SGD
 
 
 def make_criterion(loss: str) -> nn.Module:
@@ -38,9 +40,12 @@ def correct_count(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor
     return (out.argmax(dim=1) == y).sum()
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer | SGD:
     momentum, weight_decay = cfg.momentum or 0.0, cfg.weight_decay or 0.0
-    if cfg.optimizer == "sgd":
+    params = list(params)
+    if cfg.optimizer == "sgd" and all(p.device.type == "cpu" for p in params):  # same numbers, no torch._dynamo
+        return SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
+    if cfg.optimizer == "sgd":  # accelerators: torch's foreach kernels
         return torch.optim.SGD(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
     if cfg.optimizer == "rmsprop":  # torch's defaults otherwise (alpha 0.99, eps 1e-8), as the lab
         return torch.optim.RMSprop(params, lr=cfg.lr, momentum=momentum, weight_decay=weight_decay)
@@ -90,13 +95,15 @@ def fit(
     device: torch.device,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     echo: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> History:
     """The training loop for one model: one pass per epoch over shuffled minibatches.
 
     With ``batch_size`` 0 it is the lab's full-batch loop (one step per epoch). The
     epoch's ``train_loss`` is the mean of its minibatch losses before each step, which
     for full batch is exactly the loss that the lab prints. Losses and counts stay on the
-    device; the only host syncs are the epoch's end and the ``log_interval`` prints.
+    device; the only host syncs are the epoch's end and the ``log_interval`` prints
+    (and, with ``progress`` on a terminal, the bar's loss twice a second).
     """
     cfg = resolve(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
@@ -118,6 +125,7 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        bar = EpochBar(epoch, cfg.epochs, n_batches, progress)
         for b, (xb, yb) in enumerate(minibatches(X, y, bs, device, transform, order, cfg.max_batches)):
             optimizer.zero_grad(set_to_none=True)
             out = model(xb)
@@ -127,8 +135,11 @@ def fit(
             loss_sum += loss.detach() * xb.shape[0]
             correct += correct_count(out.detach(), yb, bundle.task)
             seen += xb.shape[0]
+            bar.step(loss)
             if log_interval and b % log_interval == 0:  # the labs' script's progress line
-                echo(f"Train Epoch: {epoch} [{b * bs}/{n} ({100.0 * b / n_batches:.0f}%)]\tLoss: {loss.item():.6f}")
+                bar.echo(echo, f"Train Epoch: {epoch} [{b * bs}/{n} ({100.0 * b / n_batches:.0f}%)]\t"
+                               f"Loss: {loss.item():.6f}")
+        bar.close()
         train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):  # diverged: the run must not end FINISHED with NaN weights
             raise NonFiniteLoss(f"the training loss became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "

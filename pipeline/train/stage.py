@@ -32,6 +32,7 @@ from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.experiments import shape_label
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.tracking.rescue import Keep
@@ -122,6 +123,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
     import mlflow
 
+    drawing = Drawing()  # its helper process starts now, and loads matplotlib while this one trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     cfg, bundle = load_data(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
@@ -137,7 +139,9 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     name = artifacts.model_name(cfg.model, cfg.filters, cfg.kernel_size)
     epochs: list[dict[str, float]] = []
     keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
-    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep) as active:
+    # the run ends after `drawing` has logged every figure (contexts exit innermost first)
+    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep) as active, \
+            drawing:
         provenance.log_config(cfg)
         what = describe_training(cfg, bundle, n_params)
         provenance.describe(what)
@@ -145,26 +149,28 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         log_bundle_input(bundle, context="training")
         image_every = cfg.image_every or 0
         if image_every:
-            log_filter_image(model, step=0, caption="initial weights")
-        with MetricBuffer(active.info.run_id) as metrics:
+            log_filter_image(drawing, model, step=0, caption="initial weights")
+        # filter images are logged with the metrics' batches: every 10 s, and at the end
+        with MetricBuffer(active.info.run_id, on_flush=drawing.log_ready) as metrics:
             metrics.log({"num_parameters": n_params}, step=0)
 
             def on_epoch(epoch: int, values: dict[str, float]) -> None:
                 epochs.append({"epoch": epoch, **values})
                 metrics.log(values, step=epoch)
                 if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
-                    log_filter_image(model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")
+                    log_filter_image(drawing, model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")
 
-            history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo)
-        model.cpu().eval()
-        final = history.last()
-        log_final_filters(model, f"{run_name('train', cfg, bundle.name)}: filters after {cfg.epochs} epochs "
-                                 f"(train loss {final['train_loss']:.4f})")
-        log_curves(history)
-        if bundle.task == "binary" and hasattr(model, "linear"):
-            log_detector_figures(model, bundle)
-        if bundle.task == "multiclass":
-            log_prediction_heatmap(model, bundle)
+            history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo, progress=True)
+            model.cpu().eval()
+            final = history.last()
+            # the figures go to the helper first: it draws them while the metrics are sent and the model logged
+            log_final_filters(drawing, model, f"{run_name('train', cfg, bundle.name)}: filters after {cfg.epochs} "
+                                              f"epochs (train loss {final['train_loss']:.4f})")
+            log_curves(drawing, history)
+            if bundle.task == "binary" and hasattr(model, "linear"):
+                log_detector_figures(drawing, model, bundle)
+            if bundle.task == "multiclass":
+                log_prediction_heatmap(drawing, model, bundle)
         mlflow.log_dict(final, "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
                                         name=name, classes=bundle.classes, registered_model_name=cfg.register_model)

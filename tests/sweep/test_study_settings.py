@@ -37,6 +37,8 @@ CASES = [
     case("tracking-holds-optuna", *KNOWN, "--tracking-uri", "{storage}", "--storage", "sqlite:///{root}/fresh.db",
          needle="holds Optuna's tables"),
     case("one-database-for-both", *KNOWN, "--storage", "{uri}", needle="one database"),
+    case("trials-in-another-tracking-store", *KNOWN, "--tracking-uri", "sqlite:///{root}/other-mlflow.db",
+         needle="logged its trials to another MLflow store"),
 ]
 
 
@@ -50,8 +52,9 @@ def test_a_study_is_resumed_only_with_its_own_settings(c, error_world):
     files = {p: _digest(p) for p in (world.root / "mlflow.db", world.root / "optuna.db", world.root / "fresh.db")}
     result = run_case(c, error_world)
     assert "--study-name known-2" in result[2] or "tables" in result[2] or "one database" in result[2]
-    if "tables" in c.needle:  # refused before anything was written to either database
+    if "tables" in c.needle or "another MLflow store" in c.needle:  # refused before anything was written
         assert {p: _digest(p) for p in files} == files
+        assert not (world.root / "other-mlflow.db").exists()
 
 
 def test_the_settings_are_study_user_attributes_with_readable_keys(error_world):
@@ -86,6 +89,25 @@ def test_the_same_settings_resume_and_a_new_name_starts_afresh(error_world, tmp_
     code, _, err = run_in_process([*args, "--tau", "0.2", "--study-name", "again-2"], env, world.root)
     assert code == 0, err
     assert optuna.load_study(study_name="again-2", storage=storage).user_attrs["tau"] == 0.2
+
+
+def test_a_study_is_not_resumed_into_an_mlflow_store_without_its_runs(error_world, tmp_path, monkeypatch):
+    """`make run` after the store was deleted but not optuna.db: one line, not a missing-run traceback
+    after the trials (the best trial's tag pointed at a run of the old store)."""
+    import mlflow
+
+    world, _ = error_world
+    monkeypatch.chdir(tmp_path)  # the new store's artifacts go under tmp_path/mlruns
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    client = mlflow.MlflowClient(other)
+    client.search_experiments()  # an MLflow store of its own, without the study's runs
+    args = [a.replace("{storage}", world.storage) for a in KNOWN]
+    code, _, err = run_in_process([*args, "--tracking-uri", other], {}, world.root)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "logged its trials to another MLflow store" in err and "--study-name known-2" in err
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+    code, _, err = run_in_process([*args, "--tracking-uri", other, "--study-name", "known-2"], {}, world.root)
+    assert code == 0, err
 
 
 def test_accuracy_studies_record_their_training(tmp_path):
