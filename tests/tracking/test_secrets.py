@@ -148,13 +148,19 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
         return out
 
     prepared = re.search(r"data at (\S+)", cli("prepare-data", "--n", "30")).group(1)
-    trained = re.search(r"run (\w+); model at", cli("train", "--data-uri", prepared, "--epochs", "5")).group(1)
+    trained = re.search(r"results: run '[^']*' (\w+) at", cli("train", "--data-uri", prepared, "--epochs", "5")).group(1)
     small = ("--filters", "1,2", "--kernel-sizes", "3", "--seeds", "4", "--epochs", "20")
+    pattern = ("--filters", "1,2", "--seeds", "4", "--steps", "20", "--test-pairs", "50")
     with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda a: cli(*a), [
-            ("evaluate", "--run-id", trained), ("inspect", "--run-id", trained, "--steps", "5"),
-            ("capacity", *small), ("sweep", "--storage", storage, "--study-name", "s", *small, "--n-trials", "2",
-                                   "--progress", "false")]))
+        done = list(pool.map(lambda a: cli(*a), [
+            ("capacity", *small), ("evaluate", "--run-id", trained), ("inspect", "--run-id", trained, "--steps", "5"),
+            ("sweep", "--storage", storage, "--study-name", "s", *small, "--n-trials", "2", "--progress", "false"),
+            ("capacity", "--dataset", "digits", "--filters", "2", "--kernel-sizes", "3", "--seeds", "2",
+             "--epochs", "1"),
+            ("capacity-pattern", *pattern)]))
+    capacity = re.search(r"results: run '[^']*' (\w+) at", done[0]).group(1)
+    diagnose = ("--capacity-run", capacity, "--pairs", "1", "--slice-points", "5", "--long-factor", "2")
+    cli("diagnose", *diagnose)
     cli("study-summary", "--storage", storage, "--study-name", "s")
 
     # every MLproject entry point (main runs every stage again, nested): the tracking URI with its
@@ -162,7 +168,10 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
     penv = {**env, "PGPASSWORD": password, "MLFLOW_TRACKING_URI": tracking}
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
 
+    called = set()
+
     def entry(name, *params):
+        called.add(name)
         cmd = [mlflow_bin, "run", str(REPO), "--env-manager", "local", "--experiment-id", experiment, "-e", name]
         for p in params:
             cmd += ["-P", p]
@@ -176,7 +185,13 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
             ("prepare_data", "n=30"), ("train", "epochs=5"), ("evaluate", f"run_id={trained}"),
             ("inspect", f"run_id={trained}", "steps=5"), ("capacity", *small_p),
             ("sweep", f"storage={bare['opt']}", "study_name=p", *small_p, "n_trials=2", "progress=false"),
-            ("main", "epochs=5", "sweep_trials=2", "sweep_seeds=4", f"storage={bare['opt']}")]))
+            ("main", "epochs=5", "sweep_trials=2", "sweep_seeds=4", f"storage={bare['opt']}"),
+            ("capacity_pattern", "filters=1,2", "seeds=4", "steps=20", "test_pairs=50"),
+            ("diagnose", f"capacity_run={capacity}", "pairs=1", "slice_points=5", "long_factor=2")]))
+
+    import yaml
+
+    assert called == set(yaml.safe_load((REPO / "MLproject").read_text())["entry_points"])  # every one of them
 
     # documented exception: a password given with -P anyway. MLflow itself logs it as the param
     # `storage` and echoes its command line; the stage says so in one line and logs nothing more.
