@@ -13,7 +13,6 @@ curves (step = epoch). ``--table PATH`` also writes the per-seed table to a loca
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -69,7 +68,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
                             tags={**tags, "study": "image-capacity", "device": str(device)},
                             keep=Keep(config=cfg, seeds=tables)) as parent:
             provenance.log_config(cfg)
-            mlflow.log_dict(dataclasses.asdict(base), "train_config.json")
+            mlflow.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
             log_bundle_input(bundle, context="training")
             curves, seconds = [], 0.0
             bar = tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False)
