@@ -7,64 +7,24 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import gc
+import os
 import sys
-from typing import Any, Callable, Iterator
+import traceback
+from typing import Iterator
 
 import click
 
-from pipeline.config.parsing import build_config, field_kind
 from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.config.pattern import PatternCapacityConfig
-from pipeline.config.recipes import FALLBACKS, RECIPES
+from pipeline.config.options import config_options
+from pipeline.config.recipes import RECIPES
 from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ServeConfig,
                                     TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import interrupt_signals
 from pipeline.tracking.links import results_line
-
-
-def _default_text(f: dataclasses.Field, recipes: bool = True) -> str:
-    d = f.default
-    if d is None:
-        if recipes and f.name in _RECIPE_KEYS:
-            return "recipe's value"
-        if f.name == "recipe":
-            return "the data set's"
-        return str(FALLBACKS[f.name]) if f.name in FALLBACKS else "none"
-    if isinstance(d, tuple):
-        return ",".join(map(str, d))
-    return str(d)
-
-
-_RECIPE_KEYS = {k for r in RECIPES.values() for k in r.values}
-
-
-def config_options(cls: type) -> Callable:
-    """Add one ``--option`` per field of ``cls``; the command receives ``config=cls(...)``."""
-
-    def decorator(fn: Callable) -> Callable:
-        def wrapper(**kwargs: Any) -> Any:
-            given = {k: v for k, v in kwargs.items() if v is not None}
-            return fn(config=build_config(cls, given))
-
-        wrapper.__name__ = fn.__name__
-        wrapper.__doc__ = fn.__doc__
-        recipes = any(f.name == "recipe" for f in dataclasses.fields(cls))  # else no option falls back to one
-        for f in reversed(dataclasses.fields(cls)):
-            base, _ = field_kind(f)
-            help_text = f"{f.metadata.get('help', '')} [default: {_default_text(f, recipes)}]"
-            flag = "--" + f.name.replace("_", "-")
-            if base is bool:  # `--download` alone means true; `--download false` suits MLproject templates
-                wrapper = click.option(flag, f.name, is_flag=False, flag_value="true", default=None,
-                                       metavar="[BOOL]", help=help_text)(wrapper)
-            else:
-                metavar = "LIST" if base is tuple or getattr(base, "__origin__", None) is tuple else base.__name__.upper()
-                wrapper = click.option(flag, f.name, type=str, default=None, metavar=metavar, help=help_text)(wrapper)
-        return wrapper
-
-    return decorator
+from pipeline.tracking.redact import redact
 
 
 # True when main() is this process's entry point (console script, python -m pipeline), not a call from a test
@@ -95,8 +55,14 @@ def stage_imports(tracked: bool = True) -> Iterator[None]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-def cli() -> None:
-    """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna."""
+@click.option("--debug", is_flag=True, help="show the traceback of an error (also PIPELINE_DEBUG=1; "
+                                            "accepted anywhere on the command line)")
+def cli(debug: bool) -> None:
+    """Study how small ConvNets learn: stages tracked in MLflow, sweeps searched with Optuna.
+
+    Exit status: 0 done, 2 bad input, 1 the environment failed (a store that does not answer
+    or is read-only), 128+N stopped by signal N. Errors are one line on stderr.
+    """
 
 
 @cli.command("prepare-data")
@@ -255,29 +221,47 @@ def recipes_cmd() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit status 2."""
+    """Console entry point: every failure is one line on stderr, never a traceback.
+
+    Exit 2: bad input. Exit 1: the environment failed (a store that does not answer or is
+    read-only, a full disk). Exit 128 + N: signal N (SIGINT, SIGTERM, SIGHUP end the runs
+    KILLED). ``--debug`` anywhere on the line, or ``PIPELINE_DEBUG=1``, adds the traceback.
+    """
     global _OWN_PROCESS
     _OWN_PROCESS = argv is None
     if _OWN_PROCESS:
         atexit.register(gc.freeze)  # registered first, so run last: the exit then skips scanning for cycles
+    args = list(sys.argv[1:] if argv is None else argv)
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
+    code = 0
     try:
-        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        click.echo(f"Error: {err.format_message()}", err=True)
-        sys.exit(err.exit_code)
-    except ConfigError as err:
-        click.echo(f"Error: {err}", err=True)
-        sys.exit(2)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except Exception as err:
-        # The tracking server went away or refused a request mid-stage: say so in one line
-        # (the stage's run is already closed as FAILED where the store still answers).
-        if type(err).__module__.split(".")[0] != "mlflow":
-            raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        click.echo(f"Error: MLflow: {first[:300]}", err=True)
-        sys.exit(1)
+        with interrupt_signals():
+            try:
+                with cli.make_context("pipeline", args) as ctx:
+                    cli.invoke(ctx)
+            except click.exceptions.Exit as err:
+                code = err.exit_code
+            except click.exceptions.NoArgsIsHelpError as err:
+                err.show()
+                code = 2
+            except click.ClickException as err:
+                click.echo(redact(f"Error: {err.format_message()}"), err=True)
+                code = err.exit_code
+            except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - every failure becomes one line
+                code = _report(err, debug)
+    except KeyboardInterrupt as err:  # a signal that came after the command's own handling
+        code = _report(err, debug)
+    if code:
+        sys.exit(code)
+
+
+def _report(err: BaseException, debug: bool) -> int:
+    from pipeline.tracking.faults import describe
+
+    code, line = describe(err)
+    if debug:
+        traceback.print_exception(err)
+    click.echo(line, err=True)
+    return code

@@ -1,5 +1,73 @@
-"""The one exception type for bad user input: reported as one line, never as a traceback."""
+"""The error types that become one line on stderr, never a traceback, each with its exit status.
+
+``ConfigError``: bad input (exit 2). ``EnvironmentFault``: the machine or a store failed
+(exit 1). ``Interrupted``: a signal arrived (exit 128 + N); it is a ``KeyboardInterrupt``,
+so that Optuna fails the current trial and the stage ends its runs KILLED.
+``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
 
 
 class ConfigError(ValueError):
     """Bad user input: reported as one line, never as a traceback."""
+
+    exit_code = 2
+
+
+class NonFiniteLoss(ConfigError):
+    """Training diverged (a NaN or infinite loss): the settings do not train, so it is bad input."""
+
+
+class EnvironmentFault(RuntimeError):
+    """The environment failed (a store that does not answer or is read-only, a full disk): exit 1."""
+
+    exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP: the stage ends its runs KILLED and exits 128 + N."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+    def __str__(self) -> str:
+        return (f"stopped by {signal.Signals(self.signum).name}: the runs in progress were ended KILLED "
+                "(a sweep's current trial is FAIL and is retried when the study is resumed)")
+
+
+HANDLED_SIGNALS = tuple(s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))
+
+
+@contextlib.contextmanager
+def interrupt_signals() -> Iterator[None]:
+    """Raise ``Interrupted`` in the main thread on the first SIGINT, SIGTERM or SIGHUP.
+
+    Later signals are ignored, so that the cleanup (ending runs, failing the trial) is not
+    itself interrupted; it is bounded by the stores' timeouts. The previous handlers come back
+    at the end (in-process callers such as tests keep theirs).
+    """
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Interrupted(signum)
+
+    previous = {}
+    for name in HANDLED_SIGNALS:
+        num = getattr(signal, name)
+        try:
+            previous[num] = signal.signal(num, handler)
+        except ValueError:  # not the main thread: signals stay as they are
+            break
+    try:
+        yield
+    finally:
+        for num, old in previous.items():
+            signal.signal(num, old)

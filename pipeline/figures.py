@@ -34,14 +34,18 @@ def weights_to_rgb(w: np.ndarray, cell: int = 24, vmax: float | None = None) -> 
     return np.kron(img, np.ones((cell, cell, 1), dtype=np.uint8))
 
 
+MAX_FILTERS_DRAWN = 64  # more filters make an image too tall to draw (and to look at)
+
+
 def filter_grid_rgb(weights: np.ndarray, cell: int = 8, pad: int = 2) -> np.ndarray:
     """Conv filters as one RGB image for ``mlflow.log_image``.
 
-    1D filters (F, C, k): one row per filter. 2D filters (F, C, kh, kw): the first input
+    At most the first MAX_FILTERS_DRAWN filters (a taller image cannot be drawn). 1D filters (F, C, k):
+    one row per filter. 2D filters (F, C, kh, kw): the first input
     channel of each filter (or the RGB filter itself for 3 channels), in a square grid
     separated by white gaps.
     """
-    w = np.asarray(weights, dtype=np.float32)
+    w = np.asarray(weights, dtype=np.float32)[:MAX_FILTERS_DRAWN]
     if w.ndim == 3:  # (F, C, k): rows = filters, columns = taps (channels side by side)
         big = max(cell, 40)
         img = weights_to_rgb(w.transpose(0, 2, 1).reshape(w.shape[0], -1), cell=big)

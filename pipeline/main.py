@@ -26,6 +26,8 @@ from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.links import ui_link
+from pipeline.tracking.redact import redact
+from pipeline.tracking.rescue import Keep
 from pipeline.train import stage as train
 
 
@@ -48,7 +50,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     small, large = cfg.small_filters, cfg.large_filters
     with runs.stage_run("main", run_name=f"main F{small} vs F{large} s{cfg.seed}",
                         tags={"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
-                              "seed": cfg.seed}) as parent:
+                              "seed": cfg.seed}, keep=Keep(config=cfg)) as parent:
         provenance.log_config(cfg)
         provenance.describe("The whole offline study, running: prepare-data, train and evaluate the detector with "
                             f"{small} and {large} filters, a capacity grid, an Optuna sweep.")
@@ -76,7 +78,8 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
             swept = sweep.run(SweepConfig(study_name=study_name(cfg), storage=cfg.storage, n_trials=cfg.sweep_trials,
-                                          seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False), echo=echo)
+                                          seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False,
+                                          worker_index=0), echo=echo)  # one worker: reproducible
             if swept.best:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
@@ -84,8 +87,8 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         front_page(cfg, trained, evaluated, grid, swept)
         run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
-    echo(f"parent run {run_id} in {uri}")
-    echo(f"look at the results with:  mlflow ui --backend-store-uri {uri}   (or make ui), then open")
+    echo(f"parent run {run_id} in {redact(uri)}")
+    echo(f"look at the results with:  mlflow ui --backend-store-uri {redact(uri)}   (or make ui), then open")
     echo(f"  {ui_link(experiment_id, run_id)}")
     return MainResult(run_id, trained, evaluated, grid, swept)
 

@@ -7,6 +7,21 @@ from pathlib import Path
 import pytest
 import torch
 
+# what a run leaves in its working directory: a test that runs a stage in the repository would leave them
+# there, and `make run` afterwards would resume that study against another MLflow store
+GENERATED = ("mlflow.db", "optuna.db", "optuna.journal", "mlruns", "pipeline-rescue")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _repository_stays_clean():
+    from helpers import REPO
+
+    before = {name for name in GENERATED if (REPO / name).exists()}
+    yield
+    leaked = sorted(name for name in GENERATED if (REPO / name).exists() and name not in before)
+    assert not leaked, f"the tests left {leaked} in the repository {REPO}"
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
@@ -107,3 +122,13 @@ def postgres_db(postgres_server):
     with psycopg.connect(postgres_server, autocommit=True) as con:
         con.execute(f"CREATE DATABASE {name}")
     yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+
+
+# --------------------------------------------------------------------------- the error path's world
+@pytest.fixture(scope="session")
+def error_world(tmp_path_factory):
+    """Runs and a study written before the error-path cases (``errorpath.py``), and their snapshot."""
+    from errorpath import build_world, snapshot
+
+    world = build_world(tmp_path_factory.mktemp("world"))
+    return world, snapshot(world)

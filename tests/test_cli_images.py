@@ -5,7 +5,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli, config_options
+from pipeline.cli import cli
+from pipeline.config.options import config_options
 from pipeline.config.stages import TrainConfig
 
 

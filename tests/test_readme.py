@@ -126,8 +126,10 @@ def test_env_manager_lines(line, tmp_path):
     if shutil.which(manager) is None:
         pytest.skip(f"`{manager}` is not installed here, so `mlflow run . --env-manager {manager}` cannot run")
     env = {**_env(tmp_path), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    proc = subprocess.run(line.replace("mlflow run . ", f"mlflow run {REPO} "), shell=True, cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=3000)
+    # `mlflow run` runs main in the project folder: its Optuna storage goes to tmp_path, not into the repository
+    cmd = line.split("#")[0].replace("mlflow run . ", f"mlflow run {REPO} ")
+    cmd += f" -P storage=sqlite:///{tmp_path / 'optuna.db'}"
+    proc = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -144,13 +146,16 @@ def test_distributed_block(postgres_server, tmp_path):
             dbs[role] = f"{role}_{uuid.uuid4().hex[:8]}"
             con.execute(f"CREATE DATABASE {dbs[role]}")
     base = postgres_server.rsplit("/", 1)[0]
+    user_password, host = base.split("://", 1)[1].split("@", 1)
+    user, password = user_password.split(":", 1)
     port = free_port()
-    script = "\n".join(blocks("distributed"))
-    script = (script.replace("postgresql://optuna:secret@db-host:5432/optuna", f"{base}/{dbs['optuna']}")
-                    .replace("postgresql://mlflow:secret@db-host:5432/mlflow", f"{base}/{dbs['mlflow']}")
+    script = "\n".join(blocks("distributed"))  # the password comes from PGPASSWORD, never from a URL
+    script = (script.replace("PGPASSWORD=secret", f"PGPASSWORD={password}")
+                    .replace("postgresql://optuna@db-host:5432/optuna", f"postgresql://{user}@{host}/{dbs['optuna']}")
+                    .replace("postgresql://mlflow@db-host:5432/mlflow", f"postgresql://{user}@{host}/{dbs['mlflow']}")
                     .replace("--host 0.0.0.0 --port 5000", f"--host 127.0.0.1 --port {port}")
                     .replace("mlflow-host:5000", f"127.0.0.1:{port}"))
-    assert "db-host" not in script and "mlflow-host" not in script
+    assert "db-host" not in script and "mlflow-host" not in script and f":{password}@" not in script
     proc = subprocess.Popen(["bash", "-c", "set -e\n" + script], cwd=tmp_path, env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -167,5 +172,4 @@ def test_distributed_block(postgres_server, tmp_path):
     finished = {state: int(n) for n, state in re.findall(r"(\d+) (complete|pruned)\b", summary)}
     assert sum(finished.values()) == 20 and finished.get("complete", 0) >= 5, out[-2000:]  # the median pruner
     assert out.count("COMPLETE") + out.count("PRUNED") >= 20  # may stop weak trials after its 5 startup trials
-    password = base.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     assert password not in out + err

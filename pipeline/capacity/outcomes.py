@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.stats import is_success
+from pipeline.config.checks import fits_in_memory
 from pipeline.config.studies import CapacityConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.train.batching import pick_device
@@ -53,6 +54,15 @@ class Settings:
 def datasets(n: int, width: int, data_seed: int, test_n: int, test_seed: int):
     """(X, y, X_test, y_test): the training set and the fresh test set (cached: grids reuse them)."""
     return (*make_synthetic(n, width, data_seed), *make_synthetic(test_n, width, test_seed))
+
+
+def check_memory(filters: int, kernel_size: int, seeds: int, settings: Settings) -> None:
+    """The largest configuration's S·F units fit in memory (measured: about half a byte per unit,
+    row and distinct window of the training and test sets)."""
+    rows = settings.n + settings.test_n
+    fits_in_memory(0.5 * seeds * filters * rows * min(settings.width, 2 * kernel_size + 1),
+                   f"training {seeds} seeds x {filters} filters (kernel {kernel_size}) at once",
+                   "use fewer --seeds or fewer --filters")
 
 
 def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings,

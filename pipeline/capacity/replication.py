@@ -19,13 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.capacity.pattern import KERNEL, TASK, streams, test_pairs, train_pattern
+from pipeline.capacity.pattern import KERNEL, LENGTH, TASK, streams, test_pairs, train_pattern
 from pipeline.capacity.published import PUBLISHED, accuracy_figure, histogram_figure, success_heatmap
 from pipeline.capacity.stats import wilson
+from pipeline.config.checks import fits_in_memory
 from pipeline.config.parsing import defining_params
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import log_batch
+from pipeline.tracking.rescue import Keep
 
 @dataclass(frozen=True)
 class PatternCapacityResult:
@@ -44,6 +46,8 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     """Train every (F, variant) from all seeds, log a child run each and the figures and tables on the parent."""
     from pipeline.train.batching import pick_device
 
+    fits_in_memory(4.0 * cfg.seeds * (2 * LENGTH * cfg.steps + 8 * max(cfg.filters)),  # streams and weights
+                   f"{cfg.seeds} seeds of {cfg.steps} training pairs each", "use fewer --seeds or --steps")
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     device = pick_device(cfg.device)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
@@ -54,10 +58,11 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     torch.set_num_threads(cfg.threads)
     seconds = {"streams": 0.0, "training": 0.0}
     try:
-        with runs.stage_run("capacity", run_name="capacity pattern1101", tags=tags) as parent:
+        parts: list[pd.DataFrame] = []  # per (F, variant): saved locally if the tracking store goes away
+        with runs.stage_run("capacity", run_name="capacity pattern1101", tags=tags,
+                            keep=Keep(config=cfg, seeds=parts)) as parent:
             provenance.log_config(cfg)
             X_test, y_test = test_pairs(cfg.test_pairs, cfg.test_seed)
-            parts = []
             for f in cfg.filters:
                 t0 = time.perf_counter()
                 data = streams(f, seeds, cfg.steps)  # shared by both variants: the same init and pairs

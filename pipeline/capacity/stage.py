@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.capacity.outcomes import Settings, seed_table
+from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.capacity.story import description, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
@@ -37,6 +37,7 @@ from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import log_batch
+from pipeline.tracking.rescue import Keep
 
 if TYPE_CHECKING:
     from pipeline.capacity.images.stage import ImageCapacityResult
@@ -61,8 +62,9 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     from pipeline.data.io import log_bundle_input
     from pipeline.data.load import synthetic_bundle
 
-    runs.configure(cfg.tracking_uri, cfg.experiment_name)
     settings = Settings.from_config(cfg)
+    check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     seed_tag = f"{seeds[0]}-{seeds[-1]}"
@@ -71,22 +73,23 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     torch.set_num_threads(cfg.threads)
     try:
         grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
-        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text}) as parent:
+        tables: list[pd.DataFrame] = []  # per (F, k): saved locally if the tracking store goes away
+        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text},
+                            keep=Keep(config=cfg, seeds=tables)) as parent:
             provenance.log_config(cfg)
             provenance.describe(f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                                 "estimates P(success) with 95% Wilson intervals.")
             log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-            tables, seconds = [], 0.0
-            bar = tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False)
-            for f, k in bar:
-                bar.set_postfix_str(f"F={f} k={k}")
-                t0 = time.perf_counter()
-                part = seed_table(f, k, seeds, settings)
-                dt = time.perf_counter() - t0
-                seconds += dt
-                tables.append(part)
-                _log_child(part, f, k, cfg, tags, dt)
-            bar.close()
+            seconds = 0.0
+            with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
+                for f, k in bar:
+                    bar.set_postfix_str(f"F={f} k={k}")
+                    t0 = time.perf_counter()
+                    part = seed_table(f, k, seeds, settings)
+                    dt = time.perf_counter() - t0
+                    seconds += dt
+                    tables.append(part)
+                    _log_child(part, f, k, cfg, tags, dt)
             table = pd.concat(tables, ignore_index=True)
             summary = summarize(table, cfg.tau)
             lottery = lottery_fit(summary)
@@ -141,8 +144,9 @@ def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) ->
                "p_success_overall": float(table["success"].mean()), **summary_metrics(summary)}
     for k, part in lottery.groupby("kernel_size"):
         metrics[f"lottery_p_k{k}"] = part["p_k"].iloc[0]
-        metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]
-        metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
+        if not part["untestable"].iloc[0]:  # no test statistic where the data cannot test the model
+            metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]
+            metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
         metrics[f"lottery_max_abs_deviation_k{k}"] = float(part["deviation"].abs().max())
     mlflow.log_metrics(metrics)
 
@@ -170,6 +174,10 @@ def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: fl
                              for name, v in (("successful", succ), ("failed", fail))))
     lines += ["", "independent-lottery fit P(F) = 1 - (1 - p_k)^F:"]
     for k, part in lottery.groupby("kernel_size"):
+        if part["untestable"].iloc[0]:
+            lines.append(f"  k = {k}: {part['untestable'].iloc[0]}, so the data cannot test the model "
+                         f"(p_k = {part['p_k'].iloc[0]:.3f})")
+            continue
         lines.append(f"  k = {k}: p_k = {part['p_k'].iloc[0]:.3f}, chi2 = {part['chi2'].iloc[0]:.1f} on "
                      f"{part['dof'].iloc[0]} dof (p = {part['p_value'].iloc[0]:.3g}), max |observed - fit| = "
                      f"{part['deviation'].abs().max():.3f}, {int(part['inside_interval'].sum())}/{len(part)} "

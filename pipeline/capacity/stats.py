@@ -66,7 +66,9 @@ def lottery_fit(summary: pd.DataFrame) -> pd.DataFrame:
     One row per (k, F): the fitted p_k, the predicted and observed P(success), and the
     deviation (observed - predicted, its z-score, whether the prediction lies in the
     observed Wilson interval), plus per k the chi-square of the fit and its p-value
-    (degrees of freedom: number of filter counts - 1).
+    (degrees of freedom: number of filter counts - 1). Where the data cannot test the model
+    (no seed succeeded, every seed did, or a single filter count) p_k is still fitted
+    (0, 1 or exact) but chi2 and p_value are NaN and ``untestable`` says why.
     """
     from scipy.optimize import minimize_scalar
     from scipy.stats import chi2
@@ -80,19 +82,24 @@ def lottery_fit(summary: pd.DataFrame) -> pd.DataFrame:
             P = np.clip(1 - (1 - p) ** F, 1e-12, 1 - 1e-12)
             return -float(np.sum(succ * np.log(P) + (n - succ) * np.log1p(-P)))
 
-        p_k = float(minimize_scalar(nll, bounds=(1e-9, 1 - 1e-9), method="bounded",
-                                    options={"xatol": 1e-10}).x)
+        untestable = ("no seed succeeded" if succ.sum() == 0 else "every seed succeeded" if (succ == n).all()
+                      else "one filter count" if len(F) < 2 else "")
+        if succ.sum() == 0 or (succ == n).all():
+            p_k = float(succ.sum() > 0)  # the maximum-likelihood estimate, at the edge
+        else:
+            p_k = float(minimize_scalar(nll, bounds=(1e-9, 1 - 1e-9), method="bounded",
+                                        options={"xatol": 1e-10}).x)
         pred = 1 - (1 - p_k) ** F
         obs = succ / n
         se = np.sqrt(np.clip(pred * (1 - pred), 1e-12, None) / n)
         z = (obs - pred) / se
-        stat = float(np.sum(z**2))
+        stat = float("nan") if untestable else float(np.sum(z**2))
         dof = max(len(F) - 1, 1)
         for i in range(len(F)):
             rows.append({
                 "kernel_size": k, "filters": int(F[i]), "p_k": p_k, "predicted": float(pred[i]),
                 "observed": float(obs[i]), "deviation": float(obs[i] - pred[i]), "z": float(z[i]),
                 "inside_interval": bool(part["p_success_lo"].iloc[i] <= pred[i] <= part["p_success_hi"].iloc[i]),
-                "chi2": stat, "dof": dof, "p_value": float(chi2.sf(stat, dof)),
+                "chi2": stat, "dof": dof, "p_value": float(chi2.sf(stat, dof)), "untestable": untestable,
             })
     return pd.DataFrame(rows)

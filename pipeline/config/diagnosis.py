@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import TrackingFields, opt
+from pipeline.config.fields import THREADS, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 
@@ -25,9 +25,10 @@ class DiagnoseConfig(TrackingFields):
     pairs: int = opt(3, "landscape: (failed, solved) pairs per configuration whose straight path is drawn")
     slice_points: int = opt(31, "landscape: grid points per axis of the 2D loss slice around a stuck point")
     table: str | None = opt(None, "also write the per-seed table (diagnosis.csv) to this local CSV file")
-    threads: int = opt(1, "torch CPU threads")
+    threads: int = opt(1, "torch CPU threads", within=THREADS)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.capacity_run or not str(self.capacity_run).strip():
             raise ConfigError("--capacity-run is required: the capacity run to diagnose (runs:/<id>)")
         for name in ("filters", "kernel_sizes"):

@@ -1,14 +1,23 @@
-"""Building blocks of the stage configs: ``opt`` (a field with its help) and the field groups
-that several stages share (tracking, data).
+"""Building blocks of the stage configs: ``opt`` (a field with its help and range), the range
+check that every config runs (``check_fields``), and the field groups that several stages
+share (tracking, data).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config.checks import writable_file
 from pipeline.errors import ConfigError
 from pipeline.config.recipes import DATASETS, FALLBACKS, get_recipe, recipe_name
 
+TORCH_SEED = (0, 2**64 - 1)  # torch.manual_seed, torch.Generator
+NUMPY_SEED = (0, 2**32 - 1)  # np.random.RandomState (the synthetic data), Optuna's samplers
+INT64 = (-(2**63), 2**63 - 1)  # any other integer option
+THREADS = (0, 1024)  # torch CPU threads: far more fail to start (and never help)
+OUTPUT_FILES = ("table",)  # fields naming a local file that the stage writes at its end
 
 # How a field shows up among a run's MLflow params (``parsing.defining_params``); every field is
 # in the run's config.json whatever this says.
@@ -19,9 +28,34 @@ IMAGES = "images"  # defines the run on image data only
 IF_CHANGED = "if-changed"  # a param only when it differs from its default (e.g. a test's --max-batches)
 
 
-def opt(default: Any, help: str, param: bool | str = PARAM) -> Any:
-    """A config field with its one-line help (shown by ``--help``) and its role as an MLflow param."""
-    return field(default=default, metadata={"help": help, "param": param})
+def opt(default: Any, help: str, param: bool | str = PARAM, *, within: tuple[int, int] | None = None) -> Any:
+    """A config field with its one-line help (shown by ``--help``), its role as an MLflow param and,
+    for integers, its range (``check_fields``)."""
+    return field(default=default, metadata={"help": help, "param": param, "within": within or INT64})
+
+
+def _bound(v: int) -> str:
+    for base in (2**64, 2**63, 2**32):
+        if abs(v) in (base, base - 1):
+            return f"{'-' if v < 0 else ''}2^{base.bit_length() - 1}{' - 1' if abs(v) == base - 1 else ''}"
+    return str(v)
+
+
+def check_fields(cfg: Any) -> None:
+    """Every integer of ``cfg`` inside its field's range, every float finite, every local file that the
+    stage will write (``OUTPUT_FILES``) writable: before any work."""
+    for f in dataclasses.fields(cfg):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(cfg, f.name)
+        if f.name in OUTPUT_FILES and value:
+            writable_file(value, flag)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{flag} must be a finite number, got {v}")
+            if isinstance(v, int) and not isinstance(v, bool):
+                lo, hi = f.metadata.get("within") or INT64
+                if not lo <= v <= hi:
+                    raise ConfigError(f"{flag} must be in [{_bound(lo)}, {_bound(hi)}], got {v}")
 
 
 @dataclass(frozen=True)
@@ -39,13 +73,15 @@ class DataFields:
     dataset: str | None = opt(None, "synthetic | digits | mnist | fashion-mnist | cifar10 | npz | idx")
     n: int = opt(75, "synthetic: number of sequences in the training set", SYNTHETIC)
     width: int = opt(20, "synthetic: sequence length W", SYNTHETIC)
-    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", SYNTHETIC)
-    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", SYNTHETIC)
+    data_seed: int = opt(0, "synthetic: numpy seed of the training set (the lab uses 0)", SYNTHETIC,
+                         within=NUMPY_SEED)
+    val_seed: int = opt(1, "synthetic: numpy seed of the held-out validation set", SYNTHETIC, within=NUMPY_SEED)
     data_dir: str | None = opt(None, "images: torchvision root (downloads go there), a folder of IDX files, "
                                      "or a labs' .npz file", SETTING)
     download: bool = opt(False, "images: let torchvision fetch MNIST / FashionMNIST / CIFAR-10 into --data-dir",
                          SETTING)
-    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", IMAGES)
+    split_seed: int | None = opt(None, "images: seed of the held-out validation (and test) split", IMAGES,
+                                 within=TORCH_SEED)
     val_fraction: float | None = opt(None, "images: share of the training images held out for validation", IMAGES)
     test_fraction: float | None = opt(None, "digits, .npz, IDX folders without a test file: share held out as "
                                             "the test split", IMAGES)
@@ -53,6 +89,7 @@ class DataFields:
                                       "mean/std of the training split)", IMAGES)
 
     def _check_data(self) -> None:
+        check_fields(self)
         get_recipe(recipe_name(self.recipe, self.dataset))
         if self.n < 1:
             raise ConfigError(f"--n must be >= 1, got {self.n}")

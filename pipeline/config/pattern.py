@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import TrackingFields, opt
+from pipeline.config.fields import THREADS, TORCH_SEED, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 VARIANTS = ("both", "trained", "frozen")
@@ -17,19 +17,21 @@ class PatternCapacityConfig(TrackingFields):
 
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7), "filter counts F, e.g. 1-7 (the published range)")
     seeds: int = opt(500, "seeds per F (seeds first_seed ... first_seed+seeds-1; the published 500 rounds)")
-    first_seed: int = opt(0, "first seed: round s starts from torch.manual_seed(s) and random.Random(s)")
+    first_seed: int = opt(0, "first seed: round s starts from torch.manual_seed(s) and random.Random(s)",
+                          within=TORCH_SEED)
     variant: str = opt("both", "trained | frozen (the published RandomConv: the conv keeps its initial weights) | both")
     lr: float = opt(0.1, "SGD learning rate (published: 0.1)")
     momentum: float = opt(0.5, "SGD momentum (published: 0.5)")
     steps: int = opt(100, "training steps, each on one fresh negative and one fresh positive (published: 100)")
     test_pairs: int = opt(1000, "fixed test pairs (2 sequences each; published: 1000)")
-    test_seed: int = opt(1_000_000, "seed of the fixed test set (outside the training seeds)")
+    test_seed: int = opt(1_000_000, "seed of the fixed test set (outside the training seeds)", within=TORCH_SEED)
     success: float = opt(0.99, "a seed succeeds when its test accuracy is at least this")
     table: str | None = opt(None, "also write the per-seed table to this local CSV file")
-    threads: int = opt(1, "torch CPU threads")
+    threads: int = opt(1, "torch CPU threads", within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda (training; the data streams are drawn on the CPU)")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.filters or min(self.filters) < 1 or len(set(self.filters)) != len(self.filters):
             raise ConfigError(f"--filters needs distinct positive integers, got {self.filters}")
         if self.seeds < 1 or self.first_seed < 0:

@@ -9,7 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, SYNTHETIC, DataFields, TrackingFields, opt
+from pipeline.config.fields import (
+    IF_CHANGED,
+    IMAGES,
+    NUMPY_SEED,
+    SETTING,
+    SYNTHETIC,
+    THREADS,
+    TORCH_SEED,
+    DataFields,
+    TrackingFields,
+    check_fields,
+    opt,
+)
 from pipeline.errors import ConfigError
 
 
@@ -48,7 +60,7 @@ class TrainConfig(DataFields, TrackingFields):
     max_batches: int = opt(0, "stop each epoch after this many minibatches (0 = all): a fast path for tests",
                            IF_CHANGED)
     seed: int | None = opt(None, "torch.manual_seed for the model's initial weights and the batch order "
-                                 "(separate from the data seed)")
+                                 "(separate from the data seed)", within=TORCH_SEED)
     print_every: int | None = opt(None, "print 'Epoch %d had training loss %.4f' at epoch 1 and every N epochs",
                                   SETTING)
     log_interval: int | None = opt(None, "print the minibatch loss every N minibatches, like the labs' script "
@@ -56,7 +68,7 @@ class TrainConfig(DataFields, TrackingFields):
     image_every: int | None = opt(None, "log the filters as an image every N epochs (step = epoch)", SETTING)
     device: str | None = opt(None, "auto | cpu | cuda", SETTING)
     threads: int | None = opt(None, "torch CPU threads (1 is fastest for the tiny 1D models; 0 = torch's default)",
-                              SETTING)
+                              SETTING, within=THREADS)
     register_model: str | None = opt(None, "also register the logged model under this name in the MLflow Model "
                                            "Registry (a new version each run)", SETTING)
 
@@ -77,6 +89,9 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--in-channels must be >= 1, got {self.in_channels}")
         if self.loss is not None and self.loss not in ("bce", "ce", "nll"):
             raise ConfigError(f"unknown loss {self.loss!r}; choose bce, ce or nll")
+        if self.data_uri is None:  # with --data-uri the data set (so the task) is known only once loaded
+            check_loss(self.recipe_value("loss"), "binary" if self.recipe_value("dataset") == "synthetic"
+                       else "multiclass")
         if self.optimizer is not None and self.optimizer not in ("sgd", "rmsprop", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose sgd, rmsprop or adam")
         if self.lr is not None and not self.lr > 0:
@@ -101,6 +116,18 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
 
 
+def check_loss(loss: str | None, task: str) -> None:
+    """A loss that fits the model's output: one logit (binary) takes bce; class scores take ce or nll."""
+    if loss is None:
+        return
+    if task == "binary" and loss != "bce":
+        raise ConfigError(f"--loss {loss} does not fit the 1D detector's single output (it would train to a loss "
+                          "of exactly 0 and learn nothing); use --loss bce")
+    if task != "binary" and loss == "bce":
+        raise ConfigError("--loss bce is for the 1D detector's single output; class scores take --loss ce "
+                          "(or nll)")
+
+
 def check_batch_size(batch_size: int, dataset: str | None) -> None:
     """Full batch (0) is the synthetic lab's setting; image data always comes in minibatches."""
     if batch_size < 0:
@@ -117,10 +144,11 @@ class EvaluateConfig(DataFields, TrackingFields):
                                 SETTING)  # a tag
     run_id: str | None = opt(None, "evaluate the model that this train run logged", SETTING)
     data_uri: str | None = opt(None, "prepared data whose test split to use (default: the evaluated run's)", SETTING)
-    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set", SYNTHETIC)
+    data_seed: int = opt(2, "synthetic: numpy seed of the fresh test set", SYNTHETIC, within=NUMPY_SEED)
     n: int = opt(1000, "synthetic: number of sequences in the test set", SYNTHETIC)
     test_batch_size: int = opt(1000, "minibatch size for scoring the test split", SETTING)
-    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show", SETTING)
+    examples: int = opt(16, "images: how many easiest and how many hardest test examples to show", SETTING,
+                        within=(1, 256))
     device: str | None = opt(None, "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
@@ -142,7 +170,7 @@ class MainConfig(TrackingFields):
     """main: the whole offline study on the synthetic data, as nested runs under one parent."""
 
     epochs: int = opt(500, "epochs for each training run")
-    seed: int = opt(0, "model seed shared by the 3- and 4-filter runs")
+    seed: int = opt(0, "model seed shared by the 3- and 4-filter runs", within=TORCH_SEED)
     small_filters: int = opt(3, "filters of the first (local-minimum prone) detector")
     large_filters: int = opt(4, "filters of the second detector")
     sweep_trials: int = opt(12, "trials of the closing sweep over filters x kernel size (0 = no sweep)")
@@ -153,6 +181,7 @@ class MainConfig(TrackingFields):
                                               "postgresql://..., FILE.journal)", SETTING)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.sweep_trials < 0 or self.sweep_seeds < 1 or self.capacity_seeds < 0:
             raise ConfigError("--sweep-trials and --capacity-seeds must be >= 0, --sweep-seeds >= 1")
         if self.epochs < 1:
@@ -168,7 +197,8 @@ class InspectConfig(EvaluateConfig):
     steps: int = opt(200, "gradient-ascent steps of activation maximisation")
     radius: float | None = opt(None, "L2 norm bound of the optimised inputs (default: mean norm of test inputs)")
     ascent_lr: float = opt(0.1, "Adam step size of the ascent on the input")
-    saliency_examples: int = opt(8, "images: how many easiest and hardest test examples get saliency maps")
+    saliency_examples: int = opt(8, "images: how many easiest and hardest test examples get saliency maps",
+                                 within=(1, 256))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -193,6 +223,7 @@ class ServeConfig:
     tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if (self.run_id is None) == (self.model_uri is None):
             raise ConfigError("give --run-id <train run id> or --model-uri <model URI> (one of them)")
         if not 0 < self.port < 65536:

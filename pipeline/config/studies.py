@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import IMAGES, SETTING, SYNTHETIC, DataFields, TrackingFields, opt
+from pipeline.config.fields import (
+    IMAGES,
+    NUMPY_SEED,
+    SETTING,
+    SYNTHETIC,
+    THREADS,
+    TORCH_SEED,
+    DataFields,
+    TrackingFields,
+    check_fields,
+    opt,
+)
 from pipeline.config.image_study import ImageStudyFields, is_image_study
 from pipeline.errors import ConfigError
 
@@ -34,7 +45,8 @@ class SweepConfig(DataFields, TrackingFields):
     n_trials: int = opt(20, "trials for this worker (several workers add up)")
     timeout: float | None = opt(None, "stop this worker after this many seconds", SETTING)
     sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices, never pruned) | random")
-    sampler_seed: int = opt(0, "seed of the sampler (and of the models in the accuracy objective)")
+    sampler_seed: int = opt(0, "base seed of the samplers (and of the models in the accuracy objective); each "
+                               "worker's sampler gets its own seed derived from it", within=NUMPY_SEED)
     pruner: str = opt("median", "median (stop a trial whose value so far is below the median of earlier trials at "
                                 "the same epoch) | none")
     pruner_startup_trials: int = opt(5, "median pruner: trials that finish before any trial is pruned (Optuna's "
@@ -43,13 +55,18 @@ class SweepConfig(DataFields, TrackingFields):
     report_every: int = opt(50, "success objective: report P(success) so far every N epochs (trial.report, "
                                 "step = epoch), for pruning and Optuna's intermediate values")
     multi_objective: bool = opt(False, "also minimise the parameter count; report the Pareto front")
-    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)", SETTING)
+    heartbeat_interval: int = opt(10, "seconds between a running trial's heartbeats (0 = off)", SETTING,
+                                  within=(0, 86400))
     grace_period: int | None = opt(None, "seconds without heartbeat before a trial is failed and retried (default "
-                                         "2x interval)", SETTING)
+                                         "and minimum: 2x interval)", SETTING, within=(1, 864000))
+    worker_index: int | None = opt(None, "this worker's number (0, 1, ...): its sampler seed is derived from "
+                                         "--sampler-seed and it, reproducibly; default: a random sampler seed, "
+                                         "so that workers started together never propose the same trials",
+                                   SETTING, within=(0, 2**31 - 1))
     max_retry: int = opt(3, "times a trial of a dead worker is re-queued", SETTING)
     progress: bool = opt(True, "show a progress bar over trials", SETTING)
     device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)", SETTING)
-    threads: int = opt(1, "torch CPU threads", SETTING)
+    threads: int = opt(1, "torch CPU threads", SETTING, within=THREADS)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -85,17 +102,24 @@ class SweepConfig(DataFields, TrackingFields):
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.heartbeat_interval < 0 or (self.grace_period is not None and self.grace_period < 1):
-            raise ConfigError("--heartbeat-interval must be >= 0 and --grace-period >= 1")
+        if self.grace_period is not None and self.grace_period < 2 * self.heartbeat_interval:
+            raise ConfigError(f"--grace-period {self.grace_period} is shorter than 2 x --heartbeat-interval "
+                              f"{self.heartbeat_interval}: live trials would be failed as stale and computed "
+                              f"twice; give --grace-period {2 * self.heartbeat_interval} or more")
         if self.max_retry < 0:
             raise ConfigError(f"--max-retry must be >= 0, got {self.max_retry}")
+
+    @property
+    def seed_count(self) -> int:
+        """How many seeds every trial trains (without listing them: sizes are checked on this first)."""
+        return self.seeds or (50 if self.objective == "success" else 1)
 
     @property
     def trial_seeds(self) -> tuple[int, ...]:
         """The seeds of every trial: 0..49 for success, sampler_seed alone for accuracy, unless --seeds."""
         if self.objective == "success":
-            return tuple(range(self.seeds or 50))
-        return tuple(range(self.sampler_seed, self.sampler_seed + (self.seeds or 1)))
+            return tuple(range(self.seed_count))
+        return tuple(range(self.sampler_seed, self.sampler_seed + self.seed_count))
 
 
 @dataclass(frozen=True)
@@ -107,6 +131,7 @@ class StudySummaryConfig:
     top: int = opt(5, "how many best trials to print")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.top < 1:
             raise ConfigError(f"--top must be >= 1, got {self.top}")
 
@@ -119,17 +144,19 @@ class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
     kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
     seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
-    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`")
+    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`",
+                          within=TORCH_SEED)
     tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
     # None: the recipe's value, filled in at construction (the synthetic recipe's: 0.05, 0.9, 1e-3, 500)
     lr: float | None = opt(None, "learning rate")
     momentum: float | None = opt(None, "SGD / RMSprop momentum")
     weight_decay: float | None = opt(None, "L2 weight decay")
     epochs: int | None = opt(None, "epochs per training (synthetic: full batch)")
-    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC)
+    test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC, within=NUMPY_SEED)
     test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
     table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
-    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", SETTING)
+    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", SETTING,
+                       within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
@@ -151,8 +178,9 @@ class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
             raise ConfigError(f"--kernel-sizes must be odd (padding k//2 keeps the width), got {','.join(map(str, even))}")
         if self.seeds < 1:
             raise ConfigError(f"--seeds must be >= 1, got {self.seeds}")
-        if self.first_seed < 0:
-            raise ConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
+        if self.first_seed + self.seeds - 1 > TORCH_SEED[1]:
+            raise ConfigError(f"--first-seed + --seeds - 1 must be at most 2^64 - 1 (a torch seed), got "
+                              f"{self.first_seed + self.seeds - 1}")
         if not 0 < self.tau < 1:
             raise ConfigError(f"--tau must be in (0, 1), got {self.tau}")
         if not self.lr > 0:

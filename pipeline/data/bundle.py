@@ -88,5 +88,6 @@ class DataBundle:
                 val=Split(*payload["val"]),
                 test=Split(*payload["test"]) if payload.get("test") is not None else None,
             )
-        except (KeyError, TypeError, RuntimeError, EOFError, OSError) as err:
-            raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {err})") from None
+        except Exception as err:  # noqa: BLE001 - whatever torch.load makes of a foreign file, it is not ours
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {reason})") from None

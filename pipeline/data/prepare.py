@@ -24,6 +24,7 @@ from pipeline.data.bundle import DataBundle
 from pipeline.data.io import log_bundle_artifact, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.rescue import Keep
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
     if bundle.meta.get("data_dir"):  # an absolute path, so later stages find it from anywhere
         cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
     with runs.stage_run("prepare-data", run_name=f"prepare-data {bundle.name}",
-                            tags={"recipe": cfg.recipe, "dataset": bundle.name}) as active:
+                            tags={"recipe": cfg.recipe, "dataset": bundle.name},
+                            keep=Keep(config=cfg, data=bundle)) as active:
         provenance.log_config(cfg)
         data_uri = log_bundle_artifact(bundle)
         log_bundle_input(bundle, context="training")

@@ -16,6 +16,7 @@ selects; ``kink_margins`` says how far each point is from the nearest switch.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -126,7 +127,9 @@ def gradients(objective: Callable, thetas: torch.Tensor) -> torch.Tensor:
 
 def hessians(objective: Callable, thetas: torch.Tensor) -> torch.Tensor:
     """d²J/dtheta², (S, P, P), exact (forward over reverse mode) on the selected smooth piece."""
-    return batched(hessian(objective), chunk=32)(thetas)
+    with warnings.catch_warnings():  # forward mode's first use: torch scripts its own decompositions, and warns
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+        return batched(hessian(objective), chunk=32)(thetas)
 
 
 def values(objective: Callable, thetas: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from pipeline.diagnose import plots, source as sources, summaries
 from pipeline.diagnose.measure import measure, replay_check
 from pipeline.diagnose.verdicts import VERDICTS, Tolerances, classify, sensitivity, shares
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.rescue import Keep
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseRes
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags) as active:
+        with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags,
+                            keep=Keep(config=cfg)) as active:
             provenance.log_config(cfg)
             t0 = time.perf_counter()
             grid = [(f, k) for k in src.kernel_sizes for f in src.filters]

@@ -1,6 +1,8 @@
 """The diagnose stage's tables over seeds (filter classes, tickets, landscape pairs) and its console report."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -123,10 +125,18 @@ def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFra
         lines.append(f"  F = {f}, k = {k}: " + " | ".join(cells))
     lines += ["", "does the best initial alignment with 0,+1,0 predict success? (logistic slope, p, AUC)"]
     for r in tickets.itertuples(index=False):
-        lines.append(f"  k = {r.kernel_size}, F = {r.filters}: slope {r.slope:.2f} +- {r.slope_se:.2f}, "
-                     f"p = {r.p_value:.2g}, AUC = {r.auc:.2f} ({r.successes}/{r.n} solved)")
+        lines.append(f"  k = {r.kernel_size}, F = {r.filters}: {ticket_text(r)} ({r.successes}/{r.n} solved)")
     if len(paths):
         lines += ["", f"straight paths from {len(paths)} stuck seeds to solved ones: barrier > delta on "
                   f"{int((paths['barrier'] > tol.delta).sum())}, median barrier {paths['barrier'].median():.3g}, "
                   f"largest {paths['barrier'].max():.3g}"]
     return lines
+
+
+def ticket_text(r: Any) -> str:
+    """A ticket fit in words; where it cannot be fitted (every seed solved, none, or under 3 seeds), why."""
+    if r.n < 3:
+        return "not fitted: fewer than 3 seeds"
+    if r.successes in (0, r.n):
+        return f"not fitted: {'no' if r.successes == 0 else 'every'} seed solved, nothing to predict"
+    return f"slope {r.slope:.2f} +- {r.slope_se:.2f}, p = {r.p_value:.2g}, AUC = {r.auc:.2f}"

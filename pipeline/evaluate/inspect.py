@@ -3,7 +3,7 @@
 Run as ``pipeline inspect --run-id <train run id>`` (or ``--model-uri runs:/<id>/<name>``), or
 ``mlflow run . -e inspect -P run_id=<id>``. Reads the model and, like evaluate, the data of
 the run that trained it. Writes, for every model: activation maximisation (the input that
-each first-layer filter and each output wants most, by gradient ascent from noise inside
+each first-layer filter (the first 64) and each output wants most, by gradient ascent from noise inside
 an L2 ball) and its gains; for image models: saliency maps of the easiest and hardest test
 examples and each first-layer filter's best cosine similarity to a Sobel kernel (with an
 untrained layer of the same shape for comparison); for the 1D detector: which filter
@@ -19,12 +19,14 @@ import pandas as pd
 import torch
 
 from pipeline import figures
+from pipeline.figures import MAX_FILTERS_DRAWN
 from pipeline.config.stages import InspectConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.evaluate import probes
 from pipeline.evaluate.loading import open_model
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.rescue import Keep
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ def untrained_like(conv: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def activation_maximisation(model, input_shape, radius: float, cfg: InspectConfig, n_outputs: int):
     conv = first_conv(model)
-    targets = [probes.first_layer_target(model, i) for i in range(conv.out_channels)]
-    names = [f"filter {i}" for i in range(conv.out_channels)]
+    shown = min(conv.out_channels, MAX_FILTERS_DRAWN)  # each target runs the whole layer: cost grows as F^2
+    targets = [probes.first_layer_target(model, i) for i in range(shown)]
+    names = [f"filter {i}" for i in range(shown)]
     targets += [probes.class_target(model, c) for c in range(n_outputs)]
     names += [f"output {c}" for c in range(n_outputs)]
     result = probes.maximise(targets, tuple(input_shape), radius=radius, steps=cfg.steps, lr=cfg.ascent_lr)
@@ -137,7 +140,8 @@ def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResul
     if not binary:
         inputs = bundle.input_transform("cpu")(split.X[:1000])
     radius = cfg.radius or float(inputs.flatten(1).norm(dim=1).mean())
-    with runs.stage_run("inspect", run_name=f"inspect {loaded.label}", tags=loaded.tags) as active:
+    with runs.stage_run("inspect", run_name=f"inspect {loaded.label}", tags=loaded.tags,
+                        keep=Keep(config=cfg)) as active:
         provenance.log_config(cfg, resolved_radius=radius)
         provenance.describe(f"Looks inside {loaded.what}: the inputs that excite each filter and output most "
                             f"(activation maximisation, {cfg.steps} steps in an L2 ball of radius {radius:.2f})"
@@ -145,7 +149,8 @@ def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResul
         model = model.to(device)
         n_out = 1 if binary else len(bundle.classes)
         result, table = activation_maximisation(model, bundle.input_shape, radius, cfg, n_out)
-        _log_actmax(result, table, first_conv(model).out_channels, ["0,+1,0"] if binary else bundle.classes)
+        _log_actmax(result, table, min(first_conv(model).out_channels, MAX_FILTERS_DRAWN),
+                    ["0,+1,0"] if binary else bundle.classes)
         echo(f"activation maximisation (radius {radius:.2f}, {cfg.steps} steps): median gain "
              f"{table['gain'].median():.1f}x over the noise start")
         sobel, untrained = (None, None)

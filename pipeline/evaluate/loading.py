@@ -20,6 +20,7 @@ from pipeline.data.io import bundle_from_uri
 from pipeline.data.load import load_bundle
 from pipeline.data.synthetic import make_synthetic
 from pipeline.errors import ConfigError
+from pipeline.models.registry import first_conv
 from pipeline.tracking import runs
 from pipeline.tracking.experiments import shape_label
 from pipeline.train.batching import pick_device
@@ -73,9 +74,12 @@ def inherit(cfg: EvaluateConfig, params: dict[str, str]) -> EvaluateConfig:
     fields = {f.name: f for f in dataclasses.fields(cfg)}
     src_dataset = params.get("resolved.dataset", params.get("dataset")) or None
     same_data = cfg.dataset is None or cfg.dataset == src_dataset
+    synthetic = (cfg.dataset or src_dataset or "synthetic") == "synthetic"
     updates: dict[str, Any] = {}
     for name in INHERITED:
         if getattr(cfg, name) is not None or (name in LOCATION and not same_data):
+            continue
+        if name == "data_uri" and synthetic:  # the run's training data: a synthetic test set is drawn fresh
             continue
         value = params.get(f"resolved.{name}", params.get(name))
         if value not in (None, ""):
@@ -88,10 +92,14 @@ def source_run_id(uri: str) -> str | None:
 
 
 def test_data(cfg: EvaluateConfig) -> DataBundle:
-    """Synthetic: a fresh set (``--data-seed``, ``--n``). Images: the test split of the run's data."""
+    """``--data-uri``: that prepared data (its test split; for 1D sequences the whole set). Else synthetic:
+    a fresh set (``--data-seed``, ``--n``); images: the test split of the run's data."""
     dataset = cfg.dataset or "synthetic"
-    if dataset != "synthetic":
+    if cfg.data_uri or dataset != "synthetic":
         bundle = bundle_from_uri(cfg.data_uri) if cfg.data_uri else load_bundle(cfg)
+        if bundle.task == "binary":  # prepared synthetic data: evaluate on the set it holds
+            return DataBundle(bundle.name, bundle.task, bundle.train, bundle.train, bundle.classes,
+                              {**bundle.meta, "from": cfg.data_uri})
         if bundle.test is None:
             raise ConfigError(f"{cfg.data_uri or dataset}: has no test split to evaluate on")
         return bundle
@@ -99,6 +107,19 @@ def test_data(cfg: EvaluateConfig) -> DataBundle:
     split = Split(X, y)
     return DataBundle("synthetic", "binary", split, split, ("no pattern", "0,+1,0"),
                       {"n": cfg.n, "width": cfg.width, "data_seed": cfg.data_seed})
+
+
+def check_model_fits(model: torch.nn.Module, bundle: DataBundle, uri: str) -> None:
+    """A 1D detector looks at sequences, an image model at images: refuse the other kind of data."""
+    try:
+        one_d = isinstance(first_conv(model), torch.nn.Conv1d)
+    except ValueError:
+        raise ConfigError(f"{uri}: the model has no convolution; it is not one of this pipeline's") from None
+    if one_d != (bundle.train.X.ndim == 3):
+        kind = "the 1D detector (for synthetic sequences)" if one_d else "an image model"
+        data = "1D sequences" if bundle.train.X.ndim == 3 else f"{'x'.join(map(str, bundle.input_shape))} images"
+        raise ConfigError(f"{uri} is {kind}, but {bundle.name} holds {data}; drop --dataset/--data-uri to use "
+                          "the data of the run that trained it")
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,7 @@ def open_model(cfg: Any) -> LoadedModel:
     device = pick_device(cfg.device)
     model = load_model(uri, device)
     bundle = test_data(cfg)
+    check_model_fits(model, bundle, uri)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),
             "source_run_id": src, "model_uri": uri, "seed": src_tags.get("seed"),
             "filters": src_tags.get("filters"), "kernel_size": src_tags.get("kernel_size"), "data_uri": cfg.data_uri}

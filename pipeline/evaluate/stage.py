@@ -25,6 +25,7 @@ from pipeline.evaluate.loading import open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import minibatches, place
 from pipeline.train.filters import filters_image
 from pipeline.train.loop import check_channels, correct_count, make_criterion
@@ -141,17 +142,18 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     loaded = open_model(cfg)
     cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
     binary = bundle.task == "binary"
-    data = (f"a fresh synthetic set ({len(bundle.train)} rows, data seed {cfg.data_seed})" if binary else
+    source = bundle.meta.get("from") or f"fresh, data seed {cfg.data_seed}"  # --data-uri, or a fresh set
+    data = (f"a synthetic set ({len(bundle.train)} rows, {source})" if binary else
             f"the test split of {bundle.name} ({len(bundle.test)} images, {bundle.meta.get('test_from', 'held out')})")
     what = f"Evaluates {loaded.what} on {data}."
-    with runs.stage_run("evaluate", run_name=f"evaluate {loaded.label}", tags=loaded.tags) as active:
+    with runs.stage_run("evaluate", run_name=f"evaluate {loaded.label}", tags=loaded.tags,
+                        keep=Keep(config=cfg)) as active:
         provenance.log_config(cfg)
         provenance.describe(what)
         if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
             found = f"; the 0,+1,0 detector is filter {idx}"
-            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} fresh rows, "
-                 f"data seed {cfg.data_seed})")
+            echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
             idx = kernel = None

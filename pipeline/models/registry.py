@@ -51,6 +51,22 @@ def build_model(
     return factory(tuple(input_shape), num_outputs, tuple(filters), tuple(kernel_size), **options)
 
 
+def memory_needed(name: str, input_shape: tuple[int, ...], num_outputs: int, filters: tuple[int, ...],
+                  kernel_size: tuple[int, ...], batch: int, **options) -> int:
+    """Bytes that training model ``name`` on batches of ``batch`` takes, from a copy on the meta device
+    (no memory): parameters with their gradients and two optimiser buffers, and every layer's
+    output with its gradient and a temporary."""
+    with torch.device("meta"):
+        model = build_model(name, input_shape, num_outputs, filters, kernel_size, **options)
+        outputs: list[int] = []
+        hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel()))
+                 for m in model.modules() if not list(m.children())]
+        model(torch.empty((batch, *input_shape)))
+    for h in hooks:
+        h.remove()
+    return 4 * (4 * count_parameters(model) + 3 * sum(outputs))
+
+
 def first_conv(model: nn.Module) -> nn.Module:
     """The first convolution of a model (whose filters the stages draw)."""
     for m in model.modules():

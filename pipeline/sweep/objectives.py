@@ -23,12 +23,13 @@ Objective = Callable[[Any, TrialRun, dict], tuple[float, ...]]
 
 def success_objective(cfg: SweepConfig) -> Objective:
     """P(success) of one (F, k) over seeds 0..S-1, through the capacity study's own seed_table."""
-    from pipeline.capacity.outcomes import seed_table
+    from pipeline.capacity.outcomes import check_memory, seed_table
     from pipeline.capacity.stats import p_success
     from pipeline.models.detector import Detector1d
     from pipeline.models.registry import count_parameters
 
     settings = capacity_settings(cfg)
+    check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seed_count, settings)
 
     def objective(trial: Any, run: TrialRun, point: dict) -> tuple[float, ...]:
         (f,), (k,) = layer_values(point, cfg)
@@ -77,10 +78,15 @@ def capacity_settings(cfg: SweepConfig) -> Any:
 def accuracy_objective(cfg: SweepConfig) -> Objective:
     from pipeline.data.load import load_bundle
     from pipeline.train.batching import pick_device
+    from pipeline.train.stage import check_model
 
-    base = resolve(_train_config(cfg))
+    base = resolve(train_config(cfg))
     bundle = load_bundle(base)  # once per worker: every trial sees the same data
     device = pick_device(base.device)
+    layers = len(base.filters)  # the largest point of the space must build and fit: checked before any trial
+    check_model(resolve(dataclasses.replace(base, filters=(max(cfg.filters),) * layers,
+                                            kernel_size=(max(cfg.kernel_sizes),) * layers)), bundle,
+                copies=cfg.seed_count)
     seeds = cfg.trial_seeds
     if bundle.train.X.ndim != 4 and len(seeds) > 1:
         raise ConfigError("--seeds with --objective accuracy trains image nets; on the synthetic data use "
@@ -141,12 +147,12 @@ def _one_seed_trainer(bundle: Any, device: Any) -> Callable:
     return train
 
 
-def _train_config(cfg: SweepConfig) -> TrainConfig:
+def train_config(cfg: SweepConfig) -> TrainConfig:
     """The train config that each accuracy trial starts from (recipe, data, epochs)."""
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
               if f.name in train_fields and f.name not in ("filters", "kernel_size", "threads")}
-    shared["seed"] = cfg.trial_seeds[0]
+    shared["seed"] = 0 if cfg.objective == "success" else cfg.sampler_seed  # the first of trial_seeds
     shared["print_every"] = 0
     shared["image_every"] = 0
     for name in ("epochs", "batch_size"):

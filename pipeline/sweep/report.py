@@ -149,7 +149,7 @@ def summary(study_name: str, storage: str | None, top: int = 5) -> str:
     """The text of `pipeline study-summary`: counts by state and the best trials."""
     import optuna
 
-    st = make_storage(storage, heartbeat_interval=None)
+    st = make_storage(storage, heartbeat_interval=None, must_exist=True)
     try:
         study = optuna.load_study(study_name=study_name, storage=st)
     except KeyError:

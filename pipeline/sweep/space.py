@@ -63,16 +63,18 @@ def layer_values(point: dict[str, Any], cfg: SweepConfig) -> tuple[tuple[int, ..
     return tuple(point[f] for f, _ in names), tuple(point[k] for _, k in names)
 
 
-def make_sampler(cfg: SweepConfig) -> Any:
+def make_sampler(cfg: SweepConfig, seed: int | None = None) -> Any:
+    """The sampler ``cfg`` names, seeded with ``seed`` (this worker's; default ``--sampler-seed``)."""
     import optuna
 
+    seed = cfg.sampler_seed if seed is None else seed
     if cfg.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(cfg), seed=cfg.sampler_seed)
+        return optuna.samplers.GridSampler(grid_space(cfg), seed=seed)
     if cfg.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.sampler_seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if cfg.multi_objective:
-        return optuna.samplers.TPESampler(seed=cfg.sampler_seed, multivariate=True)
-    return optuna.samplers.TPESampler(seed=cfg.sampler_seed)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def prunes(cfg: SweepConfig) -> bool:

@@ -19,23 +19,29 @@ from __future__ import annotations
 
 import itertools
 import time
-import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config.recipes import resolve
 from pipeline.config.studies import SweepConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, NonFiniteLoss
 from pipeline.sweep.objectives import Objective, accuracy_objective, success_objective
 from pipeline.sweep.repeats import earlier_trial, enqueue_untried, replay
 from pipeline.sweep.report import (best_trials, describe_result, describe_sweep, format_summary, log_study_summary,
                                    state_counts)
-from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names, model_name, param_names, \
-    suggest
-from pipeline.sweep.storage import make_storage
-from pipeline.sweep.trials import TrialRun, close_stale_runs
+from pipeline.sweep.settings import study_directions
+from pipeline.sweep.space import grid_space, metric_names, model_name, param_names, suggest
+from pipeline.sweep.storage import DEFAULT_STORAGE
+from pipeline.sweep.study import open_study, retry_trial
+from pipeline.sweep.trials import TrialRun
+from pipeline.sweep.workers import worker_seed
 from pipeline.tracking import provenance, runs
+from pipeline.tracking.connect import check_tracking_store
+from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
+from pipeline.tracking.rescue import Keep
+from pipeline.tracking.stores import sqlite_file
 
 
 @dataclass(frozen=True)
@@ -46,38 +52,6 @@ class SweepResult:
     best: list[dict[str, Any]]  # best trial (or the Pareto front): number, params, values
     counts: dict[str, int]  # trials by state, whole study
     seconds: float  # this worker's time in study.optimize
-
-
-def study_directions(cfg: SweepConfig) -> list[str]:
-    return ["maximize", "minimize"] if cfg.multi_objective else ["maximize"]
-
-
-def open_study(cfg: SweepConfig, tracking_uri: str) -> Any:
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retry)
-
-    def on_stale(study: Any, frozen_trial: Any) -> None:
-        close_stale_runs(tracking_uri, frozen_trial)
-        retry(study, frozen_trial)
-
-    storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
-    try:
-        study = optuna.create_study(
-            study_name=cfg.study_name, storage=storage, load_if_exists=True,
-            directions=study_directions(cfg), sampler=make_sampler(cfg), pruner=make_pruner(cfg),
-        )
-    except ValueError as err:  # e.g. the stored study has other directions
-        raise ConfigError(f"study {cfg.study_name!r}: {err}") from None
-    if study.metric_names != metric_names(cfg):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(metric_names(cfg))  # Optuna's plots and optuna-dashboard name the objective
-    return study
 
 
 def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
@@ -91,24 +65,28 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     torch.set_num_threads(cfg.threads)
     if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
         raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
-    study = open_study(cfg, runs.resolve_uri(cfg.tracking_uri))  # first: a bad storage fails fast
-    runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    if objective_factory is not None:
+    uri = runs.resolve_uri(cfg.tracking_uri)
+    check_stores(uri, cfg.storage or DEFAULT_STORAGE)  # both, before anything is written to either
+    if objective_factory is not None:  # builds the data and checks the sizes: before the study is touched
         inner = objective_factory(cfg)
     else:
         inner = success_objective(cfg) if cfg.objective == "success" else accuracy_objective(cfg)
+    seed = worker_seed(cfg.sampler_seed, cfg.worker_index)
+    study = open_study(cfg, uri, seed)
+    runs.configure(cfg.tracking_uri, cfg.experiment_name)
     storage_text = redact(cfg.storage or "sqlite:///optuna.db")
     tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
-            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed,
+            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed, "worker_sampler_seed": seed,
             "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
     names = metric_names(cfg)
-    with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=tags) as parent:
+    with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=tags, keep=Keep(config=cfg)) as parent:
         provenance.log_config(cfg)
         what = describe_sweep(cfg)
         provenance.describe(what)
         client = mlflow.MlflowClient()
         experiment_id = parent.info.experiment_id
         started = itertools.count(1)
+        stopped: list[Any] = []  # the trial that a signal or a lost store interrupted: retried later
 
         def objective(trial: Any) -> Any:
             this_worker_left = cfg.n_trials - next(started)  # trials that this worker runs after this one
@@ -129,12 +107,28 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
                 status = "KILLED"
                 outcome = f"{str(err)[:1].upper()}{str(err)[1:]} (median pruner)."
                 raise
+            except KeyboardInterrupt:
+                status, outcome = "KILLED", "Stopped by a signal; the trial is queued again."
+                stopped.append(trial)
+                raise
+            except Exception as err:
+                if is_store_fault(err):
+                    stopped.append(trial)
+                outcome = f"Failed: {redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))}"
+                raise
             finally:
-                run.finish(status, final, outcome)
+                if status == "FINISHED":
+                    run.finish(status, final, outcome)
+                else:  # on the way out of a failure: bookkeeping must not hide it
+                    runs.best_effort(run.finish, status, final, outcome)
 
         t0 = time.monotonic()
-        study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout,
-                       show_progress_bar=cfg.progress, gc_after_trial=False)
+        try:  # a diverging trial (NaN loss) fails alone; the sweep goes on
+            study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout, catch=(NonFiniteLoss,),
+                           show_progress_bar=cfg.progress, gc_after_trial=False)
+        finally:
+            for trial in stopped:
+                retry_trial(study, trial, cfg.max_retry)
         elapsed = time.monotonic() - t0
         best = best_trials(study)
         counts = state_counts(study)
@@ -150,3 +144,16 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
     return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
+
+
+def check_stores(tracking_uri: str, storage: str) -> None:
+    """The tracking store and the Optuna storage, checked without writing: two databases, neither
+    holding the other tool's tables."""
+    check_tracking_store(tracking_uri)
+    same = tracking_uri == storage
+    if tracking_uri.startswith("sqlite") and storage.startswith("sqlite"):
+        paths = [sqlite_file(u)[0] for u in (tracking_uri, storage)]
+        same = same or (None not in paths and Path(paths[0]).resolve() == Path(paths[1]).resolve())
+    if same:
+        raise ConfigError(f"--storage and the tracking URI are one database ({redact(storage)}); MLflow and Optuna "
+                          "each need their own")

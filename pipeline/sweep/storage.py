@@ -8,15 +8,29 @@ without "database is locked" failures.
 from __future__ import annotations
 
 import random
+import sqlite3
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.errors import ConfigError
-from pipeline.tracking.redact import redact, scrub
-from pipeline.tracking.stores import SQLITE_BUSY_TIMEOUT_S, enable_wal, postgres_connect_args, store_init_lock
+from pipeline.errors import ConfigError, EnvironmentFault
+from pipeline.tracking.redact import redact, remember
+from pipeline.tracking.stores import (
+    OPTUNA_TABLES,
+    SQLITE_BUSY_TIMEOUT_S,
+    check_db_url,
+    check_schema,
+    check_writable,
+    enable_wal,
+    open_error,
+    postgres_connect_args,
+    sqlite_file,
+    store_init_lock,
+)
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+OPTION = "--storage"
 
 
 def _lost_creation_race(err: Exception) -> bool:
@@ -29,23 +43,33 @@ def make_storage(
     heartbeat_interval: int | None = 10,
     grace_period: int | None = None,
     on_stale: Callable[[Any, Any], None] | None = None,
+    must_exist: bool = False,
 ) -> Any:
-    """An Optuna storage for ``url`` (default ``sqlite:///optuna.db``); fails fast if unreachable."""
+    """An Optuna storage for ``url`` (default ``sqlite:///optuna.db``); fails fast if unreachable.
+
+    Checked before anything is written: the URL parses, a journal's folder exists, the
+    database holds no MLflow tables and takes writes. ``must_exist`` (study-summary, which
+    only reads) refuses a storage that is not there instead of creating an empty one.
+    """
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
     url = url or DEFAULT_STORAGE
+    remember(url)
     if url == "memory":  # this process only: no sharing, no heartbeats
+        if must_exist:
+            raise ConfigError("--storage memory holds nothing outside the sweep that made it; give its file or URL")
         return optuna.storages.InMemoryStorage()
     if url.endswith(".journal") and "://" not in url:
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url))
+        return _journal(url, must_exist)
     if not (url.startswith("sqlite:///") or url.startswith("postgresql") or url.startswith("mysql")):
         raise ConfigError(
-            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER:PASSWORD@HOST/DB, FILE.journal"
-            " or memory"
+            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER@HOST/DB (password in PGPASSWORD "
+            "or ~/.pgpass), FILE.journal or memory"
         )
+    check_db_url(url, OPTION)
+    if must_exist and url.startswith("sqlite") and not Path(sqlite_file(url)[0]).exists():
+        raise ConfigError(f"--storage {url}: no such file; give the storage that the sweep wrote")
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///"):
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
@@ -60,6 +84,11 @@ def make_storage(
             "heartbeat_stale_trial_callback": on_stale,
         }
     try:
+        tables = check_schema(url, "Optuna", OPTION)
+        if must_exist and not OPTUNA_TABLES & tables:
+            raise ConfigError(f"--storage {redact(url)} holds no Optuna studies; give the storage that the sweep wrote")
+        if not must_exist:
+            check_writable(url, OPTION)
         for attempt in range(5):
             try:
                 # Held while the tables are created: workers start together, on one machine or many.
@@ -74,5 +103,26 @@ def make_storage(
                     raise
                 time.sleep(0.5 + random.random())
         raise AssertionError("unreachable")
-    except (SQLAlchemyError, ImportError, ValueError) as err:
-        raise ConfigError(f"cannot open Optuna storage {redact(url)}: {scrub(err, url)}") from None
+    except (ConfigError, EnvironmentFault):
+        raise
+    except (SQLAlchemyError, ImportError, ValueError, OSError, sqlite3.Error) as err:
+        raise open_error(err, url, "Optuna storage") from None
+
+
+def _journal(path: str, must_exist: bool) -> Any:
+    """A journal-file storage; its folder must exist (and the file, for a storage that is only read)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    file = Path(path)
+    if must_exist and not file.is_file():
+        raise ConfigError(f"--storage {path}: no such journal file; give the storage that the sweep wrote")
+    if not file.parent.is_dir():
+        raise ConfigError(f"--storage {path}: the folder {file.parent} does not exist; create it or give "
+                          "another path")
+    if file.is_dir():
+        raise ConfigError(f"--storage {path} is a folder; give a file name ending in .journal")
+    try:
+        return optuna.storages.JournalStorage(JournalFileBackend(str(file)))
+    except OSError as err:
+        raise EnvironmentFault(f"cannot open Optuna storage {path}: {err.strerror or err}") from None

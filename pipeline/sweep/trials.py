@@ -5,7 +5,7 @@ from typing import Any
 
 from pipeline.config.studies import SweepConfig
 from pipeline.sweep.space import layer_values, model_name
-from pipeline.tracking import runs
+from pipeline.tracking import faults, runs
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.tracking.experiments import shape_label
 
@@ -56,6 +56,8 @@ class TrialRun:
         """End the run as ``status``, with its final values and a description of how the trial went."""
         from pipeline.tracking.experiments import NOTE_TAG
 
+        if faults.lost():  # the tracking store is gone: the stage saves what it can and stops
+            return
         if final:
             self.metrics.log(final, step=0)
         self.metrics.flush()

@@ -1,10 +1,15 @@
-"""Artifacts of a run: figures, text, tables (CSV) and the trained model."""
+"""Artifacts of a run: figures, text, tables (CSV) and the trained model.
+
+Text artifacts pass through ``redact``: a password never reaches an artifact file.
+"""
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
 from typing import Any, Iterator, Sequence
+
+from pipeline.tracking.redact import redact
 
 
 def log_figure(fig: Any, artifact_file: str) -> None:
@@ -18,7 +23,7 @@ def log_figure(fig: Any, artifact_file: str) -> None:
 def log_text(text: str, artifact_file: str) -> None:
     import mlflow
 
-    mlflow.log_text(text, artifact_file)
+    mlflow.log_text(redact(text), artifact_file)
 
 
 def log_table(df: Any, artifact_file: str) -> None:
@@ -27,7 +32,7 @@ def log_table(df: Any, artifact_file: str) -> None:
 
     buf = io.StringIO()
     df.to_csv(buf, index=False)
-    mlflow.log_text(buf.getvalue(), artifact_file)
+    mlflow.log_text(redact(buf.getvalue()), artifact_file)
 
 
 def pip_requirements() -> list[str]:

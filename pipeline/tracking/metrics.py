@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping
 
+from pipeline.tracking import faults
+
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
 
 
@@ -36,6 +38,8 @@ class MetricBuffer:
             self.flush()
 
     def flush(self) -> None:
+        if faults.lost():  # the store is gone: keep them for the stage's rescue, do not wait on it
+            return
         for i in range(0, len(self._pending), MAX_BATCH):
             self.client.log_batch(self.run_id, metrics=self._pending[i : i + MAX_BATCH])
         self._pending.clear()

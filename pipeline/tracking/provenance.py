@@ -12,19 +12,12 @@ from typing import Any
 
 from pipeline.config.parsing import defining_params
 from pipeline.tracking.experiments import NOTE_TAG
-from pipeline.tracking.redact import redact
+from pipeline.tracking.redact import redact_tree
 from pipeline.tracking.runs import log_params_safely
 
-URL_FIELDS = ("tracking_uri", "storage")
-
-
 def config_dict(cfg: Any) -> dict[str, Any]:
-    """The config as a JSON-ready dict, store URLs without their passwords."""
-    out = dataclasses.asdict(cfg)
-    for key in URL_FIELDS:
-        if out.get(key):
-            out[key] = redact(out[key])
-    return out
+    """The config as a JSON-ready dict, with every password hidden (``redact``)."""
+    return redact_tree(dataclasses.asdict(cfg))
 
 
 def log_config(cfg: Any, **extra: Any) -> None:

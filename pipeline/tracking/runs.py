@@ -10,18 +10,21 @@ import contextlib
 import functools
 import math
 import os
-import re
-import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError
-from pipeline.tracking import experiments
-from pipeline.tracking.redact import redact, scrub
-from pipeline.tracking.stores import enable_wal, store_init_lock
+from pipeline.tracking import experiments, faults, rescue
+from pipeline.tracking.connect import open_tracking_store
+from pipeline.tracking.faults import StoreLost, describe, is_store_fault
+from pipeline.tracking.redact import has_secret, redact, scrub
+from pipeline.tracking.rescue import Keep
+from pipeline.tracking.watch import StoreWatch
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+BAD_INPUT_CODES = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE")
 
 
 def resolve_uri(tracking_uri: str | None = None) -> str:
@@ -31,59 +34,30 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
 
 def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
     """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment
-    (``experiments.experiment_name``: explicit > $MLFLOW_EXPERIMENT_NAME > convnet-study)."""
-    import mlflow
+    (``experiments.experiment_name``: explicit > $MLFLOW_EXPERIMENT_NAME > convnet-study).
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
-    uri = resolve_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    _open_store(uri)
-    if mlflow.active_run() is None:
-        if os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made the run, in the experiment that it chose
-            experiments.tag_experiment(experiments.current_experiment_id())
-        else:
-            experiments.use_experiment(experiments.experiment_name(experiment_name))
-    return uri
-
-
-def _open_store(uri: str) -> None:
-    """Create or upgrade a database store, or fail at once, in one line, if it cannot be reached.
-
-    Without this an unreachable server surfaces minutes later (MLflow retries HTTP requests
-    with back-off) as a traceback.
+    The store is checked and opened here (``connect.py``), so that a bad or dead one fails
+    before any work, in one line; so is the run that ``mlflow run`` hands over (``MLFLOW_RUN_ID``).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
 
-    problem = None
-    try:
-        if uri.startswith(("sqlite:///", "postgresql", "mysql")):
-            with store_init_lock(uri, "mlflow"):  # workers started together must not race its migrations
-                enable_wal(uri)
-                mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates/upgrades the tables
-        elif uri.startswith(("http://", "https://")):
-            problem = _probe_server(uri)
-    except (OSError, ValueError, sqlite3.Error, SQLAlchemyError, MlflowException, ImportError) as err:
-        problem = scrub(err, uri)
-    if problem:
-        raise ConfigError(f"cannot open the MLflow tracking store {redact(uri)}: {problem}")
-
-
-def _probe_server(uri: str) -> str | None:
-    """Why ``uri`` is not an MLflow server that answers, or None. One request, 10 s at most."""
-    import requests  # as MLflow's client talks to a server (user:password@ in the URL included)
-
-    try:
-        response = requests.get(uri.rstrip("/") + "/health", timeout=10)
-    except requests.exceptions.ConnectionError as err:
-        # requests nests the reason three deep; the socket's own words are what helps
-        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))
-        return f"no answer ({errno.group(1) if errno else type(err).__name__})"
-    with response:
-        if response.status_code in (200, 401, 403):  # an auth layer may guard /health: MLflow will say
-            return None
-        return f"/health answered HTTP {response.status_code}; is it an MLflow tracking server?"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
+    uri = resolve_uri(tracking_uri)
+    open_tracking_store(uri)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.active_run() is None:
+        try:
+            if os.environ.get("MLFLOW_RUN_ID"):  # `mlflow run` made the run, in the experiment that it chose
+                _check_adopted_run()
+                experiments.tag_experiment(experiments.current_experiment_id())
+            else:
+                experiments.use_experiment(experiments.experiment_name(experiment_name))
+        except MlflowException as err:  # a deleted experiment, $MLFLOW_EXPERIMENT_ID naming none, ...
+            if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
+                raise
+            raise ConfigError(f"the MLflow experiment: {scrub(err)}") from None
+    return uri
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,39 +77,122 @@ def git_commit() -> str | None:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """Start the run of one stage (nested under an active run) and tag it.
+def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
+              keep: Keep | None = None) -> Iterator[Any]:
+    """Start the run of one stage (nested under an active run), tag it, and end it honestly.
 
     Under ``mlflow run`` the first stage adopts the run that MLflow created
-    (``MLFLOW_RUN_ID``). An exception ends the run FAILED, Ctrl-C ends it KILLED.
+    (``MLFLOW_RUN_ID``), which must still be RUNNING: a finished run is never changed. The
+    run ends FINISHED, FAILED on an error (tagged with its one line), KILLED on a signal.
+    If the tracking store stops answering (a failed call, or ``StoreWatch`` for a remote
+    store), what ``keep`` holds is saved to a local folder and ``StoreLost`` (exit 1) names it.
     """
     import mlflow
 
     nested = mlflow.active_run() is not None
-    if run_name:
-        run_name = experiments.unique_run_name(run_name, experiments.current_experiment_id())
-    run = mlflow.start_run(run_name=run_name, nested=nested)
+    if not nested:
+        faults.reset_lost()
+    try:
+        if run_name:
+            run_name = experiments.unique_run_name(run_name, experiments.current_experiment_id())
+        run = mlflow.start_run(run_name=run_name, nested=nested)
+    except Exception as err:  # noqa: BLE001 - e.g. $MLFLOW_EXPERIMENT_ID names no experiment
+        if getattr(err, "error_code", "") not in BAD_INPUT_CODES or is_store_fault(err):
+            raise
+        raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+    uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:
-        all_tags = {"stage": stage}
-        commit = git_commit()
-        if commit:
-            all_tags["git_commit"] = commit
-        all_tags.update({k: str(v) for k, v in (tags or {}).items() if v is not None})
-        mlflow.set_tags(all_tags)
-        yield run
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except BaseException:
+        with contextlib.nullcontext() if nested else StoreWatch(uri):
+            all_tags = {"stage": stage}
+            commit = git_commit()
+            if commit:
+                all_tags["git_commit"] = commit
+            all_tags.update({k: redact(v) for k, v in (tags or {}).items() if v is not None})
+            mlflow.set_tags(all_tags)
+            yield run
+    except StoreLost:
         status = "FAILED"
+        raise  # a nested stage saved its results already
+    except KeyboardInterrupt:
+        if faults.lost() is None:
+            status = "KILLED"
+            raise
+        status = "FAILED"
+        if nested and keep is None:
+            raise  # the stage around this one keeps what there is
+        raise _rescued(stage, run, keep, uri) from None
+    except BaseException as err:
+        status = "FAILED"
+        if is_store_fault(err):
+            faults.mark_lost(faults.reason(err))
+            if nested and keep is None:
+                raise
+            raise _rescued(stage, run, keep, uri) from None
+        best_effort(mlflow.set_tag, "error", describe(err)[1].removeprefix("Error: ")[:500])
         raise
     finally:
-        mlflow.end_run(status=status)
+        if faults.lost():
+            with _no_retries():
+                best_effort(mlflow.end_run, status=status)
+        else:
+            mlflow.end_run(status=status)
+
+
+def _rescued(stage: str, run: Any, keep: Keep | None, uri: str) -> StoreLost:
+    reason = faults.lost() or "no answer"
+    folder = rescue.save(keep or Keep(), stage, run.info.run_id, uri, reason)
+    return StoreLost(f"a store stopped answering during {stage} ({reason}; tracking store {redact(uri)}); "
+                     f"what run {run.info.run_id} had not logged is saved in {folder}")
+
+
+def _check_adopted_run() -> None:
+    """``MLFLOW_RUN_ID`` (set by ``mlflow run``) must name a RUNNING run: finished runs are never reopened."""
+    import mlflow
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for "no such run"
+        if is_store_fault(err):
+            raise
+        raise ConfigError(f"MLFLOW_RUN_ID={run_id}: no such run in {redact(mlflow.get_tracking_uri())}; "
+                          "unset MLFLOW_RUN_ID to start a new run") from None
+    if run.info.status != "RUNNING" or run.info.lifecycle_stage != "active":
+        state = run.info.status if run.info.lifecycle_stage == "active" else "deleted"
+        raise ConfigError(f"MLFLOW_RUN_ID={run_id} is a {state} run, and a finished run is never changed; "
+                          "unset MLFLOW_RUN_ID to start a new run")
+    leaked = sorted(k for k, v in run.data.params.items() if has_secret(v))
+    if leaked:
+        print(f"Note: `mlflow run -P` has already recorded a password in param(s) {', '.join(leaked)} of run "
+              f"{run_id}; give database passwords through PGPASSWORD or ~/.pgpass instead", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _no_retries() -> Iterator[None]:
+    """One quick try for the calls after the store was lost (ending the run, if it came back)."""
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
+    old = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def best_effort(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Call ``fn``, ignoring its failure (bookkeeping on the way out of another failure)."""
+    try:
+        fn(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - bookkeeping on the way out must not hide the real error
+        pass
 
 
 def log_params_safely(params: Mapping[str, Any]) -> None:
-    """Log params, never clashing with values already on the run.
+    """Log params (passwords hidden), never clashing with values already on the run.
 
     ``mlflow run -P lr=5e-2`` logs ``lr=5e-2`` before our code runs; logging the resolved
     ``0.05`` again would raise. Keys already present are skipped when they mean the same
@@ -147,7 +204,7 @@ def log_params_safely(params: Mapping[str, Any]) -> None:
     existing = mlflow.MlflowClient().get_run(run.info.run_id).data.params if run else {}
     out: dict[str, str] = {}
     for key, value in params.items():
-        text = "" if value is None else str(value)
+        text = "" if value is None else redact(value)
         if key in existing:
             if not _same_value(existing[key], text):
                 out[f"resolved.{key}"] = text

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.config.stages import ServeConfig
 from pipeline.errors import ConfigError
+from pipeline.tracking.connect import check_tracking_store
 from pipeline.tracking.runs import resolve_uri
 
 
@@ -110,6 +111,23 @@ def model_uri_of_run(run_id: str) -> str:
     return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
 
 
+def check_servable(model_uri: str, host: str, port: int) -> None:
+    """A model at ``model_uri`` and a free ``host:port`` to serve it on."""
+    import socket
+
+    import mlflow
+
+    try:
+        mlflow.models.get_model_info(model_uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no model there"
+        raise ConfigError(f"--model-uri {model_uri}: no model there ({str(err).strip().splitlines()[0]})") from None
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f"--port {port} on {host}: {err.strerror}; give another --port or --host") from None
+
+
 def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
     """Replace this process with ``mlflow models serve`` for the config's model, in this environment.
 
@@ -122,8 +140,10 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
     import mlflow
 
     tracking_uri = resolve_uri(cfg.tracking_uri)
+    check_tracking_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     model_uri = cfg.model_uri or model_uri_of_run(cfg.run_id)
+    check_servable(model_uri, cfg.host, cfg.port)  # here, in one line: the server's own errors are tracebacks
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "--model-uri", model_uri, "--env-manager", "local",
            "--host", cfg.host, "--port", str(cfg.port)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,

@@ -21,6 +21,14 @@ MARGIN = 12
 COLORBAR_W = 18
 COLORBAR_LABELS = 52  # room for the colour bar's tick labels
 BLACK, GREY, LIGHT = (0, 0, 0), (120, 120, 120), (225, 225, 225)
+MAX_SHOWN = 64  # filters drawn; a wider layer shows its first 64 (and says so): the picture stays readable
+
+
+def _first_shown(w: np.ndarray, title: str) -> tuple[np.ndarray, str]:
+    """The filters that fit the picture, and the title that says when some are left out."""
+    if len(w) <= MAX_SHOWN:
+        return w, title
+    return w[:MAX_SHOWN], f"{title} (filters 0-{MAX_SHOWN - 1} of {len(w)})".lstrip()
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,9 +76,9 @@ def _limit(w: np.ndarray) -> float:
 def detector_image(conv_w: np.ndarray, linear_w: np.ndarray | None = None, title: str = "") -> np.ndarray:
     """1D filters (F, 1, k) as an (H, 800, 3) image: per filter its index, the linear layer's weight for
     it, its taps as a heatmap strip and as annotated bars."""
-    w = np.asarray(conv_w, dtype=np.float32)[:, 0, :]  # (F, k)
+    w, title = _first_shown(np.asarray(conv_w, dtype=np.float32)[:, 0, :], title)  # (F, k)
     f, k = w.shape
-    lin = None if linear_w is None else np.asarray(linear_w, dtype=np.float32).reshape(-1)  # (F,)
+    lin = None if linear_w is None else np.asarray(linear_w, dtype=np.float32).reshape(-1)[:f]  # (F,)
     lim = _limit(w)
     label_w, row_h, gap, head = 120, 96, 8, 70  # tall rows: MLflow's card shows a 256 px thumbnail
     plot_w = WIDTH - 2 * MARGIN - label_w - COLORBAR_W - COLORBAR_LABELS - 3 * gap
@@ -117,7 +125,7 @@ def detector_image(conv_w: np.ndarray, linear_w: np.ndarray | None = None, title
 def grid_image(conv_w: np.ndarray, title: str = "") -> np.ndarray:
     """2D filters (F, C, kh, kw) as an (H, 800, 3) image: a grid of panels, each with its index
     (input channel 0 on the diverging scale; 3-channel filters as colours around grey)."""
-    w = np.asarray(conv_w, dtype=np.float32)
+    w, title = _first_shown(np.asarray(conv_w, dtype=np.float32), title)
     f, c, kh, kw = w.shape
     rgb_filters = c == 3
     lim = _limit(w)

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from pipeline.config.recipes import resolve
-from pipeline.config.stages import TrainConfig, check_batch_size
+from pipeline.config.stages import TrainConfig, check_batch_size, check_loss
 from pipeline.data.bundle import DataBundle
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, NonFiniteLoss
 from pipeline.train.batching import minibatches, place
 from pipeline.train.progress import EpochBar
 from pipeline.train.sgd import SGD
@@ -107,6 +107,7 @@ def fit(
     """
     cfg = resolve(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
+    check_loss(cfg.loss, bundle.task)
     criterion = make_criterion(cfg.loss)
     optimizer = make_optimizer(cfg, model.parameters())
     transform = bundle.input_transform(device)
@@ -140,6 +141,9 @@ def fit(
                                f"Loss: {loss.item():.6f}")
         bar.close()
         train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):  # diverged: the run must not end FINISHED with NaN weights
+            raise NonFiniteLoss(f"the training loss became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "
+                                f"--optimizer {cfg.optimizer}): training diverged; lower --lr")
         if cfg.print_every and (epoch == 1 or epoch % cfg.print_every == 0):
             echo("Epoch %d had training loss %.4f" % (epoch, train_loss))
         val_loss, val_acc = evaluate_split(model, Xv, yv, criterion, bundle.task, batch_size=cfg.test_batch_size,

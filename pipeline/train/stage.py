@@ -23,17 +23,19 @@ from typing import Callable
 import torch
 from torch import nn
 
+from pipeline.config.checks import fits_in_memory
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig, check_batch_size
 from pipeline.data.bundle import DataBundle
 from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
-from pipeline.models.registry import build_model, count_parameters
+from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.experiments import shape_label
 from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
 from pipeline.train.figures import (log_curves, log_detector_figures, log_filter_image, log_final_filters,
                                     log_prediction_heatmap)
@@ -69,9 +71,25 @@ def model_options(cfg: TrainConfig) -> dict:
             "log_softmax": cfg.loss == "nll"}
 
 
+def check_model(cfg: TrainConfig, bundle: DataBundle, copies: int = 1) -> None:
+    """The (resolved) config's model (``copies`` of it, trained at once) can be built for this data and
+    trained in this machine's memory (worked out on the meta device: nothing is allocated)."""
+    batch = max(cfg.batch_size or len(bundle.train), min(cfg.test_batch_size, len(bundle.val)))
+    need = memory_needed(cfg.model, bundle.input_shape, _outputs(bundle), cfg.filters, cfg.kernel_size, batch,
+                         **model_options(cfg))
+    what = f"{copies} x {cfg.model}" if copies > 1 else cfg.model
+    fits_in_memory(need * copies, f"training {what} with --filters {','.join(map(str, cfg.filters))} on batches "
+                                  f"of {batch}", "use fewer --filters or a smaller --batch-size (or fewer --seeds)")
+
+
+def _outputs(bundle: DataBundle) -> int:
+    return 1 if bundle.task == "binary" else len(bundle.classes)
+
+
 def make_model(cfg: TrainConfig, bundle: DataBundle) -> nn.Module:
     """The (resolved) config's model for this data, initialised by torch.manual_seed(cfg.seed)."""
-    num_outputs = 1 if bundle.task == "binary" else len(bundle.classes)
+    check_model(cfg, bundle)
+    num_outputs = _outputs(bundle)
     return build_model(cfg.model, bundle.input_shape, num_outputs, cfg.filters, cfg.kernel_size, seed=cfg.seed,
                        **model_options(cfg))
 
@@ -119,8 +137,11 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             "filters": ",".join(map(str, cfg.filters)), "kernel_size": ",".join(map(str, cfg.kernel_size)),
             "device": str(device), "data_uri": cfg.data_uri}
     name = artifacts.model_name(cfg.model, cfg.filters, cfg.kernel_size)
+    epochs: list[dict[str, float]] = []
+    keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
     # the run ends after `drawing` has logged every figure (contexts exit innermost first)
-    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags) as active, drawing:
+    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep) as active, \
+            drawing:
         provenance.log_config(cfg)
         what = describe_training(cfg, bundle, n_params)
         provenance.describe(what)
@@ -134,6 +155,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             metrics.log({"num_parameters": n_params}, step=0)
 
             def on_epoch(epoch: int, values: dict[str, float]) -> None:
+                epochs.append({"epoch": epoch, **values})
                 metrics.log(values, step=epoch)
                 if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
                     log_filter_image(drawing, model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")

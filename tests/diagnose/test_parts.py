@@ -89,3 +89,19 @@ def test_filter_normalised_directions_match_each_filters_norm_and_leave_biases()
     torch.testing.assert_close(d_taps.norm(dim=1), taps.norm(dim=1))
     torch.testing.assert_close(d_v.norm(), v.norm())
     assert not d_b.any() and d_c == 0
+
+
+def test_a_ticket_that_cannot_be_fitted_says_why_instead_of_nan():
+    from types import SimpleNamespace
+
+    from pipeline.diagnose.summaries import ticket_text
+
+    def row(successes, n):
+        fit = anatomy.logistic_fit(np.linspace(0, 1, n), (np.arange(n) < successes).astype(float))
+        return SimpleNamespace(**fit)
+
+    assert ticket_text(row(0, 8)) == "not fitted: no seed solved, nothing to predict"
+    assert ticket_text(row(8, 8)) == "not fitted: every seed solved, nothing to predict"
+    assert ticket_text(row(1, 2)) == "not fitted: fewer than 3 seeds"
+    text = ticket_text(row(4, 8))
+    assert text.startswith("slope ") and "nan" not in text

@@ -63,7 +63,7 @@ def test_unreachable_storage_fails_fast_without_the_password(tracking_uri):
     t0 = time.monotonic()
     code, out, err = run_cli("sweep", "--storage", "postgresql://alice:s3cr3t-pw@127.0.0.1:1/nodb", *FAST)
     assert time.monotonic() - t0 < 30
-    assert code == 2 and "Traceback" not in err
+    assert code == 1 and "Traceback" not in err  # a server that does not answer: the environment, not the input
     assert "s3cr3t-pw" not in out + err and "***" in err
     assert len(err.strip().splitlines()) == 1 and "cannot open Optuna storage" in err
 
@@ -127,9 +127,11 @@ def test_two_workers_on_the_default_local_storage(client, tmp_path):
 
 
 def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_path):
-    common = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3,5",
-              "--heartbeat-interval", "1", "--grace-period", "2", "--n-trials", "20", "--progress", "false"]
-    first = _worker(*common, "--seeds", "512", "--epochs", "20000", cwd=tmp_path)  # a trial of many seconds
+    # Both workers run the same study settings (a resumed study refuses others): trials of a few seconds.
+    common = ["--study-name", "kill", "--sampler", "grid", "--filters", "2,3", "--kernel-sizes", "3",
+              "--heartbeat-interval", "1", "--grace-period", "2", "--n-trials", "20", "--progress", "false",
+              "--seeds", "512", "--epochs", "8000"]
+    first = _worker(*common, cwd=tmp_path)
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     deadline = time.monotonic() + 120
     running = None
@@ -144,7 +146,7 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_pa
     first.send_signal(signal.SIGKILL)
     first.wait()
     time.sleep(3.5)  # past the grace period: the trial's heartbeat is stale
-    second = _worker(*common, "--seeds", "16", "--epochs", "100", cwd=tmp_path)
+    second = _worker(*common, cwd=tmp_path)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-2000:]
     study = _load("kill", storage)
@@ -153,7 +155,7 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_pa
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert retried[0].params == killed.params
-    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 4
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
     run = client.get_run(running.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED"
     assert client.get_run(running.user_attrs["mlflow_parent_run_id"]).info.status == "KILLED"

@@ -13,7 +13,6 @@ curves (step = epoch). ``--table PATH`` also writes the per-seed table to a loca
 """
 from __future__ import annotations
 
-import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +28,7 @@ from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
 
 SUMMARY_METRICS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_lo", "test_accuracy_hi",
@@ -50,23 +50,27 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     from tqdm import tqdm
 
     from pipeline.data.io import log_bundle_input
-    from pipeline.train.stage import load_data
+    from pipeline.train.stage import check_model, load_data
 
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     base, bundle = load_data(train_config(cfg))
     grid = cells(cfg, base, bundle)
+    for cell in grid:  # every cell's seeds train at once: they must fit together, checked before any training
+        check_model(cell.config, bundle, copies=cfg.seeds)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
+        tables: list = []  # per cell: saved locally if the tracking store goes away
         with runs.stage_run("capacity", run_name=f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",
-                            tags={**tags, "study": "image-capacity", "device": str(device)}) as parent:
+                            tags={**tags, "study": "image-capacity", "device": str(device)},
+                            keep=Keep(config=cfg, seeds=tables)) as parent:
             provenance.log_config(cfg)
-            mlflow.log_dict(dataclasses.asdict(base), "train_config.json")
+            mlflow.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
             log_bundle_input(bundle, context="training")
-            tables, curves, seconds = [], [], 0.0
+            curves, seconds = [], 0.0
             bar = tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False)
             for cell in bar:
                 bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")

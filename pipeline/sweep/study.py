@@ -1,0 +1,127 @@
+"""The Optuna study of a sweep: opened (or made) knowing what it is, sampled without duplicates,
+and left honest when a worker stops.
+
+``open_study`` checks the study's settings (``settings.py``) under a lock on the storage, so
+that workers started together agree on them, and gives this worker's sampler its own seed
+and the fresh-points rule (``workers.py``). ``retry_trial`` re-queues the trial that a
+signal or a lost store interrupted: it is FAIL, and the next worker (or the resumed study)
+runs it again, as Optuna does for the trial of a worker whose heartbeat stopped.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.studies import SweepConfig
+from pipeline.errors import ConfigError, NonFiniteLoss
+from pipeline.sweep.settings import record_or_check, study_directions, study_settings
+from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names
+from pipeline.sweep.storage import DEFAULT_STORAGE, make_storage
+from pipeline.sweep.trials import close_stale_runs
+from pipeline.sweep.workers import FreshPoints
+from pipeline.tracking.redact import redact
+from pipeline.tracking.stores import sqlite_file, store_init_lock
+
+
+def _retry_callback(max_retry: int) -> Any:
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
+def open_study(cfg: SweepConfig, tracking_uri: str, sampler_seed: int) -> Any:
+    """The study ``cfg`` names, made with its settings or checked against them."""
+    import optuna
+
+    retry = _retry_callback(cfg.max_retry)
+
+    def on_stale(study: Any, frozen_trial: Any) -> None:
+        close_stale_runs(tracking_uri, frozen_trial)
+        retry(study, frozen_trial)
+
+    url = cfg.storage or DEFAULT_STORAGE
+    storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
+    quiet_failed_trials()
+    sampler = make_sampler(cfg, sampler_seed)
+    if cfg.sampler != "grid" and cfg.lr_min is None:  # a finite space: fresh points while there are any
+        sampler = FreshPoints(sampler, grid_space(cfg), sampler_seed, lambda: store_init_lock(url, "optuna-sample"))
+    wanted = study_settings(cfg)
+    with store_init_lock(url, "optuna"):  # workers started together agree on the settings
+        try:
+            study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=sampler,
+                                      pruner=make_pruner(cfg))
+        except KeyError:
+            study = optuna.create_study(study_name=cfg.study_name, storage=storage, load_if_exists=True,
+                                        directions=study_directions(cfg), sampler=sampler, pruner=make_pruner(cfg))
+        record_or_check(study, storage, wanted)
+        check_tracked_here(study, storage, tracking_uri)
+    if study.metric_names != metric_names(cfg):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(metric_names(cfg))  # Optuna's plots and optuna-dashboard name the objective
+    return study
+
+
+def check_tracked_here(study: Any, storage: Any, tracking_uri: str) -> None:
+    """Refuse to resume a study whose trials were logged to another MLflow store: its best trial, its
+    repeated configurations and its trials table would point at runs that this store does not have.
+
+    The newest trial with a run decides (the runs of a study live in one store). A study made by other
+    code, with no ``mlflow_run_id`` on its trials, is not checked."""
+    import mlflow
+    import optuna
+    from mlflow.exceptions import MlflowException
+
+    tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
+    if not tracked:
+        return
+    newest = tracked[-1]
+    run_id = newest.user_attrs["mlflow_run_id"]
+    path = sqlite_file(tracking_uri)[0] if tracking_uri.startswith("sqlite") else None
+    if path is None or Path(path).exists():  # a SQLite file that is not there yet holds no run (and stays absent)
+        try:
+            mlflow.MlflowClient(tracking_uri).get_run(run_id)
+            return
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    names = set(optuna.study.get_all_study_names(storage))
+    new = next(f"{study.study_name}-{i}" for i in range(2, 10**6) if f"{study.study_name}-{i}" not in names)
+    raise ConfigError(f"study {study.study_name!r} logged its trials to another MLflow store (trial {newest.number}'s "
+                      f"run {run_id} is not in {redact(tracking_uri)}): resume it with the tracking URI it was "
+                      f"logged to, or start a new study with --study-name {new} (or another --storage)")
+
+
+def retry_trial(study: Any, trial: Any, max_retry: int) -> None:
+    """Re-queue an interrupted trial (best effort: the storage may be what failed)."""
+    try:
+        frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        _retry_callback(max_retry)(study, frozen)
+    except Exception:  # noqa: BLE001 - never let the retry hide why the worker stopped
+        pass
+
+
+class _NoTraceback(logging.Filter):
+    """Optuna logs a failed trial with its traceback, then its value. A diverged trial (the sweep goes
+    on) keeps its first line; any other failure stops the worker, which reports it in one line itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().endswith("failed with value None."):
+            return False
+        if record.exc_info:
+            keep = isinstance(record.exc_info[1], NonFiniteLoss)
+            record.exc_info, record.exc_text = None, None
+            return keep
+        return True
+
+
+def quiet_failed_trials() -> None:
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoTraceback) for f in logger.filters):
+        logger.addFilter(_NoTraceback())
