@@ -10,6 +10,7 @@ import contextlib
 import gc
 import os
 import sys
+import threading
 import traceback
 from typing import Iterator
 
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
     code = 0
+    old_hook = threading.excepthook
+    threading.excepthook = lambda hook_args: _thread_error(hook_args, debug)
     try:
         with interrupt_signals():
             try:
@@ -253,8 +256,23 @@ def main(argv: list[str] | None = None) -> None:
                 code = _report(err, debug)
     except KeyboardInterrupt as err:  # a signal that came after the command's own handling
         code = _report(err, debug)
+    finally:
+        threading.excepthook = old_hook
     if code:
         sys.exit(code)
+
+
+def _thread_error(args: threading.ExceptHookArgs, debug: bool) -> None:
+    """A background thread's failure (Optuna's heartbeat when its database goes away, say): one line,
+    as for the main thread; the main thread meets the same fault and ends the stage."""
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    from pipeline.tracking.faults import describe
+
+    if debug:
+        traceback.print_exception(args.exc_value)
+    where = f" (in the background thread {args.thread.name})" if args.thread is not None else ""
+    click.echo(describe(args.exc_value)[1] + where, err=True)
 
 
 def _report(err: BaseException, debug: bool) -> int:

@@ -45,8 +45,15 @@ def study_name(cfg: MainConfig) -> str:
     return f"main-{cfg.epochs}ep-{cfg.sweep_seeds}seeds"
 
 
+def sweep_config(cfg: MainConfig) -> SweepConfig:
+    return SweepConfig(study_name=study_name(cfg), storage=cfg.storage, n_trials=cfg.sweep_trials,
+                       seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False, worker_index=0)  # one worker
+
+
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    if cfg.sweep_trials:  # what the closing sweep would refuse is found now, not after all the training
+        sweep.preflight(sweep_config(cfg))
     small, large = cfg.small_filters, cfg.large_filters
     with runs.stage_run("main", run_name=f"main F{small} vs F{large} s{cfg.seed}",
                         tags={"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
@@ -77,9 +84,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         swept = None
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
-            swept = sweep.run(SweepConfig(study_name=study_name(cfg), storage=cfg.storage, n_trials=cfg.sweep_trials,
-                                          seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False,
-                                          worker_index=0), echo=echo)  # one worker: reproducible
+            swept = sweep.run(sweep_config(cfg), echo=echo)
             if swept.best:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "

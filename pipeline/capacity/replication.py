@@ -55,7 +55,8 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     tags = {"task": TASK, "recipe": "rom1mouret-exploration", "dataset": TASK, "model": "pattern-cnn",
             "seed": f"{seeds[0]}-{seeds[-1]}"}
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:  # 0: torch's default
+        torch.set_num_threads(cfg.threads)
     seconds = {"streams": 0.0, "training": 0.0}
     try:
         parts: list[pd.DataFrame] = []  # per (F, variant): saved locally if the tracking store goes away

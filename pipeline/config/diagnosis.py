@@ -25,7 +25,7 @@ class DiagnoseConfig(TrackingFields):
     pairs: int = opt(3, "landscape: (failed, solved) pairs per configuration whose straight path is drawn")
     slice_points: int = opt(31, "landscape: grid points per axis of the 2D loss slice around a stuck point")
     table: str | None = opt(None, "also write the per-seed table (diagnosis.csv) to this local CSV file")
-    threads: int = opt(1, "torch CPU threads", within=THREADS)
+    threads: int = opt(1, "torch CPU threads (0: torch's default)", within=THREADS)
 
     def __post_init__(self) -> None:
         check_fields(self)

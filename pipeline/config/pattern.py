@@ -27,7 +27,7 @@ class PatternCapacityConfig(TrackingFields):
     test_seed: int = opt(1_000_000, "seed of the fixed test set (outside the training seeds)", within=TORCH_SEED)
     success: float = opt(0.99, "a seed succeeds when its test accuracy is at least this")
     table: str | None = opt(None, "also write the per-seed table to this local CSV file")
-    threads: int = opt(1, "torch CPU threads", within=THREADS)
+    threads: int = opt(1, "torch CPU threads (0: torch's default)", within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda (training; the data streams are drawn on the CPU)")
 
     def __post_init__(self) -> None:

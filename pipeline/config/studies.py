@@ -66,7 +66,7 @@ class SweepConfig(DataFields, TrackingFields):
     max_retry: int = opt(3, "times a trial of a dead worker is re-queued", SETTING)
     progress: bool = opt(True, "show a progress bar over trials", SETTING)
     device: str | None = opt(None, "accuracy objective: auto | cpu | cuda (default: the recipe's)", SETTING)
-    threads: int = opt(1, "torch CPU threads", SETTING, within=THREADS)
+    threads: int = opt(1, "torch CPU threads (0: torch's default)", SETTING, within=THREADS)
 
     def __post_init__(self) -> None:
         self._check_data()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.data.bundle import ARTIFACT_DIR, ARTIFACT_FILE, DataBundle
 from pipeline.errors import ConfigError
+from pipeline.tracking.faults import is_store_fault
 
 
 def log_bundle_artifact(bundle: DataBundle) -> str:
@@ -26,6 +27,8 @@ def bundle_from_uri(uri: str) -> DataBundle:
         try:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
         except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "not there"
+            if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+                raise
             raise ConfigError(f"--data-uri {uri}: cannot download ({str(err).splitlines()[0]})") from None
     if local.is_dir():
         local = local / ARTIFACT_FILE

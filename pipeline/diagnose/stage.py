@@ -52,10 +52,11 @@ def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseRes
     tags = {"task": sources.TASK, "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
             "seed": f"{src.seeds[0]}-{src.seeds[-1]}", "capacity_run": src.run_id}
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:  # 0: torch's default
+        torch.set_num_threads(cfg.threads)
     try:
-        with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags,
-                            keep=Keep(config=cfg)) as active:
+        keep = Keep(config=cfg)  # and the tables, once computed: saved locally if the tracking store goes away
+        with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags, keep=keep) as active:
             provenance.log_config(cfg)
             t0 = time.perf_counter()
             grid = [(f, k) for k in src.kernel_sizes for f in src.filters]
@@ -75,9 +76,11 @@ def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseRes
             paths, curves, slices = summaries.landscape_pieces(measured, table, cfg.pairs, cfg.slice_points)
             seconds = time.perf_counter() - t0
             diff = replay_check(table, src.table)
-            _log(table, filters, by_config, sens, classes, tickets, paths, curves, slices, seconds, diff)
-            if cfg.table:
+            keep.update(diagnosis=table, filters=filters, verdict_shares=by_config, sensitivity=sens,
+                        filter_classes=classes, tickets=tickets, paths=paths)
+            if cfg.table:  # before the logging, which a lost store would stop
                 table.to_csv(cfg.table, index=False)
+            _log(table, filters, by_config, sens, classes, tickets, paths, curves, slices, seconds, diff)
             run_id = active.info.run_id
     finally:
         torch.set_num_threads(old_threads)

@@ -23,6 +23,7 @@ from pipeline.errors import ConfigError
 from pipeline.models.registry import first_conv
 from pipeline.tracking import runs
 from pipeline.tracking.experiments import shape_label
+from pipeline.tracking.faults import is_store_fault
 from pipeline.train.batching import pick_device
 
 # Data options that evaluate takes from the evaluated run unless given; the location ones
@@ -37,6 +38,8 @@ def load_model(uri: str, device: torch.device) -> torch.nn.Module:
     try:
         return mlflow.pytorch.load_model(uri, map_location=device).eval()
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such model"
+        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+            raise
         raise ConfigError(f"cannot load model {uri}: {str(err).splitlines()[0]}") from None
 
 

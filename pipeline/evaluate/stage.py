@@ -25,6 +25,7 @@ from pipeline.evaluate.loading import open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import minibatches, place
 from pipeline.train.filters import filters_image
@@ -142,7 +143,7 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     loaded = open_model(cfg)
     cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
     binary = bundle.task == "binary"
-    source = bundle.meta.get("from") or f"fresh, data seed {cfg.data_seed}"  # --data-uri, or a fresh set
+    source = redact(bundle.meta.get("from") or f"fresh, data seed {cfg.data_seed}")  # --data-uri, or a fresh set
     data = (f"a synthetic set ({len(bundle.train)} rows, {source})" if binary else
             f"the test split of {bundle.name} ({len(bundle.test)} images, {bundle.meta.get('test_from', 'held out')})")
     what = f"Evaluates {loaded.what} on {data}."

@@ -105,20 +105,29 @@ def _short(value: Any) -> str:
 
 def record_or_check(study: Any, storage: Any, wanted: dict[str, Any]) -> None:
     """Store ``wanted`` on a study that has no settings yet; refuse one whose settings differ."""
-    import optuna
+    stored = stored_settings(study)
+    refuse_other_settings(study, storage, stored, wanted)
+    if set(stored) == {"directions"}:  # a new study (or one made by other code): what it is from now on
+        for key in SETTINGS_KEYS:
+            study.set_user_attr(key, wanted[key])
 
+
+def stored_settings(study: Any) -> dict[str, Any]:
+    """The settings that ``study`` was made with (its directions, for a study made by other code)."""
     stored = {k: v for k, v in study.user_attrs.items() if k in SETTINGS_KEYS}
-    actual = [d.name.lower() for d in study.directions]
-    if not stored:  # a new study (or one made by other code): what it is from now on
-        if actual != wanted["directions"]:
-            stored = {"directions": actual}
-        else:
-            for key in SETTINGS_KEYS:
-                study.set_user_attr(key, wanted[key])
-            return
+    return stored or {"directions": [d.name.lower() for d in study.directions]}
+
+
+def refuse_other_settings(study: Any, storage: Any, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
     diff = differences(stored, wanted)
     if diff:
-        names = set(optuna.study.get_all_study_names(storage))
-        new = next(f"{study.study_name}-{i}" for i in range(2, 10**6) if f"{study.study_name}-{i}" not in names)
         raise ConfigError(f"study {study.study_name!r} was made with other settings ({'; '.join(diff)}); resume it "
-                          f"with its own settings, or start a new study with --study-name {new}")
+                          f"with its own settings, or start a new study with --study-name {free_name(study, storage)}")
+
+
+def free_name(study: Any, storage: Any) -> str:
+    """``<name>-2`` (or the first of -3, -4 ... that the storage does not hold yet)."""
+    import optuna
+
+    names = set(optuna.study.get_all_study_names(storage))
+    return next(f"{study.study_name}-{i}" for i in range(2, 10**6) if f"{study.study_name}-{i}" not in names)

@@ -33,7 +33,7 @@ from pipeline.sweep.report import (best_trials, describe_result, describe_sweep,
 from pipeline.sweep.settings import study_directions
 from pipeline.sweep.space import grid_space, metric_names, model_name, param_names, suggest
 from pipeline.sweep.storage import DEFAULT_STORAGE
-from pipeline.sweep.study import open_study, retry_trial
+from pipeline.sweep.study import check_resumable, open_study, retry_trial
 from pipeline.sweep.trials import TrialRun
 from pipeline.sweep.workers import worker_seed
 from pipeline.tracking import provenance, runs
@@ -62,9 +62,9 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     import torch
 
     cfg = resolve(cfg)
-    torch.set_num_threads(cfg.threads)
-    if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
-        raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
+    check_objective(cfg)
+    if cfg.threads:  # 0: torch's default
+        torch.set_num_threads(cfg.threads)
     uri = runs.resolve_uri(cfg.tracking_uri)
     check_stores(uri, cfg.storage or DEFAULT_STORAGE)  # both, before anything is written to either
     if objective_factory is not None:  # builds the data and checks the sizes: before the study is touched
@@ -92,9 +92,10 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
             this_worker_left = cfg.n_trials - next(started)  # trials that this worker runs after this one
             point = suggest(trial, cfg)
             earlier = earlier_trial(trial)
-            run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg, point, repeat_of=earlier)
             status, final, outcome = "FAILED", {}, "Failed."
-            try:
+            run = None
+            try:  # from the run's creation on: whatever happens, the run is ended
+                run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg, point, repeat_of=earlier)
                 run.log_params(point)
                 if earlier is not None and cfg.lr_min is None and this_worker_left:
                     enqueue_untried(trial, grid_space(cfg))  # for this worker's next trial
@@ -117,7 +118,9 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
                 outcome = f"Failed: {redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))}"
                 raise
             finally:
-                if status == "FINISHED":
+                if run is None:
+                    pass  # no run was made (or TrialRun ended the one it made)
+                elif status == "FINISHED":
                     run.finish(status, final, outcome)
                 else:  # on the way out of a failure: bookkeeping must not hide it
                     runs.best_effort(run.finish, status, final, outcome)
@@ -144,6 +147,21 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
     return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
+
+
+def check_objective(cfg: SweepConfig) -> None:
+    if cfg.objective == "success" and (cfg.dataset or "synthetic") != "synthetic":
+        raise ConfigError("the success objective runs on the synthetic data; use --objective accuracy for images")
+
+
+def preflight(cfg: SweepConfig) -> None:
+    """What a sweep with ``cfg`` would refuse (objective, stores, a study with other settings or with its
+    runs in another MLflow store), found without training and without writing: ``main`` asks first."""
+    cfg = resolve(cfg)
+    check_objective(cfg)
+    uri = runs.resolve_uri(cfg.tracking_uri)
+    check_stores(uri, cfg.storage or DEFAULT_STORAGE)
+    check_resumable(cfg, uri)
 
 
 def check_stores(tracking_uri: str, storage: str) -> None:

@@ -38,6 +38,33 @@ def _lost_creation_race(err: Exception) -> bool:
     return "already exists" in text or "duplicate" in text or "unique" in text
 
 
+def check_storage_url(url: str) -> None:
+    """A database URL of a kind Optuna stores in, that parses (a journal file or memory are not URLs)."""
+    if not (url.startswith("sqlite:///") or url.startswith("postgresql") or url.startswith("mysql")):
+        raise ConfigError(
+            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER@HOST/DB (password in PGPASSWORD "
+            "or ~/.pgpass), FILE.journal or memory"
+        )
+    check_db_url(url, OPTION)
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the storage at ``url`` exists and has Optuna's tables, found without writing to it."""
+    if url == "memory":
+        return False
+    if url.endswith(".journal") and "://" not in url:
+        return Path(url).is_file()
+    from sqlalchemy.exc import SQLAlchemyError
+
+    check_storage_url(url)
+    try:
+        return bool(OPTUNA_TABLES & check_schema(url, "Optuna", OPTION))
+    except (ConfigError, EnvironmentFault):
+        raise
+    except (SQLAlchemyError, ImportError, ValueError, OSError, sqlite3.Error) as err:
+        raise open_error(err, url, "Optuna storage") from None
+
+
 def make_storage(
     url: str | None,
     heartbeat_interval: int | None = 10,
@@ -62,12 +89,7 @@ def make_storage(
         return optuna.storages.InMemoryStorage()
     if url.endswith(".journal") and "://" not in url:
         return _journal(url, must_exist)
-    if not (url.startswith("sqlite:///") or url.startswith("postgresql") or url.startswith("mysql")):
-        raise ConfigError(
-            f"--storage {redact(url)}: use sqlite:///FILE, postgresql://USER@HOST/DB (password in PGPASSWORD "
-            "or ~/.pgpass), FILE.journal or memory"
-        )
-    check_db_url(url, OPTION)
+    check_storage_url(url)
     if must_exist and url.startswith("sqlite") and not Path(sqlite_file(url)[0]).exists():
         raise ConfigError(f"--storage {url}: no such file; give the storage that the sweep wrote")
     engine_kwargs: dict[str, Any] = {}

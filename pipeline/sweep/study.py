@@ -16,9 +16,10 @@ from typing import Any
 
 from pipeline.config.studies import SweepConfig
 from pipeline.errors import ConfigError, NonFiniteLoss
-from pipeline.sweep.settings import record_or_check, study_directions, study_settings
+from pipeline.sweep.settings import (free_name, record_or_check, refuse_other_settings, stored_settings,
+                                     study_directions, study_settings)
 from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names
-from pipeline.sweep.storage import DEFAULT_STORAGE, make_storage
+from pipeline.sweep.storage import DEFAULT_STORAGE, holds_studies, make_storage
 from pipeline.sweep.trials import close_stale_runs
 from pipeline.sweep.workers import FreshPoints
 from pipeline.tracking.redact import redact
@@ -59,13 +60,29 @@ def open_study(cfg: SweepConfig, tracking_uri: str, sampler_seed: int) -> Any:
         except KeyError:
             study = optuna.create_study(study_name=cfg.study_name, storage=storage, load_if_exists=True,
                                         directions=study_directions(cfg), sampler=sampler, pruner=make_pruner(cfg))
+        check_tracked_here(study, storage, tracking_uri)  # both refusals before the settings are written
         record_or_check(study, storage, wanted)
-        check_tracked_here(study, storage, tracking_uri)
     if study.metric_names != metric_names(cfg):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(metric_names(cfg))  # Optuna's plots and optuna-dashboard name the objective
     return study
+
+
+def check_resumable(cfg: SweepConfig, tracking_uri: str) -> None:
+    """What ``open_study`` would refuse (other settings, runs in another MLflow store), found without
+    writing to the storage and without making it: ``main`` asks before its first stage."""
+    import optuna
+
+    url = cfg.storage or DEFAULT_STORAGE
+    if not holds_studies(url):
+        return
+    storage = make_storage(cfg.storage, None, must_exist=True)
+    if cfg.study_name not in optuna.study.get_all_study_names(storage):
+        return
+    study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    check_tracked_here(study, storage, tracking_uri)
+    refuse_other_settings(study, storage, stored_settings(study), study_settings(cfg))
 
 
 def check_tracked_here(study: Any, storage: Any, tracking_uri: str) -> None:
@@ -75,7 +92,6 @@ def check_tracked_here(study: Any, storage: Any, tracking_uri: str) -> None:
     The newest trial with a run decides (the runs of a study live in one store). A study made by other
     code, with no ``mlflow_run_id`` on its trials, is not checked."""
     import mlflow
-    import optuna
     from mlflow.exceptions import MlflowException
 
     tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
@@ -91,11 +107,10 @@ def check_tracked_here(study: Any, storage: Any, tracking_uri: str) -> None:
         except MlflowException as err:
             if err.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-    names = set(optuna.study.get_all_study_names(storage))
-    new = next(f"{study.study_name}-{i}" for i in range(2, 10**6) if f"{study.study_name}-{i}" not in names)
-    raise ConfigError(f"study {study.study_name!r} logged its trials to another MLflow store (trial {newest.number}'s "
-                      f"run {run_id} is not in {redact(tracking_uri)}): resume it with the tracking URI it was "
-                      f"logged to, or start a new study with --study-name {new} (or another --storage)")
+    raise ConfigError(f"study {study.study_name!r} cannot be resumed here: trial {newest.number}'s run {run_id} is not "
+                      f"in {redact(tracking_uri)} (its trials were logged to another MLflow store, or that run was "
+                      f"deleted); give the tracking URI it was logged to, or start a new study with --study-name "
+                      f"{free_name(study, storage)} (or another --storage)")
 
 
 def retry_trial(study: Any, trial: Any, max_retry: int) -> None:

@@ -43,8 +43,12 @@ class TrialRun:
         if commit:
             tags["git_commit"] = commit
         self.run_id = client.create_run(experiment_id, tags=tags).info.run_id
-        trial.set_user_attr("mlflow_run_id", self.run_id)
-        trial.set_user_attr("mlflow_parent_run_id", parent_id)
+        try:
+            trial.set_user_attr("mlflow_run_id", self.run_id)
+            trial.set_user_attr("mlflow_parent_run_id", parent_id)
+        except BaseException:  # the storage failed or a signal came: the run must not stay RUNNING
+            runs.best_effort(client.set_terminated, self.run_id, "FAILED")
+            raise
         self.metrics = MetricBuffer(self.run_id, flush_every=5.0)
 
     def log_params(self, params: dict[str, Any]) -> None:

@@ -63,7 +63,8 @@ def _one_store_fault(err: BaseException) -> bool:
     if any(_instance(err, m, n) for m, n in (
             ("sqlite3", "OperationalError"), ("sqlalchemy.exc", "OperationalError"),
             ("sqlalchemy.exc", "InterfaceError"), ("optuna.exceptions", "StorageInternalError"),
-            ("urllib3.exceptions", "HTTPError"), ("psycopg", "OperationalError"))):
+            ("urllib3.exceptions", "HTTPError"), ("psycopg", "OperationalError"),
+            ("botocore.exceptions", "HTTPClientError"))):  # an S3 artifact store that does not answer
         return True
     if _instance(err, "mlflow.exceptions", "MlflowException"):
         text = str(err)

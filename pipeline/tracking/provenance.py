@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline.config.parsing import defining_params
 from pipeline.tracking.experiments import NOTE_TAG
-from pipeline.tracking.redact import redact_tree
+from pipeline.tracking.redact import redact, redact_tree
 from pipeline.tracking.runs import log_params_safely
 
 def config_dict(cfg: Any) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def describe(what: str, result: str | None = None, run_id: str | None = None) ->
     """The run's description (``mlflow.note.content``, Markdown): what it does, then what came of it."""
     import mlflow
 
-    text = what if result is None else f"{what}\n\n{result}"
+    text = redact(what if result is None else f"{what}\n\n{result}")  # it may quote a URL the user gave
     if run_id is None:
         mlflow.set_tag(NOTE_TAG, text)
     else:

@@ -16,9 +16,10 @@ from urllib.parse import unquote
 
 MASK = "***"
 _STOP = r"\s'\"<>`"  # a URL ends at whitespace or a quote
+_PW_STOP = r"\s\"<>`"  # ... but a password may hold a single quote, which URLs allow unencoded
 # scheme://user:PASSWORD@host -- the password runs to the last '@' of the URL, so that an
 # unencoded '@' in it is hidden too (over-hiding a path is harmless, leaking is not)
-_USERINFO = re.compile(rf"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^{_STOP}:/@]*):(?P<pw>[^{_STOP}]*)"
+_USERINFO = re.compile(rf"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^{_STOP}:/@]*):(?P<pw>[^{_PW_STOP}]*)"
                        rf"@(?=[^{_STOP}@/]*(?:[/?#{_STOP}]|$))")
 _SECRET_WORDS = r"pass(?:word|wd)|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?|authorization"
 _PARAM = re.compile(rf"(?i)(?P<head>(?:^|[?&;,\s(])[\w.\-]*(?:{_SECRET_WORDS})[\w.\-]*\s*[=:]\s*)"

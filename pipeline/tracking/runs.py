@@ -93,8 +93,8 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     if not nested:
         faults.reset_lost()
     try:
-        if run_name:
-            run_name = experiments.unique_run_name(run_name, experiments.current_experiment_id())
+        if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
+            run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
         run = mlflow.start_run(run_name=run_name, nested=nested)
     except Exception as err:  # noqa: BLE001 - e.g. $MLFLOW_EXPERIMENT_ID names no experiment
         if getattr(err, "error_code", "") not in BAD_INPUT_CODES or is_store_fault(err):

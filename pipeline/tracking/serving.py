@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config.stages import ServeConfig
 from pipeline.errors import ConfigError
 from pipeline.tracking.connect import check_tracking_store
+from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.runs import resolve_uri
 
 
@@ -107,6 +108,8 @@ def model_uri_of_run(run_id: str) -> str:
         outputs = run.outputs.model_outputs if getattr(run, "outputs", None) else []
         names = [client.get_logged_model(o.model_id).name for o in outputs]
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such run here"
+        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+            raise
         raise ConfigError(f"cannot load model of run {run_id}: {str(err).strip().splitlines()[0]}") from None
     return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
 
@@ -120,6 +123,8 @@ def check_servable(model_uri: str, host: str, port: int) -> None:
     try:
         mlflow.models.get_model_info(model_uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no model there"
+        if is_store_fault(err):
+            raise
         raise ConfigError(f"--model-uri {model_uri}: no model there ({str(err).strip().splitlines()[0]})") from None
     with socket.socket() as sock:
         try:

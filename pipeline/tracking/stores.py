@@ -132,7 +132,7 @@ def check_db_url(uri: str, option: str) -> None:
         raise ConfigError(f"{option} {redact(uri)}: the password holds an unencoded '@'; write it as %40, or "
                           "better leave it out of the URL and set PGPASSWORD (or ~/.pgpass)")
     if url.get_backend_name() == "sqlite" and sqlite_file(uri)[0] == "":
-        raise ConfigError(f"{option} {uri}: no file name; use sqlite:///FILE.db")
+        raise ConfigError(f"{option} {redact(uri)}: no file name; use sqlite:///FILE.db")
 
 
 def table_names(uri: str, option: str) -> set[str]:
@@ -142,7 +142,7 @@ def table_names(uri: str, option: str) -> set[str]:
         if not path or not Path(path).exists():
             return set()
         if Path(path).is_dir():
-            raise ConfigError(f"{option} {uri}: {path} is a folder, not a database file")
+            raise ConfigError(f"{option} {redact(uri)}: {path} is a folder, not a database file")
         try:
             con = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S)
             try:
@@ -150,7 +150,7 @@ def table_names(uri: str, option: str) -> set[str]:
             finally:
                 con.close()
         except sqlite3.DatabaseError as err:
-            raise ConfigError(f"{option} {uri}: {path} is not a SQLite database ({err})") from None
+            raise ConfigError(f"{option} {redact(uri)}: {path} is not a SQLite database ({err})") from None
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.pool import NullPool
 
@@ -173,7 +173,10 @@ def check_schema(uri: str, own: str, option: str) -> set[str]:
 
 
 def check_writable(uri: str, option: str) -> None:
-    """An existing SQLite store must take writes: a read-only one fails here, before any work (exit 1)."""
+    """An existing SQLite store must take writes: a read-only one fails here, before any work (exit 1).
+    Other databases are not files here (``postgresql://u@h/pipeline`` names no local ``pipeline``)."""
+    if not uri.startswith("sqlite"):
+        return
     path, readonly = sqlite_file(uri)
     if path and Path(path).exists():
         problem = "opened read-only (mode=ro)" if readonly else None
@@ -188,7 +191,7 @@ def check_writable(uri: str, option: str) -> None:
             except sqlite3.Error as err:
                 problem = str(err)
         if problem:
-            raise EnvironmentFault(f"{option} {uri} cannot be written to ({problem}); give a writable store")
+            raise EnvironmentFault(f"{option} {redact(uri)} cannot be written to ({problem}); give a writable store")
 
 
 def open_error(err: BaseException, uri: str, what: str) -> Exception:

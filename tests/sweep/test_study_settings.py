@@ -38,7 +38,7 @@ CASES = [
          needle="holds Optuna's tables"),
     case("one-database-for-both", *KNOWN, "--storage", "{uri}", needle="one database"),
     case("trials-in-another-tracking-store", *KNOWN, "--tracking-uri", "sqlite:///{root}/other-mlflow.db",
-         needle="logged its trials to another MLflow store"),
+         needle="were logged to another MLflow store"),
 ]
 
 
@@ -104,7 +104,7 @@ def test_a_study_is_not_resumed_into_an_mlflow_store_without_its_runs(error_worl
     args = [a.replace("{storage}", world.storage) for a in KNOWN]
     code, _, err = run_in_process([*args, "--tracking-uri", other], {}, world.root)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "logged its trials to another MLflow store" in err and "--study-name known-2" in err
+    assert "were logged to another MLflow store" in err and "--study-name known-2" in err
     assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
     code, _, err = run_in_process([*args, "--tracking-uri", other, "--study-name", "known-2"], {}, world.root)
     assert code == 0, err
@@ -126,3 +126,23 @@ def test_accuracy_studies_record_their_training(tmp_path):
 @pytest.mark.slow
 def test_study_settings_as_real_processes(error_world):
     run_table_as_processes(CASES, error_world)
+
+
+def test_main_refuses_a_study_it_cannot_resume_before_any_training(error_world, tmp_path):
+    """`main` resumes its study by name; one made with other settings is refused before prepare-data."""
+    import mlflow
+
+    world, _ = error_world
+    storage = f"sqlite:///{tmp_path / 'main.db'}"
+    env = {"MLFLOW_TRACKING_URI": world.uri}
+    other = ["sweep", "--study-name", "main-5ep-4seeds", "--storage", storage, "--seeds", "4", "--epochs", "5",
+             "--filters", "1,2", "--kernel-sizes", "3", "--n-trials", "1", "--progress", "false"]
+    assert run_in_process(other, env, world.root)[0] == 0
+    client = mlflow.MlflowClient(world.uri)
+    before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    code, out, err = run_in_process(["main", "--epochs", "5", "--sweep-seeds", "4", "--sweep-trials", "2",
+                                     "--capacity-seeds", "0", "--storage", storage], env, world.root)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "other settings" in err and "search_space.filters" in err
+    assert "== prepare-data" not in out
+    assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == before

@@ -37,6 +37,8 @@ FORMS = {  # every way a password sits in a store URL or a message about one
     "api-key": f"https://mlflow-host/?x=1&api_key={SECRET}",
     "in-a-message": f"cannot open 'postgresql://alice:{SECRET}@db-host:notaport/optuna': invalid port",
     "two-urls": f"postgresql://a:{SECRET}@h1/d,postgresql://b:{SECRET}@h2/d",
+    "single-quote": f"postgresql://alice:it's-{SECRET}@db-host/optuna",  # URLs allow an unencoded '
+    "quoted-url": f"store 'postgresql://alice:{SECRET}@db-host/optuna' failed",
 }
 
 
@@ -212,3 +214,17 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert len(files) > 50  # figures, tables, configs, models of every stage
     assert not [p for p in files if SECRET.encode() in p.read_bytes()]
+
+
+def test_run_names_and_descriptions_hide_a_url_the_user_gave(tracking_uri):
+    """evaluate names its run and describes its data after --data-uri, which may hold a password."""
+    import mlflow
+
+    from pipeline.tracking import provenance, runs
+
+    url = FORMS["userinfo"]
+    with runs.stage_run("evaluate", run_name=f"evaluate {url}") as active:
+        provenance.describe(f"Evaluates a model on {url}.", f"Read from {FORMS['query']}.")
+    run = mlflow.MlflowClient(tracking_uri).get_run(active.info.run_id)
+    assert SECRET not in run.info.run_name and "***" in run.info.run_name
+    assert SECRET not in run.data.tags["mlflow.note.content"] and "***" in run.data.tags["mlflow.note.content"]

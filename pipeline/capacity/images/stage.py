@@ -61,7 +61,8 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    if cfg.threads:  # 0: torch's default
+        torch.set_num_threads(cfg.threads)
     try:
         tables: list = []  # per cell: saved locally if the tracking store goes away
         with runs.stage_run("capacity", run_name=f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",

@@ -1,0 +1,87 @@
+"""Faults of the stores and their threads, as a review of the error path found them: each is one
+line with the right exit status, and none is taken for bad input (or bad input for a fault)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from errorpath import run_in_process
+
+
+def test_a_database_url_is_not_checked_as_a_local_file(tmp_path, monkeypatch):
+    """`postgresql://u@h/pipeline` names a database, not the `pipeline` folder of the current directory."""
+    from pipeline.tracking.stores import check_writable
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pipeline").mkdir()
+    check_writable("postgresql://u@db-host/pipeline", "--tracking-uri")  # no error: nothing local to check
+    (tmp_path / "store.db").write_bytes(b"")
+    check_writable(f"sqlite:///{tmp_path / 'store.db'}", "--tracking-uri")
+
+
+def test_a_failing_background_thread_is_one_line(capsys):
+    """Optuna's heartbeat thread dies with its database: one line like the main thread's, no traceback."""
+    from pipeline.cli import _thread_error
+
+    def boom():
+        import sqlite3
+
+        raise sqlite3.OperationalError("unable to open database file")
+
+    caught = []
+    old = threading.excepthook
+    threading.excepthook = lambda args: (caught.append(args), _thread_error(args, debug=False))
+    try:
+        t = threading.Thread(target=boom, name="optuna-heartbeat")
+        t.start()
+        t.join()
+    finally:
+        threading.excepthook = old
+    err = capsys.readouterr().err
+    assert caught and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("Error: ") and "unable to open database file" in err and "optuna-heartbeat" in err
+
+
+@pytest.mark.parametrize("where", ["pipeline.evaluate.loading", "pipeline.data.io"])
+def test_a_store_that_fails_while_loading_is_not_bad_input(where, monkeypatch, tracking_uri):
+    """A model or data set that cannot be fetched because the server is down is exit 1, not 'no model there'."""
+    import importlib
+
+    import mlflow
+    import requests
+    import torch
+
+    mlflow_pytorch = importlib.import_module("mlflow.pytorch")  # the module itself, not MLflow's lazy loader
+
+    from pipeline.errors import ConfigError
+
+    def down(*args, **kwargs):
+        raise requests.exceptions.ConnectionError("Connection refused")
+
+    if where == "pipeline.evaluate.loading":
+        from pipeline.evaluate.loading import load_model as call
+
+        monkeypatch.setattr(mlflow_pytorch, "load_model", down)
+        args = ("runs:/0123456789abcdef0123456789abcdef/model", torch.device("cpu"))
+    else:
+        from pipeline.data.io import bundle_from_uri as call
+
+        monkeypatch.setattr(mlflow.artifacts, "download_artifacts", down)
+        args = ("runs:/0123456789abcdef0123456789abcdef/data",)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        call(*args)
+    monkeypatch.setattr(mlflow_pytorch, "load_model", lambda *a, **k: (_ for _ in ()).throw(OSError(2, "no file")))
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError(2, "no file")))
+    with pytest.raises(ConfigError):  # what is simply not there stays bad input
+        call(*args)
+
+
+def test_sweep_threads_zero_is_torchs_default(error_world):
+    world, _ = error_world
+    code, _, err = run_in_process(["sweep", "--storage", "memory", "--study-name", "t0", "--threads", "0",
+                                   "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "2", "--epochs", "5",
+                                   "--n-trials", "1", "--progress", "false"], {"MLFLOW_TRACKING_URI": world.uri},
+                                  world.root)
+    assert code == 0, err
