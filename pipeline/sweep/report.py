@@ -110,7 +110,7 @@ def optuna_figures(study: Any, names: Sequence[str], objective: str) -> list[tup
     if multi:
         plots.append(("pareto_front", lambda: ovm.plot_pareto_front(
             study, target_names=[target_name, "parameters"])))
-    if not multi:
+    if not multi and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):  # else Optuna warns
         plots.append(("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
     out = []
     for name, make in plots:
