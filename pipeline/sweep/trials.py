@@ -47,7 +47,7 @@ class TrialRun:
             trial.set_user_attr("mlflow_run_id", self.run_id)
             trial.set_user_attr("mlflow_parent_run_id", parent_id)
         except BaseException:  # the storage failed or a signal came: the run must not stay RUNNING
-            runs.best_effort(client.set_terminated, self.run_id, "FAILED")
+            runs.best_effort(faults.retry_locked, client.set_terminated, self.run_id, "FAILED")
             raise
         self.metrics = MetricBuffer(self.run_id, flush_every=5.0)
 
@@ -69,8 +69,8 @@ class TrialRun:
                f"{self.label}."
         if self.repeat_of is not None:
             outcome += f" Same configuration as trial {self.repeat_of.number}: not trained again, its result reused."
-        self.client.set_tag(self.run_id, NOTE_TAG, f"{what}\n\n{outcome.strip()}")
-        self.client.set_terminated(self.run_id, status)
+        faults.retry_locked(self.client.set_tag, self.run_id, NOTE_TAG, f"{what}\n\n{outcome.strip()}")
+        faults.retry_locked(self.client.set_terminated, self.run_id, status)
 
 
 def objective_text(cfg: SweepConfig) -> str:

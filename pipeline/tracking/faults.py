@@ -13,7 +13,8 @@ from __future__ import annotations
 import errno
 import re
 import sys
-from typing import Iterator
+import time
+from typing import Any, Callable, Iterator
 
 from pipeline.errors import ConfigError, EnvironmentFault, Interrupted
 from pipeline.tracking.redact import redact, scrub
@@ -72,6 +73,29 @@ def _one_store_fault(err: BaseException) -> bool:
         return ("failed with exception" in text or server_error or "readonly database" in text
                 or re.search(r"error code 5\d\d", text) is not None)
     return False
+
+
+LOCK_RETRY_S = 60.0  # how long a busy SQLite store is waited for, over MLflow's 20 s per statement
+
+
+def is_locked(err: BaseException) -> bool:
+    """A SQLite store that is busy: another process holds its write lock, or this connection's read
+    snapshot went stale under WAL (which SQLite reports at once, without waiting)."""
+    return any("database is locked" in str(e) for e in _chain(err))
+
+
+def retry_locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, tried again while a SQLite store is busy (up to ``LOCK_RETRY_S``): a
+    busy file is not a lost store. Each try is one transaction, rolled back when it fails."""
+    deadline, delay = time.monotonic() + LOCK_RETRY_S, 0.1
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_locked(err) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 2.0)
 
 
 def is_store_fault(err: BaseException) -> bool:

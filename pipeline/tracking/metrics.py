@@ -41,7 +41,7 @@ class MetricBuffer:
         if faults.lost():  # the store is gone: keep them for the stage's rescue, do not wait on it
             return
         for i in range(0, len(self._pending), MAX_BATCH):
-            self.client.log_batch(self.run_id, metrics=self._pending[i : i + MAX_BATCH])
+            faults.retry_locked(self.client.log_batch, self.run_id, metrics=self._pending[i : i + MAX_BATCH])
         self._pending.clear()
         if self.on_flush is not None:
             self.on_flush()
@@ -60,5 +60,6 @@ def log_batch(run_id: str, metrics: Mapping[str, float], params: Mapping[str, An
     from mlflow.entities import Metric, Param
 
     ts = int(time.time() * 1000)
-    mlflow.MlflowClient().log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
-                                    params=[Param(k, str(v)) for k, v in (params or {}).items()])
+    faults.retry_locked(mlflow.MlflowClient().log_batch, run_id,
+                        metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
+                        params=[Param(k, str(v)) for k, v in (params or {}).items()])

@@ -134,9 +134,9 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     finally:
         if faults.lost():
             with _no_retries():
-                best_effort(mlflow.end_run, status=status)
+                best_effort(faults.retry_locked, mlflow.end_run, status=status)
         else:
-            mlflow.end_run(status=status)
+            faults.retry_locked(mlflow.end_run, status=status)
 
 
 def _rescued(stage: str, run: Any, keep: Keep | None, uri: str) -> StoreLost:

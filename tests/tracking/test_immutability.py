@@ -18,6 +18,9 @@ STAGES = {
     "capacity": ("capacity", "--filters", "1", "--kernel-sizes", "3", "--seeds", "2", "--epochs", "2"),
     "sweep": ("sweep", "--storage", "memory", "--seeds", "2", "--epochs", "2", "--n-trials", "1", "--progress", "false"),
     "main": ("main", "--epochs", "2", "--sweep-trials", "0"),
+    "image-capacity": ("capacity", "--dataset", "digits", "--filters", "2", "--kernel-sizes", "3", "--seeds", "2",
+                       "--epochs", "1"),
+    "capacity-pattern": ("capacity-pattern", "--filters", "1", "--seeds", "2", "--steps", "5", "--test-pairs", "10"),
 }
 CASES = [case(f"{stage}-into-{state}-run", *args, env={"MLFLOW_RUN_ID": f"{{{state}_run}}"},
               needle=f"is a {label} run")

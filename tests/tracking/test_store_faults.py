@@ -85,3 +85,36 @@ def test_sweep_threads_zero_is_torchs_default(error_world):
                                    "--n-trials", "1", "--progress", "false"], {"MLFLOW_TRACKING_URI": world.uri},
                                   world.root)
     assert code == 0, err
+
+
+def test_a_busy_sqlite_store_is_waited_for_not_lost(monkeypatch):
+    """Several workers on one SQLite file: a write that meets 'database is locked' is tried again (the
+    signal test once saw a run that could not be ended stay RUNNING); other faults are not retried."""
+    import sqlite3
+
+    from pipeline.tracking import faults
+
+    monkeypatch.setattr(faults.time, "sleep", lambda s: None)
+    calls = []
+
+    def busy_twice(x):
+        calls.append(x)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return x * 2
+
+    assert faults.retry_locked(busy_twice, 21) == 42 and len(calls) == 3
+
+    def gone():
+        calls.append("gone")
+        raise sqlite3.OperationalError("unable to open database file")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError):
+        faults.retry_locked(gone)
+    assert calls == ["gone"]
+    calls.clear()
+    monkeypatch.setattr(faults, "LOCK_RETRY_S", 0.0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # and not for ever
+        faults.retry_locked(busy_twice, 1)
+    assert len(calls) == 1
