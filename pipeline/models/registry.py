@@ -53,18 +53,29 @@ def build_model(
 
 def memory_needed(name: str, input_shape: tuple[int, ...], num_outputs: int, filters: tuple[int, ...],
                   kernel_size: tuple[int, ...], batch: int, **options) -> int:
-    """Bytes that training model ``name`` on batches of ``batch`` takes, from a copy on the meta device
-    (no memory): parameters with their gradients and two optimiser buffers, and every layer's
-    output with its gradient and a temporary."""
+    """Bytes that training model ``name`` on batches of ``batch`` takes: parameters with their gradients
+    and two optimiser buffers, and every layer's output with its gradient and a temporary.
+
+    The parameters are counted on a copy on the meta device (no memory). When they fit, the layers'
+    output sizes are measured on one input through a CPU copy (running the model on the meta device
+    would load torch's meta kernels: 1.6 s, on every run); when they do not, the caller refuses anyway.
+    """
+    from pipeline.config.checks import MEMORY_SHARE, available_memory
+
     with torch.device("meta"):
-        model = build_model(name, input_shape, num_outputs, filters, kernel_size, **options)
-        outputs: list[int] = []
+        shape_only = build_model(name, input_shape, num_outputs, filters, kernel_size, **options)
+    params = count_parameters(shape_only)
+    if 4 * 4 * params > MEMORY_SHARE * available_memory():
+        return 4 * 4 * params
+    outputs: list[int] = []
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the caller's random state is left as it was
+        model = build_model(name, input_shape, num_outputs, filters, kernel_size, **options).eval()
         hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel()))
                  for m in model.modules() if not list(m.children())]
-        model(torch.empty((batch, *input_shape)))
+        model(torch.zeros((1, *input_shape)))
     for h in hooks:
         h.remove()
-    return 4 * (4 * count_parameters(model) + 3 * sum(outputs))
+    return 4 * (4 * params + 3 * batch * sum(outputs))
 
 
 def first_conv(model: nn.Module) -> nn.Module:
