@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline import figures
+from pipeline.tracking import figures
 from pipeline.capacity import plots as capacity_plots
 from pipeline.capacity import published, replication
 from pipeline.capacity import stage as capacity

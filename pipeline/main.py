@@ -139,7 +139,7 @@ def learning_curves(trained: dict, seed: int):
     """The child train runs' curves on one plot: training loss (log) and validation accuracy per epoch."""
     import numpy as np
 
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for f, result in trained.items():

@@ -19,7 +19,6 @@ RANKS = {
     "errors": 0,
     "config": 1,
     "tracking": 2,
-    "figures": 2,
     "models": 3,
     "data": 3,
     "train": 4,

@@ -20,7 +20,7 @@ def grid_heatmap(summary: pd.DataFrame, value: str, fmt: str, label: str, title:
                  rows: str = "kernel_size", row_label: str = "kernel size k"):
     """``value`` over F (columns) x k (rows; or another column of ``summary``), each cell with its
     interval (columns ``interval``_lo and _hi, default ``value``'s) and n."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     interval = interval or value
     Fs, ks = sorted(summary["filters"].unique()), sorted(summary[rows].unique())
@@ -48,7 +48,7 @@ def grid_heatmap(summary: pd.DataFrame, value: str, fmt: str, label: str, title:
 
 def curves_figure(summary: pd.DataFrame, fit: pd.DataFrame):
     """P(success) against F per k, with Wilson bands and the lottery fit (dashed)."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, part in summary.groupby("kernel_size", sort=True):
@@ -70,7 +70,7 @@ def curves_figure(summary: pd.DataFrame, fit: pd.DataFrame):
 
 def histogram_figure(table: pd.DataFrame, tau: float):
     """Final training losses (log scale): bimodal, and every reported tau falls in the gap."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     loss = table["final_loss"].to_numpy()
     lo, hi = max(loss.min(), 1e-6), max(loss.max(), 1e-5)

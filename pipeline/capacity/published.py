@@ -20,7 +20,7 @@ LABELS = {"trained": "conv trained (published: Naive)", "frozen": "conv frozen (
 def accuracy_figure(summary: pd.DataFrame, success: float):
     """Left: mean test accuracy against trained parameters, ours (band: 95% interval) and the published
     curve (dashed); right: the share of seeds at >= success against F, with Wilson bands."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
     for variant, part in summary.groupby("variant", sort=False):
@@ -56,7 +56,7 @@ def success_heatmap(summary: pd.DataFrame, success: float):
 
 def histogram_figure(table: pd.DataFrame, success: float):
     """Test accuracies of every seed, per variant: a peak at chance, one near 100%, little between."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, axes = plt.subplots(1, table["variant"].nunique(), figsize=(5.5 * table["variant"].nunique(), 3.6),
                              squeeze=False)

@@ -41,7 +41,7 @@ def class_counts(bundle: DataBundle) -> dict[str, int]:
 
 
 def log_data_picture(bundle: DataBundle) -> None:
-    from pipeline import figures
+    from pipeline.tracking import figures
 
     if bundle.train.X.ndim == 3:  # 1D sequences: heatmap of X beside y
         fig = figures.heatmaps(

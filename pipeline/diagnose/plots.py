@@ -13,7 +13,7 @@ CLASS_COLOURS = dict(zip(CLASSES, ("tab:green", "tab:orange", "tab:gray", "tab:c
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.8):
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
     return fig, axes[0]
@@ -88,7 +88,7 @@ def class_figure(class_shares: pd.DataFrame):
 def ticket_figure(table: pd.DataFrame, fits: pd.DataFrame):
     """Success against the best initial alignment with the pattern: the logistic fit per F, and binned rates."""
     fig, axes = _panels(len(fits["kernel_size"].unique()), width=6.0)
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     for ax, (k, kfits) in zip(axes, fits.groupby("kernel_size")):
         cmap = plt.get_cmap("viridis")
@@ -120,7 +120,7 @@ def path_figure(curves: list[dict]):
     """Training loss along straight paths from failed seeds (t = 0) to solved ones (t = 1), filters aligned."""
     fig, axes = _panels(1, width=7.0)
     ax = axes[0]
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     Fs = sorted({c["filters"] for c in curves})
     cmap = plt.get_cmap("viridis")

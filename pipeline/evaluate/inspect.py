@@ -18,8 +18,8 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from pipeline import figures
-from pipeline.figures import MAX_FILTERS_DRAWN
+from pipeline.tracking import figures
+from pipeline.tracking.figures import MAX_FILTERS_DRAWN
 from pipeline.config.stages import InspectConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.evaluate import probes

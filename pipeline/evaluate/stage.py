@@ -45,7 +45,7 @@ class EvalResult:
 def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int | None, list[float] | None]:
     import mlflow
 
-    from pipeline import figures
+    from pipeline.tracking import figures
 
     X, y = bundle.train.X, bundle.train.y
     logits = model(X)
@@ -83,7 +83,7 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     import mlflow
     import pandas as pd
 
-    from pipeline import figures
+    from pipeline.tracking import figures
 
     test = bundle.test
     conv = first_conv(model)

@@ -90,7 +90,7 @@ def optuna_figures(study: Any, names: Sequence[str], objective: str) -> list[tup
     import optuna
     import optuna.visualization.matplotlib as ovm
 
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:

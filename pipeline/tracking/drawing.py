@@ -9,10 +9,10 @@ stage's run ends only after every figure is logged (``close``), and a figure tha
 fails the run, with the helper's traceback.
 
 A drawing function is called as ``function(*args, **kwargs)`` in the helper. It lives in a
-module that imports neither torch nor mlflow (``pipeline.figures``, ``pipeline.train.filters``),
+module that imports neither torch nor mlflow (``pipeline.tracking.figures``, ``pipeline.train.filters``),
 so that the helper stays light, and takes plain data (numbers, strings, lists, numpy arrays).
 It is given as the function or by name, ``"module:function"``: by name, the stage's process
-never imports its module (``pipeline.figures`` imports matplotlib).
+never imports its module (``pipeline.tracking.figures`` imports matplotlib).
 """
 from __future__ import annotations
 

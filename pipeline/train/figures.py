@@ -2,7 +2,7 @@
 prediction heatmaps, learning curves.
 
 They are drawn by the helper process of ``pipeline.tracking.drawing`` from arrays computed
-here, so that drawing never holds up the training (``pipeline.figures`` draws the figures).
+here, so that drawing never holds up the training (``pipeline.tracking.figures`` draws the figures).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pipeline.tracking.drawing import Drawing
 from pipeline.train.filters import filters_drawing
 from pipeline.train.loop import History
 
-FIGURES = "pipeline.figures"  # the figures' module, named: this process need not import matplotlib
+FIGURES = "pipeline.tracking.figures"  # the figures' module, named: this process need not import matplotlib
 
 
 def log_filter_image(drawing: Drawing, model: nn.Module, step: int, caption: str = "") -> None:

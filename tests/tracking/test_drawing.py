@@ -13,9 +13,9 @@ from pipeline.tracking.links import results_line
 def test_figures_and_images_are_logged_before_the_run_ends(client):
     w = np.linspace(-1, 1, 3 * 5, dtype=np.float32).reshape(3, 1, 5)
     with runs.stage_run("test") as run, Drawing() as drawing:
-        drawing.image("filters", 0, "pipeline.figures:filter_grid_rgb", w)
-        drawing.image("filters", 7, "pipeline.figures:filter_grid_rgb", -w)
-        drawing.figure("figures/curves.png", "pipeline.figures:learning_curves", [1.0, 0.5], [1.1, 0.6], [0.5, 0.9],
+        drawing.image("filters", 0, "pipeline.tracking.figures:filter_grid_rgb", w)
+        drawing.image("filters", 7, "pipeline.tracking.figures:filter_grid_rgb", -w)
+        drawing.figure("figures/curves.png", "pipeline.tracking.figures:learning_curves", [1.0, 0.5], [1.1, 0.6], [0.5, 0.9],
                        [0.4, 0.8])
         drawing.log_ready()  # whatever is drawn already; never waits
     run_id = run.info.run_id
@@ -25,7 +25,7 @@ def test_figures_and_images_are_logged_before_the_run_ends(client):
     assert curves == "figures/curves.png" and png.size[0] > 500
     images = [a.path for a in client.list_artifacts(run_id, "images") if a.path.endswith(".png")]
     assert sorted(int(p.split("+step+")[1].split("+")[0]) for p in images) == [0, 7]
-    from pipeline.figures import filter_grid_rgb
+    from pipeline.tracking.figures import filter_grid_rgb
 
     first = [p for p in images if "+step+0+" in p][0]
     assert np.array_equal(np.asarray(Image.open(client.download_artifacts(run_id, first)).convert("RGB")),
@@ -35,11 +35,11 @@ def test_figures_and_images_are_logged_before_the_run_ends(client):
 def test_a_failing_figure_fails_the_run_with_the_helpers_traceback(client):
     with pytest.raises(DrawingError, match="AttributeError.*no_such_figure") as err:
         with runs.stage_run("test") as run, Drawing() as drawing:
-            drawing.figure("figures/bad.png", "pipeline.figures:no_such_figure", 1)
+            drawing.figure("figures/bad.png", "pipeline.tracking.figures:no_such_figure", 1)
     assert "Traceback" in str(err.value)
     assert client.get_run(run.info.run_id).info.status == "FAILED"
     with runs.stage_run("test"), Drawing() as drawing:  # the helper still serves the next stage
-        drawing.image("filters", 1, "pipeline.figures:filter_grid_rgb", np.ones((2, 1, 3), np.float32))
+        drawing.image("filters", 1, "pipeline.tracking.figures:filter_grid_rgb", np.ones((2, 1, 3), np.float32))
 
 
 def test_results_line_names_the_run_and_its_page(client, tracking_uri):
@@ -59,11 +59,11 @@ def test_a_helper_that_dies_fails_what_it_was_drawing_and_is_replaced(client):
             d.figure("figures/never.png", "time:sleep", 30)
             drawing._helper().proc.kill()
     with runs.stage_run("test") as run, Drawing() as d:
-        d.image("filters", 2, "pipeline.figures:filter_grid_rgb", np.ones((2, 1, 3), np.float32))
+        d.image("filters", 2, "pipeline.tracking.figures:filter_grid_rgb", np.ones((2, 1, 3), np.float32))
     assert [a.path for a in client.list_artifacts(run.info.run_id, "images")]
 
 
 def test_arguments_that_cannot_be_sent_fail_the_caller_at_once(client):
     with runs.stage_run("test"), Drawing() as d:
         with pytest.raises(Exception, match="pickle"):
-            d.figure("figures/bad.png", "pipeline.figures:learning_curves", lambda: None)
+            d.figure("figures/bad.png", "pipeline.tracking.figures:learning_curves", lambda: None)

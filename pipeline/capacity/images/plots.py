@@ -20,7 +20,7 @@ def heatmap_figure(summary: pd.DataFrame):
 
 def capacity_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
     """Test accuracy against parameter count: every seed a dot, the mean a line with its 95% band, per k."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     rng = np.random.default_rng(0)
@@ -44,7 +44,7 @@ def capacity_curve_figure(table: pd.DataFrame, summary: pd.DataFrame):
 
 def learning_curves_figure(curves: pd.DataFrame):
     """Training loss and validation accuracy per epoch, mean over seeds with its 95% band, one line per cell."""
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     cells = curves.groupby(["kernel_size", "filters"], sort=True)
@@ -67,7 +67,7 @@ def learning_curves_figure(curves: pd.DataFrame):
 def spread_figure(table: pd.DataFrame, margin: float):
     """Every seed's test accuracy per cell (a strip plot), the cell's mean, and its bad runs in red."""
     from pipeline.capacity.images.stats import bad_runs
-    from pipeline.figures import plt
+    from pipeline.tracking.figures import plt
 
     cells = table[["filters", "kernel_size"]].drop_duplicates().sort_values(["kernel_size", "filters"])
     bad = bad_runs(table, margin)
