@@ -45,5 +45,3 @@ class DiagnoseConfig(TrackingFields):
             raise ConfigError(f"--long-factor must be >= 1, got {self.long_factor}")
         if self.pairs < 0 or self.slice_points < 3:
             raise ConfigError(f"need --pairs >= 0 and --slice-points >= 3, got {self.pairs} and {self.slice_points}")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")

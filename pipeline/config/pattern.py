@@ -46,7 +46,5 @@ class PatternCapacityConfig(TrackingFields):
             raise ConfigError(f"--test-seed {self.test_seed} is one of the training seeds: the test set must be fresh")
         if not 0 < self.success <= 1:
             raise ConfigError(f"--success must be in (0, 1], got {self.success}")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")

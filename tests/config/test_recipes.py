@@ -1,4 +1,5 @@
-"""The labs' recipes: their settings are DESIGN.md's, and every one of them runs on data in hand."""
+"""The labs' recipes: their settings are the course labs' (transcribed below), and every one of them
+runs on data in hand."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +10,12 @@ from pipeline.config.stages import TrainConfig
 
 from imagefiles import write_cifar_folder, write_mnist_folder
 
-# DESIGN.md's recipes table, transcribed: data, model, training.
+# The settings of the course labs that the recipes reproduce (data, model, training), as each lab's script
+# has them; what the labs report: mnist-small's filters turn into edge detectors and its final-minibatch loss
+# falls 0.24 -> 0.19 over 5 epochs; fashion-lenet's test accuracy climbs 18.5% (epoch 1) -> 67.8% (epoch 10);
+# mnist-lenet's loss per 100 minibatches decays 2.30 -> about 0.22; mnist-rmsprop reaches about 0.97
+# evaluation accuracy with 93,322 parameters; mnist-dropout about 98-99% test accuracy; cifar-lenet is
+# fashion-lenet's net on RGB images (flatten 16*5*5).
 DESIGN = {
     "mnist-small": dict(dataset="mnist", model="smallconv", filters=(8,), kernel_size=(5,), padding="same",
                         loss="ce", optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=100,

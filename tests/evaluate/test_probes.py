@@ -64,11 +64,66 @@ def test_activation_maximisation_raises_the_target_tenfold():
     assert np.all(result.final > 10 * np.maximum(np.abs(result.start), 1e-3)), (result.start, result.final)
 
 
-def test_saliency_and_detector_activations():
+def _hand_saliency(model: Detector1d, x: np.ndarray) -> np.ndarray:
+    """d logit / d x of the detector for one sequence x (W,), by the chain rule written out: the logit is
+    sum_f v_f * max_t relu(b_f + sum_j w_fj x[t - pad + j]), so each filter whose max is positive sends
+    v_f * w_f back onto the window at its argmax."""
+    w = model.conv.weight.detach().double().numpy()[:, 0]  # (F, k)
+    b = model.conv.bias.detach().double().numpy()
+    v = model.linear.weight.detach().double().numpy()[0]
+    k, width = w.shape[1], len(x)
+    xp = np.pad(x, k // 2)
+    grad = np.zeros(width + 2 * (k // 2))
+    for f in range(len(w)):
+        pre = np.array([b[f] + w[f] @ xp[t : t + k] for t in range(width)])
+        t = int(np.argmax(pre))
+        if pre[t] > 0:
+            grad[t : t + k] += v[f] * w[f]
+    return np.abs(grad[k // 2 : k // 2 + width])
+
+
+def test_saliency_is_the_gradient_of_the_detector_logit():
     torch.manual_seed(0)
+    model = Detector1d(3, 5).double()
+    X = torch.randn(4, 1, 20, dtype=torch.float64)
+    s = probes.saliency(model, X).numpy()
+    assert s.shape == X.shape
+    for i in range(4):
+        np.testing.assert_allclose(s[i, 0], _hand_saliency(model, X[i, 0].numpy()), rtol=1e-12, atol=1e-12)
+    eps, x = 1e-6, X[:1].clone()  # and central differences of the logit, at a few positions
+    for t in (0, 7, 19):
+        xp, xm = x.clone(), x.clone()
+        xp[0, 0, t] += eps
+        xm[0, 0, t] -= eps
+        with torch.no_grad():
+            fd = float(model(xp)[0, 0] - model(xm)[0, 0]) / (2 * eps)
+        assert abs(fd) == pytest.approx(s[0, 0, t], rel=1e-6, abs=1e-9)
+
+
+def test_saliency_of_a_classifier_follows_the_predicted_class():
+    lin = torch.nn.Linear(6, 3, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, -2, 0, 0, 0, 0], [0, 0, 3, -4, 0, 0], [0, 0, 0, 0, 5, -6]]))
+    X = torch.tensor([[9.0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0]])  # predicted classes 0 and 2
+    s = probes.saliency(torch.nn.Sequential(torch.nn.Flatten(), lin), X)
+    assert torch.equal(s, torch.tensor([[1.0, 2, 0, 0, 0, 0], [0, 0, 0, 0, 5, 6]]))  # |row of the argmax class|
+
+
+def test_detector_activations_are_relu_of_the_hand_convolution():
+    model = Detector1d(2, 3)
+    with torch.no_grad():
+        model.conv.weight.copy_(torch.tensor([[[1.0, 1.0, 1.0]], [[-1.0, 2.0, -1.0]]]))  # (F, 1, k)
+        model.conv.bias.copy_(torch.tensor([0.0, -0.5]))
+    X = torch.tensor([[[0.0, 0, 1, 0, 0, 0]], [[1.0, -1, 0, 2, 0, 3]]])  # (N, 1, W)
+    # filter 1 is -x[t-1] + 2 x[t] - x[t+1] - 0.5 with zero padding, then ReLU, worked by hand
+    expected = np.array([[0, 0, 1.5, 0, 0, 0], [2.5, 0, 0, 3.5, 0, 5.5]])
+    np.testing.assert_array_equal(probes.detector_activations(model, X, 1), expected)
+    np.testing.assert_array_equal(probes.detector_activations(model, X, 0), [[0, 1, 1, 1, 0, 0], [0, 0, 1, 2, 5, 3]])
+
+
+def test_detector_filter_is_the_one_with_the_largest_linear_weight():
     model = Detector1d(3, 5)
-    X = torch.randn(4, 1, 20)
-    s = probes.saliency(model, X)
-    assert s.shape == X.shape and float(s.sum()) > 0
-    act = probes.detector_activations(model, X, 1)
-    assert act.shape == (4, 20) and act.min() >= 0
+    with torch.no_grad():
+        model.linear.weight.copy_(torch.tensor([[0.5, -3.0, 2.0]]))
+    idx, kernel = probes.detector_filter(model)
+    assert idx == 2 and np.array_equal(kernel, model.conv.weight.detach().numpy()[2, 0])

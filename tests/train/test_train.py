@@ -57,6 +57,18 @@ def _history(client, run_id, key):
     return [(m.step, m.value) for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
+def _spike_filter(model) -> int:
+    """The filter whose share of the logit rises most from an all-zero sequence to a lone +1 in zeros:
+    v_f * (max_t relu(b_f + (w_f * x)[t]) - relu(b_f)), with the cross-correlation done by numpy."""
+    w = model.conv.weight.detach().double().numpy()[:, 0]  # (F, k)
+    b = model.conv.bias.detach().double().numpy()
+    v = model.linear.weight.detach().double().numpy()[0]
+    spike = np.zeros(20)
+    spike[10] = 1.0
+    gain = [v[f] * (max(0.0, b[f] + np.correlate(spike, w[f], "same").max()) - max(0.0, b[f])) for f in range(len(w))]
+    return int(np.argmax(gain))
+
+
 def test_train_logs_everything_and_evaluate_loads_the_model(client):
     result = train.run(TrainConfig(filters=(4,), seed=0), echo=lambda s: None)
     run = client.get_run(result.run_id)
@@ -86,11 +98,12 @@ def test_train_logs_everything_and_evaluate_loads_the_model(client):
     assert erun.data.metrics["test_accuracy"] == pytest.approx(ev.test_accuracy) and ev.test_accuracy > 0.97
     m = erun.data.metrics
     assert m["true_positives"] + m["true_negatives"] + m["false_positives"] + m["false_negatives"] == 1000
-    # the detector filter is the one with the largest positive linear weight, and looks like 0,+1,0
-    lin = result.model.linear.weight.detach().numpy().ravel()
-    assert ev.detector_filter == int(np.argmax(lin))
+    # the detector filter is the one whose response to a lone +1 in zeros raises the logit most, and its
+    # kernel looks like 0,+1,0: a positive centre, negative neighbours
+    assert ev.detector_filter == _spike_filter(result.model)
     kernel = np.array(ev.detector_kernel)
-    assert kernel[2] == kernel.max() and kernel[2] > 0
+    assert np.array_equal(kernel, result.model.conv.weight.detach().numpy()[ev.detector_filter, 0])
+    assert kernel[2] == kernel.max() > 0 and kernel[1] < 0 and kernel[3] < 0
     with open(client.download_artifacts(ev.run_id, "detector_kernel.json")) as fh:
         logged = json.load(fh)
     assert logged["filter"] == ev.detector_filter
