@@ -192,8 +192,9 @@ def test_benchmark_quick_prints_the_table():
                          capture_output=True, text=True, timeout=300, cwd=REPO,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # smallconv on digits, lenet on 28x28
-    assert "speed-up" in out.stdout and len(ratios) == 2, out.stdout
+    ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # digits, then the five image recipes' nets
+    assert "speed-up" in out.stdout and len(ratios) == 6, out.stdout
+    assert set(re.findall(r"x  (grouped|loop), ", out.stdout)) <= {"grouped", "loop"}, out.stdout
 
 
 @pytest.mark.gpu
