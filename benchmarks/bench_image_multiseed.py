@@ -1,17 +1,18 @@
 """Benchmark: S seeds of a 2D ConvNet trained at once against a loop over seeds, in ms per seed-epoch.
 
-    python benchmarks/bench_image_multiseed.py            # S = 16: smallconv on 8x8 digits, lenet on 28x28
-    python benchmarks/bench_image_multiseed.py --quick    # a smoke run in a few seconds
+    python benchmarks/bench_image_multiseed.py            # every image recipe's net, and smallconv on 8x8 digits
+    python benchmarks/bench_image_multiseed.py --quick    # a smoke run
+    python benchmarks/bench_image_multiseed.py --design   # also grouped convolutions against torch.func
 
-Rows:
+Rows, one per net (16 seeds of smallconv on the 8x8 digits; 4 seeds of each image recipe's net
+on 1,280 images of its size), timed side by side in one run:
 * ``loop``: `pipeline train`'s loop (``train.loop.fit``) once per seed, what S runs of
   ``pipeline train --seed s`` do without MLflow;
-* ``batched``: ``capacity.images.trainer.train_seeds``, the S seeds as one computation
-  (grouped convolutions), with the same minibatches, optimizer and per-epoch scoring;
-* ``step: grouped`` / ``step: torch.func``: the design choice alone, one training step of
-  all S seeds on the same minibatches, through ``StackedNet`` (grouped convolutions, batched
-  matmuls) and through ``torch.func`` (``vmap`` of ``functional_call`` over
-  ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
+* ``batched``: ``capacity.images.trainer.train_seeds`` with ``--strategy auto`` (its choice is
+  printed), with the same minibatches, optimizer and per-epoch scoring;
+* ``--design``: one training step of all S seeds through ``StackedNet`` (grouped
+  convolutions, batched matmuls) and through ``torch.func`` (``vmap`` of ``functional_call``
+  over ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
 
 The 28x28 images are random pixels (the time does not depend on what they show), so the
 benchmark runs anywhere. Each cell is the best of ``--repeats`` timings on ``--device``
@@ -40,25 +41,30 @@ from pipeline.train.loop import fit, make_optimizer  # noqa: E402
 from pipeline.train.stage import make_model  # noqa: E402
 
 
-def random_images(n: int, size: int) -> DataBundle:
+def random_images(n: int, size: int, channels: int = 1) -> DataBundle:
     """MNIST-shaped random data: n training and n/10 validation images of size x size, 10 classes."""
     g = torch.Generator().manual_seed(0)
 
     def split(m: int) -> Split:
-        return Split(torch.randint(0, 256, (m, 1, size, size), generator=g, dtype=torch.uint8),
+        return Split(torch.randint(0, 256, (m, channels, size, size), generator=g, dtype=torch.uint8),
                      torch.randint(0, 10, (m,), generator=g))
 
-    return DataBundle("mnist", "multiclass", split(n), split(n // 10), tuple(map(str, range(10))))
+    return DataBundle("mnist" if channels == 1 else "cifar10", "multiclass", split(n), split(n // 10),
+                      tuple(map(str, range(10))))
 
 
-def setups(quick: bool) -> list[tuple[str, TrainConfig, DataBundle]]:
+def setups(quick: bool) -> list[tuple[str, TrainConfig, DataBundle, int]]:
+    """(name, config, data, seeds): smallconv on the 8x8 digits, then every image recipe's net on its image size."""
     quiet = dict(print_every=0, log_interval=0, image_every=0, device="cpu")
     # what `pipeline capacity --dataset digits --model smallconv` trains: the digits recipe's batches and SGD
     digits = resolve(TrainConfig(dataset="digits", model="smallconv", filters=(8,), kernel_size=(5,), epochs=1, **quiet))
-    lenet = resolve(TrainConfig(recipe="mnist-lenet", epochs=1, **quiet))  # lenet (6, 16), k=5, batch 100
-    n28 = 400 if quick else 5000
-    return [("smallconv, 8x8 digits", digits, load_bundle(digits)),
-            (f"lenet, 28x28 ({n28} images)", lenet, random_images(n28, 28))]
+    n = 256 if quick else 1280  # training images per seed-epoch on 28x28 / 32x32: a few minibatches
+    rows = [("smallconv, 8x8 digits", digits, load_bundle(digits), 0)]
+    for recipe in ("mnist-small", "mnist-lenet", "cifar-lenet", "mnist-rmsprop", "mnist-dropout"):
+        cfg = resolve(TrainConfig(recipe=recipe, epochs=1, **quiet))
+        channels, size = (3, 32) if recipe.startswith("cifar") else (1, 28)
+        rows.append((f"{recipe} ({cfg.model}, {size}x{size})", cfg, random_images(n, size, channels), 4))
+    return rows
 
 
 def loop_over_seeds(cfg: TrainConfig, bundle: DataBundle, seeds, device) -> None:
@@ -107,43 +113,40 @@ def step_functions(cfg: TrainConfig, bundle: DataBundle, seeds, device, steps: i
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: S = 4, 1 repeat, few steps")
-    ap.add_argument("--seeds", type=int, default=16)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20, help="training steps timed per design-choice row")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, fewer images")
+    ap.add_argument("--seeds", type=int, default=16, help="seeds of the 8x8 digits row (28x28 rows: 4)")
+    ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--design", action="store_true", help="also time one step of grouped against torch.func")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     if args.quick:
-        args.seeds, args.epochs, args.steps, args.repeats = 4, 1, 3, 1
+        args.repeats = 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    seeds = list(range(args.seeds))
-    print(f"image multi-seed benchmark: S = {args.seeds} seeds, {args.epochs} epoch(s), {args.threads} thread(s), "
-          f"{device}, torch {torch.__version__}; ms per seed-epoch (design rows: ms per seed-step)")
-    print(f"{'model, data':<30}{'method':<20}{'ms':>10}{'speed-up':>10}")
-    for name, cfg, bundle in setups(args.quick):
-        cfg = dataclasses.replace(cfg, epochs=args.epochs)
-        n_steps = len(bundle.train) // cfg.batch_size  # full minibatches only
-        steps = min(args.steps, n_steps)
-        loop_over_seeds(cfg, bundle, seeds[:1], device)  # warm-up
-        train_seeds(dataclasses.replace(cfg, epochs=1), bundle, seeds, device)
+    print(f"image multi-seed benchmark: {args.epochs} epoch(s), {args.threads} thread(s), {device}, "
+          f"torch {torch.__version__}; ms per seed-epoch, loop and batched timed side by side")
+    print(f"{'model, data':<36}{'S':>4}{'loop':>10}{'batched':>10}{'speed-up':>10}  strategy")
+    for name, cfg, bundle, S in setups(args.quick):
+        cfg, seeds = dataclasses.replace(cfg, epochs=args.epochs), list(range(S or args.seeds))
+        chosen = train_seeds(cfg, bundle, seeds, device).strategy  # warm-up, and auto's measurement (cached)
+        loop_over_seeds(cfg, bundle, seeds[:1], device)
         loop = best_of(args.repeats, lambda: loop_over_seeds(cfg, bundle, seeds, device))
         batched = best_of(args.repeats, lambda: train_seeds(cfg, bundle, seeds, device))
-        grouped, functorch = step_functions(cfg, bundle, seeds, device, steps)
-        grouped(), functorch()  # warm-up
-        t_grouped = best_of(args.repeats, grouped)
-        t_func = best_of(args.repeats, functorch)
-        per_epoch = 1000 / (args.seeds * args.epochs)
-        per_step = 1000 / (args.seeds * steps)
-        for method, ms, base in (("loop over seeds", loop * per_epoch, loop * per_epoch),
-                                 ("batched", batched * per_epoch, loop * per_epoch),
-                                 ("step: grouped", t_grouped * per_step, t_grouped * per_step),
-                                 ("step: torch.func", t_func * per_step, t_grouped * per_step)):
-            print(f"{name:<30}{method:<20}{ms:>10.2f}{base / ms:>9.1f}x")
-        print(f"{name}: batched is {loop / batched:.1f}x the loop; grouped steps are "
-              f"{t_func / t_grouped:.2f}x as fast as torch.func's")
+        per = 1000 / (len(seeds) * args.epochs)
+        print(f"{name:<36}{len(seeds):>4}{loop * per:>10.2f}{batched * per:>10.2f}{loop / batched:>9.1f}x  {chosen}")
+        print(f"{name}: batched is {loop / batched:.1f}x the loop")
+        if args.design:
+            design(cfg, bundle, seeds, device, args.repeats)
+
+
+def design(cfg: TrainConfig, bundle: DataBundle, seeds, device, repeats: int, steps: int = 5) -> None:
+    """One training step of all seeds through StackedNet's grouped convolutions and through torch.func."""
+    grouped, functorch = step_functions(cfg, bundle, seeds, device, min(steps, len(bundle.train) // cfg.batch_size))
+    grouped(), functorch()  # warm-up
+    t_grouped, t_func = best_of(repeats, grouped), best_of(repeats, functorch)
+    print(f"    step: grouped steps are {t_func / t_grouped:.2f}x as fast as torch.func's")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
 FILTER_RULES = ("all", "scale", "first")
+STRATEGIES = ("auto", "grouped", "loop")  # how a cell's seeds run (capacity/images/strategy.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class ImageStudyFields:
     filter_rule: str = opt("all", "images: how a grid value F sets the conv layers' filters: all (F in every "
                                   "layer), scale (F in the first, the others scaled with it from the recipe's), "
                                   "first (F in the first, the others as the recipe)", IMAGES)
+    strategy: str = opt("auto", "images: how a cell's seeds run: grouped (grouped convolutions), loop (one seed "
+                                "after another) or auto (the faster per seed, timed on the first minibatch)", SETTING)
     margin: float = opt(0.05, "images: a seed is a bad run when its test accuracy is more than this below the "
                               "best seed of its cell", IMAGES)
 
@@ -44,6 +47,8 @@ class ImageStudyFields:
         """Fail now, in one line, on what any training of the grid would fail on later."""
         if self.filter_rule not in FILTER_RULES:
             raise ConfigError(f"--filter-rule must be one of {', '.join(FILTER_RULES)}, got {self.filter_rule!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if not 0 <= self.margin < 1:
             raise ConfigError(f"--margin must be in [0, 1), got {self.margin}")
         train_config(self)  # TrainConfig checks padding, dropout, loss, optimizer, batch size, ...

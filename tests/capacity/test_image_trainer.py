@@ -16,6 +16,7 @@ import torch
 
 from pipeline.capacity.images.stacked import StackedNet, mask_generator
 from pipeline.capacity.images.trainer import group_size, interleave, train_seeds
+from pipeline.config.image_study import STRATEGIES
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig
 from pipeline.data.bundle import Split
@@ -57,9 +58,10 @@ def alone(cfg: TrainConfig, bundle, seed: int):
     return model.state_dict(), history
 
 
-def worst_differences(cfg: TrainConfig, bundle, seeds) -> tuple[float, float]:
+def worst_differences(cfg: TrainConfig, bundle, seeds, strategy: str = "auto") -> tuple[float, float]:
     """(largest weight difference relative to the tensor's scale, largest per-epoch metric difference)."""
-    batched = train_seeds(cfg, bundle, seeds, torch.device("cpu"))
+    batched = train_seeds(cfg, bundle, seeds, torch.device("cpu"), strategy=strategy)
+    assert batched.strategy.startswith(strategy if strategy != "auto" else ("grouped", "loop"))
     weights = metrics = 0.0
     for i, s in enumerate(seeds):
         state, history = alone(cfg, bundle, s)
@@ -74,18 +76,20 @@ def worst_differences(cfg: TrainConfig, bundle, seeds) -> tuple[float, float]:
     return weights, metrics
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("net", [SMALLCONV, LENET_BN], ids=["smallconv", "lenet-batchnorm"])
-def test_four_seeds_batched_end_with_the_weights_of_each_seed_alone(net, digits, float64):
+def test_four_seeds_batched_end_with_the_weights_of_each_seed_alone(net, strategy, digits, float64):
     """Acceptance: 4 seeds at once against each alone; weights and per-epoch losses within 1e-9 (float64)."""
     cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=12, **net, **QUIET))
-    weights, metrics = worst_differences(cfg, float64, [0, 1, 2, 3])
+    weights, metrics = worst_differences(cfg, float64, [0, 1, 2, 3], strategy)
     assert weights < 1e-9 and metrics < 1e-10, (weights, metrics)
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("net", [SMALLCONV, LENET_BN], ids=["smallconv", "lenet-batchnorm"])
-def test_four_seeds_batched_agree_in_float32(net, digits):
+def test_four_seeds_batched_agree_in_float32(net, strategy, digits):
     cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=10, **net, **QUIET))
-    weights, metrics = worst_differences(cfg, digits, [0, 1, 2, 3])
+    weights, metrics = worst_differences(cfg, digits, [0, 1, 2, 3], strategy)
     assert weights < 1e-4 and metrics < 1e-4, (weights, metrics)
 
 
@@ -188,8 +192,9 @@ def test_benchmark_quick_prints_the_table():
                          capture_output=True, text=True, timeout=300, cwd=REPO,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # smallconv on digits, lenet on 28x28
-    assert "speed-up" in out.stdout and len(ratios) == 2, out.stdout
+    ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # digits, then the five image recipes' nets
+    assert "speed-up" in out.stdout and len(ratios) == 6, out.stdout
+    assert set(re.findall(r"x  (grouped|loop), ", out.stdout)) <= {"grouped", "loop"}, out.stdout
 
 
 @pytest.mark.gpu

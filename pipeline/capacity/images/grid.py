@@ -72,9 +72,9 @@ def cells(study: ImageStudyFields, base: TrainConfig, bundle: DataBundle) -> lis
 
 
 def run_cell(cell: Cell, bundle: DataBundle, seeds: Sequence[int], device: torch.device,
-             on_epoch: Callable | None = None) -> tuple[pd.DataFrame, pd.DataFrame, SeedsResult]:
-    """Train one cell from every seed at once: (per-seed table, per-epoch curves, the result)."""
-    result = train_seeds(cell.config, bundle, seeds, device, on_epoch=on_epoch)
+             on_epoch: Callable | None = None, strategy: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame, SeedsResult]:
+    """Train one cell from every seed (``strategy``: see ``strategy.py``): (per-seed table, curves, the result)."""
+    result = train_seeds(cell.config, bundle, seeds, device, on_epoch=on_epoch, strategy=strategy)
     test_loss, test_acc = result.score(bundle.test, cell.config, bundle)
     table = pd.DataFrame({
         "filters": cell.filters,

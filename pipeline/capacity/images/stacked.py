@@ -45,13 +45,15 @@ def mask_generator(seed: int, device: torch.device) -> torch.Generator:
 class StackedNet:
     """The models of ``seeds`` (same architecture) with their weights stacked; call it like a model."""
 
-    def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], device: torch.device | str = "cpu"):
+    def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], device: torch.device | str = "cpu",
+                 channels_last: bool = True):
         template = models[0]
         if not (hasattr(template, "features") and hasattr(template, "classifier")):
             raise ConfigError(f"the multi-seed trainer runs the 2D ConvNets, not {type(template).__name__}")
         self.template = copy.deepcopy(template).cpu()
         self.seeds = tuple(int(s) for s in seeds)
         self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.training = True
         with torch.no_grad():
             self.params = {name: torch.stack([m.get_parameter(name).detach() for m in models]).to(self.device)
@@ -69,10 +71,10 @@ class StackedNet:
 
     @classmethod
     def from_seeds(cls, make: Callable[[int], nn.Module], seeds: Sequence[int],
-                   device: torch.device | str = "cpu") -> "StackedNet":
+                   device: torch.device | str = "cpu", channels_last: bool = True) -> "StackedNet":
         """``make(s)`` for every seed (it seeds torch itself, as ``build_model`` does); global RNG untouched."""
         with torch.random.fork_rng(devices=[]):
-            return cls([make(int(s)) for s in seeds], seeds, device)
+            return cls([make(int(s)) for s in seeds], seeds, device, channels_last)
 
     # ------------------------------------------------------------------ the model interface
     @property
@@ -106,7 +108,7 @@ class StackedNet:
     # ------------------------------------------------------------------ forward
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, S·C, H, W) rows per seed, or (B, C, H, W) rows for all -> (S, B, outputs)."""
-        h = x.contiguous(memory_format=torch.channels_last)
+        h = x.contiguous(memory_format=self.memory_format)
         grouped = x.shape[1] != self.template.input_shape[0] or self.size == 1
         for name, layer in self.layers:
             if isinstance(layer, nn.Conv2d):

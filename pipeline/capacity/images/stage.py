@@ -75,7 +75,8 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
             bar = tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False)
             for cell in bar:
                 bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")
-                part, curve, result = run_cell(cell, bundle, seeds, device)
+                part, curve, result = run_cell(cell, bundle, seeds, device, strategy=cfg.strategy)
+                mlflow.set_tag(f"strategy F{cell.filters} k{cell.kernel_size}", result.strategy)  # on the parent
                 seconds += result.seconds
                 tables.append(part)
                 curves.append(curve)

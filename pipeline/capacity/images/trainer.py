@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.capacity.images.stacked import StackedNet
+from pipeline.capacity.images.strategy import Plan, best_time, candidates, choose
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig, check_batch_size
 from pipeline.data.bundle import DataBundle, Split
@@ -59,6 +60,7 @@ class SeedsResult:
     history: dict[str, np.ndarray]  # metric (METRICS) -> (S, epochs), as each seed's `train` History
     nets: tuple[StackedNet, ...]  # the final weights, one stacked net per group of seeds
     seconds: float  # wall time of the epochs (scoring the validation split included)
+    strategy: str  # how the seeds ran (``strategy.Plan.label``)
 
     def final(self, metric: str) -> np.ndarray:
         """(S,) the last epoch's value of ``metric``."""
@@ -83,9 +85,11 @@ class SeedsResult:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def stacked_net(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], device: torch.device) -> StackedNet:
+def stacked_net(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], device: torch.device,
+                channels_last: bool = True) -> StackedNet:
     """The (resolved) config's model for every seed, each initialised as `pipeline train --seed s`."""
-    return StackedNet.from_seeds(lambda s: make_model(dataclasses.replace(cfg, seed=s), bundle), seeds, device)
+    return StackedNet.from_seeds(lambda s: make_model(dataclasses.replace(cfg, seed=s), bundle), seeds, device,
+                                 channels_last)
 
 
 def group_size(cfg: TrainConfig, bundle: DataBundle, device: torch.device) -> int:
@@ -143,11 +147,21 @@ def score(net: StackedNet, split: Split, loss: str, transform: Callable, device:
 class _Group:
     """One computation: a group of seeds with their stacked net, optimizer and batch-order generators."""
 
-    def __init__(self, cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device):
+    def __init__(self, cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device,
+                 channels_last: bool = True):
         self.cfg, self.device = cfg, device
-        self.net = stacked_net(cfg, bundle, seeds, device)
+        self.net = stacked_net(cfg, bundle, seeds, device, channels_last)
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+
+    def step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step on (B, S·C, H, W) rows and (S, B) targets: the (S, B, classes) outputs and (S,) losses."""
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.net(xb)  # (S, B, classes)
+        losses = per_seed_loss(self.cfg.loss, out, yb)  # (S,)
+        losses.sum().backward()  # seeds share no parameter: each gets the gradient of its own loss
+        self.optimizer.step()
+        return out.detach(), losses.detach()
 
     def epoch(self, X: torch.Tensor, y: torch.Tensor, transform: Callable) -> dict[str, np.ndarray]:
         """One pass over the training rows; the epoch's training metrics per seed."""
@@ -165,25 +179,22 @@ class _Group:
                                   cfg.max_batches):
             B = yb.shape[0] // S
             xb, yb = xb.view(B, -1, *xb.shape[2:]), yb.view(B, S).T  # (B, S·C, H, W), (S, B)
-            self.optimizer.zero_grad(set_to_none=True)
-            out = net(xb)  # (S, B, classes)
-            losses = per_seed_loss(cfg.loss, out, yb)  # (S,)
-            losses.sum().backward()  # seeds share no parameter: each gets the gradient of its own loss
-            self.optimizer.step()
-            loss_sum += losses.detach() * B
-            correct += (out.detach().argmax(dim=-1) == yb).sum(dim=1)
+            out, losses = self.step(xb, yb)
+            loss_sum += losses * B
+            correct += (out.argmax(dim=-1) == yb).sum(dim=1)
             seen += B
         return {"train_loss": loss_sum.cpu().numpy().astype(np.float64) / seen,
-                "train_accuracy": correct.cpu().numpy() / seen, "last_batch_loss": losses.detach().cpu().numpy()}
+                "train_accuracy": correct.cpu().numpy() / seen, "last_batch_loss": losses.cpu().numpy()}
 
 
 def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], device: torch.device | None = None,
                 on_epoch: Callable[[int, dict[str, np.ndarray]], None] | None = None,
-                seeds_at_once: int = 0) -> SeedsResult:
-    """Train the config's model from every seed in ``seeds`` on ``bundle``, in as few computations as fit.
+                seeds_at_once: int = 0, strategy: str = "auto") -> SeedsResult:
+    """Train the config's model from every seed in ``seeds`` on ``bundle``, the seeds run as ``strategy`` says.
 
     ``on_epoch(epoch, metrics)`` gets each metric as an (S,) array after every epoch.
-    ``seeds_at_once`` caps a computation's seeds (0: ``group_size``).
+    ``seeds_at_once`` caps a computation's seeds (0: ``group_size``); ``strategy`` is one of
+    ``strategy.STRATEGIES`` (auto: the fastest per seed, measured on the first minibatch).
     """
     cfg = resolve(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
@@ -194,10 +205,13 @@ def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
     if not seeds:
         raise ConfigError("need at least one seed")
     device = device or pick_device(cfg.device)
-    size = seeds_at_once or group_size(cfg, bundle, device)
-    groups = [_Group(cfg, bundle, seeds[i : i + size], device) for i in range(0, len(seeds), size)]
     transform = bundle.input_transform(device)
     X, y = place(bundle.train.X, device), place(bundle.train.y, device)
+    plan = pick_plan(cfg, bundle, seeds, device, min(len(seeds), seeds_at_once or group_size(cfg, bundle, device)),
+                     strategy, (X, y, transform))
+    size = plan.seeds_at_once
+    groups = [_Group(cfg, bundle, seeds[i : i + size], device, plan.channels_last)
+              for i in range(0, len(seeds), size)]
     history = {k: np.empty((len(seeds), cfg.epochs)) for k in METRICS}
     t0 = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
@@ -212,4 +226,24 @@ def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
             history[k][:, epoch - 1] = v
         if on_epoch is not None:
             on_epoch(epoch, values)
-    return SeedsResult(seeds, history, tuple(g.net for g in groups), time.perf_counter() - t0)
+    return SeedsResult(seeds, history, tuple(g.net for g in groups), time.perf_counter() - t0, plan.label)
+
+
+def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device, group: int,
+              strategy: str, data: tuple[torch.Tensor, torch.Tensor, Callable]) -> Plan:
+    """The plan of ``strategy`` (``strategy.choose``): a candidate's time is one step on the first rows."""
+    X, y, transform = data
+    bs = min(cfg.batch_size, X.shape[0])
+
+    def step_time(plan: Plan) -> float:
+        trial = _Group(cfg, bundle, seeds[: plan.seeds_at_once], device, plan.channels_last)  # thrown away
+        S = plan.seeds_at_once
+        rows = torch.arange(S * bs, device=X.device) % X.shape[0]
+        xb = transform(X.index_select(0, rows).to(device)).view(bs, -1, *X.shape[2:])  # (B, S·C, H, W)
+        yb = y.index_select(0, rows).to(device).view(bs, S).T  # (S, B)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        return best_time(lambda: (trial.step(xb, yb), sync()))
+
+    shapes = (repr(bundle.input_shape), cfg.model, tuple(cfg.filters), tuple(cfg.kernel_size), cfg.padding,
+              cfg.batch_norm, cfg.dropout, cfg.optimizer, bs, len(seeds), str(device))
+    return choose(candidates(strategy, group), shapes, step_time)

@@ -1,0 +1,76 @@
+"""How the S seeds of one cell run: which computations, in which memory format.
+
+* ``grouped``: as many seeds as ``group_size`` allows in one stacked net (grouped
+  convolutions, batched matmuls), activations channels-last or not;
+* ``loop``: one seed per computation (a stacked net of one seed: plain convolutions), one
+  seed after another, as a loop over `pipeline train --seed s` runs them.
+
+Grouped convolutions pay for tiny layers and can cost more than dense ones for wide layers,
+and which memory format is faster depends on the layers and the thread count, so ``auto``
+times one training step of each candidate on the first minibatch (throwaway copies of the
+nets: the real seeds are not touched) and keeps the fastest per seed, cached per
+(architecture, input shape, batch, seeds, device, threads). Every candidate trains each seed
+on its own minibatches with its own optimizer and dropout stream, so the choice changes only
+float rounding (see ``trainer``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from pipeline.config.image_study import STRATEGIES
+from pipeline.errors import ConfigError
+
+_CHOSEN: dict[tuple, "Plan"] = {}  # what ``auto`` measured, per key (see ``choose``)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One way to run the seeds."""
+
+    name: str  # grouped | loop
+    seeds_at_once: int  # seeds per computation
+    channels_last: bool  # activations stored channels-last
+
+    @property
+    def label(self) -> str:
+        """What the run records, e.g. ``grouped, channels-last``."""
+        return f"{self.name}, {'channels-last' if self.channels_last else 'contiguous'}"
+
+
+def candidates(strategy: str, group: int) -> list[Plan]:
+    """The plans ``strategy`` may pick from, for groups of at most ``group`` seeds."""
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    grouped = [Plan("grouped", group, True), Plan("grouped", group, False)]
+    loop = [Plan("loop", 1, False), Plan("loop", 1, True)]
+    if group == 1:  # a group of one seed is the loop
+        grouped = []
+    return {"grouped": grouped or loop[:1], "loop": loop[:1], "auto": grouped + loop}[strategy]
+
+
+def choose(plans: list[Plan], key: tuple, step_time: Callable[[Plan], float]) -> Plan:
+    """The plan with the least time per seed, ``step_time(plan)`` being one step of its first group.
+
+    One plan is taken without a measurement; a measured choice is cached under ``key``.
+    """
+    if len(plans) == 1:
+        return plans[0]
+    full = (*key, tuple(plans), torch.get_num_threads())
+    if full not in _CHOSEN:
+        _CHOSEN[full] = min(plans, key=lambda p: step_time(p) / p.seeds_at_once)
+    return _CHOSEN[full]
+
+
+def best_time(run: Callable[[], None], repeats: int = 2) -> float:
+    """Seconds of the fastest of ``repeats`` calls of ``run``, after one untimed call (allocations, caches)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best

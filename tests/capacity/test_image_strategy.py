@@ -1,0 +1,42 @@
+"""How a cell's seeds run: the choice among the plans, and dropout that does not depend on it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.capacity.images.strategy import Plan, candidates, choose
+from pipeline.capacity.images.trainer import train_seeds
+from pipeline.config.recipes import resolve
+from pipeline.config.stages import TrainConfig
+from pipeline.data.load import load_bundle
+from pipeline.errors import ConfigError
+
+QUIET = dict(print_every=0, log_interval=0, image_every=0, device="cpu")
+
+
+def test_auto_keeps_the_least_time_per_seed_and_measures_once():
+    plans = candidates("auto", 4)
+    assert {p.name for p in plans} == {"grouped", "loop"} and {p.seeds_at_once for p in plans} == {1, 4}
+    calls = []
+    times = {Plan("grouped", 4, True): 0.8, Plan("grouped", 4, False): 0.5,  # per seed: 0.2, 0.125
+             Plan("loop", 1, False): 0.15, Plan("loop", 1, True): 0.3}
+    timed = lambda p: calls.append(p) or times[p]  # noqa: E731
+    key = ("test", object())
+    assert choose(plans, key, timed) == Plan("grouped", 4, False)
+    assert choose(plans, key, timed) == Plan("grouped", 4, False) and len(calls) == 4  # cached
+    assert candidates("grouped", 1) == [Plan("loop", 1, False)]  # one seed per group is the loop
+    assert choose(candidates("loop", 8), key, timed).label == "loop, contiguous"
+    with pytest.raises(ConfigError, match="--strategy"):
+        candidates("fastest", 4)
+
+
+def test_dropout_seeds_end_alike_under_every_strategy():
+    """Each seed draws its masks from its own stream, so the loop and the groups train it alike."""
+    cfg = resolve(TrainConfig(dataset="digits", model="dropoutnet", filters=(4, 8), kernel_size=(3,),
+                              padding="same", dropout=0.5, loss="nll", epochs=1, max_batches=6, **QUIET))
+    bundle = load_bundle(cfg)
+    loop, grouped = (train_seeds(cfg, bundle, [2, 9], strategy=s) for s in ("loop", "grouped"))
+    assert loop.strategy.startswith("loop") and grouped.strategy.startswith("grouped")
+    for i in range(2):
+        for k, v in loop.model(i).state_dict().items():
+            torch.testing.assert_close(grouped.model(i).state_dict()[k], v, rtol=1e-4, atol=1e-5)
