@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.sweep.compat import queue, queued_params
+
 
 def earlier_trial(trial: Any) -> Any | None:
     """The first complete or pruned trial of the study with ``trial``'s params, or None."""
@@ -48,13 +50,13 @@ def enqueue_untried(trial: Any, space: dict[str, list]) -> dict[str, Any] | None
     import random
 
     trials = trial.study.get_trials(deepcopy=False)
-    # a queued (WAITING) trial has no params yet: its configuration is in its fixed params
-    tried = {tuple(sorted((t.params or t.system_attrs.get("fixed_params", {})).items())) for t in trials}
+    # a queued (WAITING) trial has no params yet: its configuration is in its queued params
+    tried = {tuple(sorted((t.params or queued_params(t)).items())) for t in trials}
     names = sorted(space)
     untried = [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))
                if tuple(zip(names, combo)) not in tried]
     if not untried:
         return None
     choice = random.Random(trial.number).choice(untried)  # reproducible for a given study
-    trial.study.enqueue_trial(choice, skip_if_exists=True)
+    queue(trial.study, choice)
     return choice

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from pipeline.errors import ConfigError
 from pipeline.sweep.storage import make_storage
+from pipeline.tracking import sweeps
 from pipeline.tracking.artifacts import log_figure, log_table
 from pipeline.tracking.redact import redact
 
@@ -35,15 +36,10 @@ def state_counts(study: Any) -> dict[str, int]:
     return counts
 
 
-def log_study_summary(study: Any, best: list[dict[str, Any]], names: Sequence[str], objective: str) -> None:
-    """On the parent run: best trial(s), the trials table and Optuna's plots."""
-    import mlflow
-
-    mlflow.log_dict({"best_trials": best}, "best_trials.json")
-    if best:
-        b = best[0]
-        mlflow.set_tags({"best_trial_number": b["number"], "best_params": str(b["params"])})
-        mlflow.log_metrics({"best_value": b["values"][0]})
+def log_study_summary(study: Any, best: list[dict[str, Any]], names: Sequence[str], objective: str,
+                      metrics: dict[str, float]) -> None:
+    """On the parent run: best trial(s), ``metrics``, the trials table and Optuna's plots."""
+    sweeps.log_summary(best, metrics)
     log_table(trials_table(study), "trials.csv")
     for name, fig in optuna_figures(study, names, objective):
         log_figure(fig, f"figures/{name}.png")

@@ -18,6 +18,7 @@ accuracy, reporting every epoch. The study names its objectives (``p_success``,
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from pipeline.sweep.storage import DEFAULT_STORAGE
 from pipeline.sweep.study import check_resumable, open_study, retry_trial
 from pipeline.sweep.trials import TrialRun
 from pipeline.sweep.workers import worker_seed
-from pipeline.tracking import provenance, runs
+from pipeline.tracking import provenance, runs, sweeps
 from pipeline.tracking.connect import check_tracking_store
 from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
@@ -57,8 +58,6 @@ class SweepResult:
 def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
         objective_factory: Callable[[SweepConfig], Objective] | None = None) -> SweepResult:
     """Run this worker's trials of the study; ``objective_factory`` replaces the objective (benchmarks)."""
-    import mlflow
-    import optuna
     import torch
 
     cfg = resolve(cfg)
@@ -66,87 +65,122 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     if cfg.threads:  # 0: torch's default
         torch.set_num_threads(cfg.threads)
     uri = runs.resolve_uri(cfg.tracking_uri)
-    check_stores(uri, cfg.storage or DEFAULT_STORAGE)  # both, before anything is written to either
-    if objective_factory is not None:  # builds the data and checks the sizes: before the study is touched
-        inner = objective_factory(cfg)
-    else:
-        inner = success_objective(cfg) if cfg.objective == "success" else accuracy_objective(cfg)
+    storage_url = cfg.storage or DEFAULT_STORAGE
+    check_stores(uri, storage_url)  # both, before anything is written to either
+    inner = (objective_factory or default_objective)(cfg)  # builds the data, checks sizes: before the study
     seed = worker_seed(cfg.sampler_seed, cfg.worker_index)
     study = open_study(cfg, uri, seed)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    storage_text = redact(cfg.storage or "sqlite:///optuna.db")
-    tags = {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
-            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed, "worker_sampler_seed": seed,
-            "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
-    names = metric_names(cfg)
-    with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=tags, keep=Keep(config=cfg)) as parent:
+    storage_text = redact(storage_url)
+    with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=parent_tags(cfg, storage_text, seed),
+                        keep=Keep(config=cfg)) as parent:
         provenance.log_config(cfg)
         what = describe_sweep(cfg)
         provenance.describe(what)
-        client = mlflow.MlflowClient()
-        experiment_id = parent.info.experiment_id
-        started = itertools.count(1)
-        stopped: list[Any] = []  # the trial that a signal or a lost store interrupted: retried later
-
-        def objective(trial: Any) -> Any:
-            this_worker_left = cfg.n_trials - next(started)  # trials that this worker runs after this one
-            point = suggest(trial, cfg)
-            earlier = earlier_trial(trial)
-            status, final, outcome = "FAILED", {}, "Failed."
-            run = None
-            try:  # from the run's creation on: whatever happens, the run is ended
-                run = TrialRun(client, experiment_id, parent.info.run_id, trial, cfg, point, repeat_of=earlier)
-                run.log_params(point)
-                if earlier is not None and cfg.lr_min is None and this_worker_left:
-                    enqueue_untried(trial, grid_space(cfg))  # for this worker's next trial
-                values = replay(trial, earlier) if earlier else inner(trial, run, point)
-                final = {"objective_value": values[0]}
-                status = "FINISHED"
-                outcome = ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)) + "."
-                return values if cfg.multi_objective else values[0]
-            except optuna.TrialPruned as err:
-                status = "KILLED"
-                outcome = f"{str(err)[:1].upper()}{str(err)[1:]} (median pruner)."
-                raise
-            except KeyboardInterrupt:
-                status, outcome = "KILLED", "Stopped by a signal; the trial is queued again."
-                stopped.append(trial)
-                raise
-            except Exception as err:
-                if is_store_fault(err):
-                    stopped.append(trial)
-                outcome = f"Failed: {redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))}"
-                raise
-            finally:
-                if run is None:
-                    pass  # no run was made (or TrialRun ended the one it made)
-                elif status == "FINISHED":
-                    run.finish(status, final, outcome)
-                else:  # on the way out of a failure: bookkeeping must not hide it
-                    runs.best_effort(run.finish, status, final, outcome)
-
-        t0 = time.monotonic()
-        try:  # a diverging trial (NaN loss) fails alone; the sweep goes on
-            study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout, catch=(NonFiniteLoss,),
-                           show_progress_bar=cfg.progress, gc_after_trial=False)
-        finally:
-            for trial in stopped:
-                retry_trial(study, trial, cfg.max_retry)
-        elapsed = time.monotonic() - t0
-        best = best_trials(study)
-        counts = state_counts(study)
-        trained = len({tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
-                       if t.state.is_finished() and "repeat_of" not in t.user_attrs})
-        mlflow.log_metrics({"worker_seconds": elapsed, "configurations_trained": trained,
-                            **{f"trials_{k.lower()}": v for k, v in counts.items()}})
-        log_study_summary(study, best, param_names(cfg)[0], cfg.objective)
-        provenance.describe(what, describe_result(study, best, names, trained))
-        for b in best:
-            if b["mlflow_run_id"]:
-                client.set_tag(b["mlflow_run_id"], "best_trial", "true")
+        objective = TrialObjective(cfg, inner, sweeps.client(), parent.info.experiment_id, parent.info.run_id)
+        elapsed = optimize(study, objective, cfg, storage_url)
+        best, counts = report(study, cfg, what, elapsed, objective.client)
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
     return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
+
+
+def default_objective(cfg: SweepConfig) -> Objective:
+    return success_objective(cfg) if cfg.objective == "success" else accuracy_objective(cfg)
+
+
+def parent_tags(cfg: SweepConfig, storage_text: str, seed: int) -> dict[str, Any]:
+    return {"study_name": cfg.study_name, "storage": storage_text, "objective": cfg.objective,
+            "sampler": cfg.sampler, "recipe": cfg.recipe, "seed": cfg.sampler_seed, "worker_sampler_seed": seed,
+            "dataset": cfg.dataset or "synthetic", "model": model_name(cfg)}
+
+
+class TrialObjective:
+    """Optuna's objective for this worker: each trial is one MLflow child run, ended with the trial's
+    real state and a description of how it went, whatever way the trial ends."""
+
+    def __init__(self, cfg: SweepConfig, inner: Objective, client: Any, experiment_id: str, parent_id: str):
+        self.cfg, self.inner, self.client = cfg, inner, client
+        self.experiment_id, self.parent_id = experiment_id, parent_id
+        self.names = metric_names(cfg)
+        self.started = itertools.count(1)
+        self.stopped: list[Any] = []  # the trials that a signal or a lost store interrupted: re-queued later
+
+    def __call__(self, trial: Any) -> Any:
+        left = self.cfg.n_trials - next(self.started)  # trials that this worker runs after this one
+        point = suggest(trial, self.cfg)
+        earlier = earlier_trial(trial)
+        run = None
+        ending: tuple[str, dict[str, float], str] = ("FAILED", {}, "Failed.")
+        try:  # from the run's creation on: whatever happens, the run is ended
+            run = TrialRun(self.client, self.experiment_id, self.parent_id, trial, self.cfg, point, repeat_of=earlier)
+            values = self.evaluate(trial, run, point, earlier, left)
+            outcome = ", ".join(f"{n} = {v:.4g}" for n, v in zip(self.names, values)) + "."
+            ending = ("FINISHED", {"objective_value": values[0]}, outcome)
+            return values if self.cfg.multi_objective else values[0]
+        except BaseException as err:  # noqa: BLE001 - re-raised: only the run's ending depends on it
+            ending = self.interrupted(trial, err)
+            raise
+        finally:  # no run: none was made (or TrialRun ended the one it made)
+            if run is not None and ending[0] == "FINISHED":
+                run.finish(*ending)
+            elif run is not None:  # on the way out of a failure: bookkeeping must not hide it
+                runs.best_effort(run.finish, *ending)
+
+    def evaluate(self, trial: Any, run: TrialRun, point: dict[str, Any], earlier: Any, left: int) -> Any:
+        """The trial's values: trained, or replayed from an earlier trial of the same configuration."""
+        run.log_params(point)
+        if earlier is None:
+            return self.inner(trial, run, point)
+        if self.cfg.lr_min is None and left:
+            enqueue_untried(trial, grid_space(self.cfg))  # for this worker's next trial
+        return replay(trial, earlier)
+
+    def interrupted(self, trial: Any, err: BaseException) -> tuple[str, dict[str, float], str]:
+        """How a trial that raised ``err`` ends: (run status, final values, outcome); a trial that a signal
+        or a lost store stopped is kept for re-queueing."""
+        import optuna
+
+        if isinstance(err, optuna.TrialPruned):
+            return "KILLED", {}, f"{str(err)[:1].upper()}{str(err)[1:]} (median pruner)."
+        if isinstance(err, KeyboardInterrupt):
+            self.stopped.append(trial)
+            return "KILLED", {}, "Stopped by a signal; the trial is queued again."
+        if not isinstance(err, Exception):
+            return "FAILED", {}, "Failed."
+        if is_store_fault(err):
+            self.stopped.append(trial)
+        return "FAILED", {}, f"Failed: {redact(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))}"
+
+
+def optimize(study: Any, objective: TrialObjective, cfg: SweepConfig, storage_url: str) -> float:
+    """This worker's trials; the seconds they took. The interrupted ones are re-queued, or a line on
+    stderr says which could not be and how to re-queue it."""
+    t0 = time.monotonic()
+    try:  # a diverging trial (NaN loss) fails alone; the sweep goes on
+        study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout, catch=(NonFiniteLoss,),
+                       show_progress_bar=cfg.progress, gc_after_trial=False)
+    finally:
+        for trial in objective.stopped:
+            line = retry_trial(study, trial, cfg.max_retry, storage_url)
+            if line:
+                print(line, file=sys.stderr)
+    return time.monotonic() - t0
+
+
+def report(study: Any, cfg: SweepConfig, what: str, elapsed: float, client: Any) -> tuple[list, dict[str, int]]:
+    """On the parent run: the best trial(s), counts, this worker's time, the table, the plots and the
+    description; the best trials' runs are tagged. Returns (best trials, counts by state)."""
+    best = best_trials(study)
+    counts = state_counts(study)
+    trained = len({tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and "repeat_of" not in t.user_attrs})
+    metrics = {"worker_seconds": elapsed, "configurations_trained": trained,
+               **{f"trials_{k.lower()}": v for k, v in counts.items()}}
+    log_study_summary(study, best, param_names(cfg)[0], cfg.objective, metrics)
+    provenance.describe(what, describe_result(study, best, metric_names(cfg), trained))
+    sweeps.tag_best(client, [b["mlflow_run_id"] for b in best if b["mlflow_run_id"]])
+    return best, counts
 
 
 def check_objective(cfg: SweepConfig) -> None:

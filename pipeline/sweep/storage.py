@@ -79,7 +79,7 @@ def make_storage(
     only reads) refuses a storage that is not there instead of creating an empty one.
     """
     import optuna
-    from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
+    from sqlalchemy.exc import SQLAlchemyError
 
     url = url or DEFAULT_STORAGE
     remember(url)
@@ -92,43 +92,62 @@ def make_storage(
     check_storage_url(url)
     if must_exist and url.startswith("sqlite") and not Path(sqlite_file(url)[0]).exists():
         raise ConfigError(f"--storage {url}: no such file; give the storage that the sweep wrote")
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
-    elif url.startswith("postgresql"):
-        engine_kwargs["connect_args"] = postgres_connect_args(url)
-        engine_kwargs["pool_pre_ping"] = True
-    hb = {}
-    if heartbeat_interval:
-        hb = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": grace_period or 2 * heartbeat_interval,
-            "heartbeat_stale_trial_callback": on_stale,
-        }
+    kwargs = {"engine_kwargs": _engine_kwargs(url), **_heartbeats(heartbeat_interval, grace_period, on_stale)}
     try:
-        tables = check_schema(url, "Optuna", OPTION)
-        if must_exist and not OPTUNA_TABLES & tables:
-            raise ConfigError(f"--storage {redact(url)} holds no Optuna studies; give the storage that the sweep wrote")
-        if not must_exist:
-            check_writable(url, OPTION)
-        for attempt in range(5):
-            try:
-                # Held while the tables are created: workers start together, on one machine or many.
-                with store_init_lock(url, "optuna"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-                    enable_wal(url)
-                    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **hb)
-            except (IntegrityError, ProgrammingError) as err:
-                # A database with no init lock here (MySQL) can still race on table creation;
-                # the losers find the tables made a moment later.
-                if attempt == 4 or not _lost_creation_race(err):
-                    raise
-                time.sleep(0.5 + random.random())
-        raise AssertionError("unreachable")
+        _check_database(url, must_exist)
+        return _open_rdb(url, kwargs)
     except (ConfigError, EnvironmentFault):
         raise
     except (SQLAlchemyError, ImportError, ValueError, OSError, sqlite3.Error) as err:
         raise open_error(err, url, "Optuna storage") from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLite waits for a busy file instead of failing; PostgreSQL gets its connect options and drops
+    dead pooled connections."""
+    if url.startswith("sqlite:///"):
+        return {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}}
+    if url.startswith("postgresql"):
+        return {"connect_args": postgres_connect_args(url), "pool_pre_ping": True}
+    return {}
+
+
+def _heartbeats(interval: int | None, grace_period: int | None,
+                on_stale: Callable[[Any, Any], None] | None) -> dict[str, Any]:
+    if not interval:
+        return {}
+    return {"heartbeat_interval": interval, "grace_period": grace_period or 2 * interval,
+            "heartbeat_stale_trial_callback": on_stale}
+
+
+def _check_database(url: str, must_exist: bool) -> None:
+    """No MLflow tables; Optuna's tables for a storage that is only read; writable for one that is written."""
+    tables = check_schema(url, "Optuna", OPTION)
+    if must_exist and not OPTUNA_TABLES & tables:
+        raise ConfigError(f"--storage {redact(url)} holds no Optuna studies; give the storage that the sweep wrote")
+    if not must_exist:
+        check_writable(url, OPTION)
+
+
+def _open_rdb(url: str, kwargs: dict[str, Any], attempts: int = 5) -> Any:
+    """Optuna's RDB storage, made under the storage's init lock: workers start together, on one machine
+    or many, and the first one creates the tables."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with store_init_lock(url, "optuna"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
+                enable_wal(url)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except (IntegrityError, ProgrammingError) as err:
+            # A database with no init lock here (MySQL) can still race on table creation;
+            # the losers find the tables made a moment later.
+            if attempt == attempts - 1 or not _lost_creation_race(err):
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def _journal(path: str, must_exist: bool) -> Any:

@@ -16,12 +16,14 @@ from typing import Any
 
 from pipeline.config.studies import SweepConfig
 from pipeline.errors import ConfigError, NonFiniteLoss
+from pipeline.sweep.compat import failed_trial_logger
 from pipeline.sweep.settings import (free_name, record_or_check, refuse_other_settings, stored_settings,
                                      study_directions, study_settings)
 from pipeline.sweep.space import grid_space, make_pruner, make_sampler, metric_names
 from pipeline.sweep.storage import DEFAULT_STORAGE, holds_studies, make_storage
 from pipeline.sweep.trials import close_stale_runs
 from pipeline.sweep.workers import FreshPoints
+from pipeline.tracking import faults, sweeps
 from pipeline.tracking.redact import redact
 from pipeline.tracking.stores import sqlite_file, store_init_lock
 
@@ -91,35 +93,45 @@ def check_tracked_here(study: Any, storage: Any, tracking_uri: str) -> None:
 
     The newest trial with a run decides (the runs of a study live in one store). A study made by other
     code, with no ``mlflow_run_id`` on its trials, is not checked."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     tracked = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("mlflow_run_id")]
     if not tracked:
         return
     newest = tracked[-1]
     run_id = newest.user_attrs["mlflow_run_id"]
     path = sqlite_file(tracking_uri)[0] if tracking_uri.startswith("sqlite") else None
-    if path is None or Path(path).exists():  # a SQLite file that is not there yet holds no run (and stays absent)
-        try:
-            mlflow.MlflowClient(tracking_uri).get_run(run_id)
-            return
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
+    # a SQLite file that is not there yet holds no run (and stays absent)
+    if (path is None or Path(path).exists()) and sweeps.run_exists(tracking_uri, run_id):
+        return
     raise ConfigError(f"study {study.study_name!r} cannot be resumed here: trial {newest.number}'s run {run_id} is not "
                       f"in {redact(tracking_uri)} (its trials were logged to another MLflow store, or that run was "
                       f"deleted); give the tracking URI it was logged to, or start a new study with --study-name "
                       f"{free_name(study, storage)} (or another --storage)")
 
 
-def retry_trial(study: Any, trial: Any, max_retry: int) -> None:
-    """Re-queue an interrupted trial (best effort: the storage may be what failed)."""
+def retry_trial(study: Any, trial: Any, max_retry: int, storage_url: str) -> str | None:
+    """Re-queue an interrupted trial; None when done, else the one line that says it was not and how
+    to re-queue it by hand (the storage may be what failed)."""
     try:
         frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         _retry_callback(max_retry)(study, frozen)
-    except Exception:  # noqa: BLE001 - never let the retry hide why the worker stopped
-        pass
+        return None
+    except Exception as err:  # noqa: BLE001 - never let the retry hide why the worker stopped
+        return (f"sweep: trial {trial.number} was not queued again ({faults.reason(err)}); queue it with: "
+                f"{requeue_command(study.study_name, storage_url, trial.number)}")
+
+
+def requeue_command(study_name: str, storage_url: str, number: int) -> str:
+    """The shell command that re-queues trial ``number`` by hand (the password, if any, hidden)."""
+    return (f"python -c \"from pipeline.sweep.study import requeue; requeue({study_name!r}, "
+            f"{redact(storage_url)!r}, {number})\"")
+
+
+def requeue(study_name: str, storage_url: str, number: int) -> None:
+    """Queue trial ``number`` of the study again, with its params, as the worker would have."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage_url, None, must_exist=True))
+    _retry_callback(None)(study, study.trials[number])
 
 
 class _NoTraceback(logging.Filter):
@@ -137,6 +149,6 @@ class _NoTraceback(logging.Filter):
 
 
 def quiet_failed_trials() -> None:
-    logger = logging.getLogger("optuna.study._optimize")
+    logger = failed_trial_logger()
     if not any(isinstance(f, _NoTraceback) for f in logger.filters):
         logger.addFilter(_NoTraceback())

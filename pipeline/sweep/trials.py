@@ -1,11 +1,12 @@
 """The MLflow side of a trial: one child run per trial, and closing a dead worker's runs."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from pipeline.config.studies import SweepConfig
 from pipeline.sweep.space import layer_values, model_name
-from pipeline.tracking import faults, runs
+from pipeline.tracking import faults, runs, sweeps
 from pipeline.tracking.metrics import MetricBuffer
 from pipeline.tracking.experiments import shape_label
 
@@ -15,8 +16,6 @@ class TrialRun:
 
     def __init__(self, client: Any, experiment_id: str, parent_id: str, trial: Any, cfg: SweepConfig,
                  point: dict[str, Any], repeat_of: Any = None):
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-
         self.client = client
         self.cfg = cfg
         self.number = trial.number
@@ -24,8 +23,6 @@ class TrialRun:
         filters, kernels = layer_values(point, cfg)
         self.label = shape_label(filters, kernels) + (f" lr {point['lr']:.3g}" if "lr" in point else "")
         tags = {
-            MLFLOW_PARENT_RUN_ID: parent_id,
-            MLFLOW_RUN_NAME: f"trial {trial.number} {self.label}",
             "stage": "sweep-trial",
             "study_name": cfg.study_name,
             "trial_number": str(trial.number),
@@ -42,24 +39,21 @@ class TrialRun:
         commit = runs.git_commit()
         if commit:
             tags["git_commit"] = commit
-        self.run_id = client.create_run(experiment_id, tags=tags).info.run_id
+        self.run_id = sweeps.create_child_run(client, experiment_id, parent_id, f"trial {trial.number} {self.label}",
+                                              tags)
         try:
             trial.set_user_attr("mlflow_run_id", self.run_id)
             trial.set_user_attr("mlflow_parent_run_id", parent_id)
         except BaseException:  # the storage failed or a signal came: the run must not stay RUNNING
-            runs.best_effort(faults.retry_locked, client.set_terminated, self.run_id, "FAILED")
+            sweeps.fail_run(client, self.run_id)
             raise
         self.metrics = MetricBuffer(self.run_id, flush_every=5.0)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        sweeps.log_params(self.client, self.run_id, params)
 
     def finish(self, status: str, final: dict[str, float] | None = None, outcome: str = "") -> None:
         """End the run as ``status``, with its final values and a description of how the trial went."""
-        from pipeline.tracking.experiments import NOTE_TAG
-
         if faults.lost():  # the tracking store is gone: the stage saves what it can and stops
             return
         if final:
@@ -69,8 +63,7 @@ class TrialRun:
                f"{self.label}."
         if self.repeat_of is not None:
             outcome += f" Same configuration as trial {self.repeat_of.number}: not trained again, its result reused."
-        faults.retry_locked(self.client.set_tag, self.run_id, NOTE_TAG, f"{what}\n\n{outcome.strip()}")
-        faults.retry_locked(self.client.set_terminated, self.run_id, status)
+        sweeps.end_run(self.client, self.run_id, status, f"{what}\n\n{outcome.strip()}")
 
 
 def objective_text(cfg: SweepConfig) -> str:
@@ -83,17 +76,17 @@ def objective_text(cfg: SweepConfig) -> str:
 
 
 def close_stale_runs(tracking_uri: str, frozen_trial: Any) -> None:
-    """A dead worker's trial: end its MLflow child (and that worker's parent) as KILLED."""
-    import mlflow
+    """A dead worker's trial: end its MLflow child (and that worker's parent) as KILLED.
 
-    client = mlflow.MlflowClient(tracking_uri)
+    Best effort: the trial is re-queued whatever happens here. A run that cannot be ended stays
+    RUNNING, and one line on stderr says which and how to end it by hand."""
+    reason = f"worker heartbeat lost (trial {frozen_trial.number})"
     for key in ("mlflow_run_id", "mlflow_parent_run_id"):
         run_id = frozen_trial.user_attrs.get(key)
         if not run_id:
             continue
         try:
-            if client.get_run(run_id).info.status == "RUNNING":
-                client.set_tag(run_id, "killed_reason", f"worker heartbeat lost (trial {frozen_trial.number})")
-                client.set_terminated(run_id, "KILLED")
-        except Exception:  # noqa: BLE001 - never let MLflow bookkeeping stop the retry
-            pass
+            sweeps.kill_if_running(tracking_uri, run_id, reason)
+        except Exception as err:  # noqa: BLE001 - never let MLflow bookkeeping stop the retry
+            print(f"sweep: run {run_id} of dead trial {frozen_trial.number} was not ended KILLED "
+                  f"({faults.reason(err)}); end it with: {sweeps.kill_command(tracking_uri, run_id)}", file=sys.stderr)

@@ -18,7 +18,15 @@ import itertools
 import random
 from typing import Any, Callable, Sequence
 
-CLAIM = "fresh_point"  # trial system attribute: the point a trial was given
+from pipeline.sweep.compat import queued_params
+
+CLAIM = "fresh_point"  # study user attribute ``fresh_point <trial number>``: the point a trial was given
+
+
+def claim_key(number: int) -> str:
+    """The study user attribute that holds trial ``number``'s claim (a sampler sees a frozen trial,
+    which has no public setter, so the claim is the study's)."""
+    return f"{CLAIM} {number}"
 
 
 def worker_seed(base: int, index: int | None) -> int:
@@ -49,7 +57,7 @@ class FreshPoints:
     def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
         from optuna.distributions import CategoricalDistribution
 
-        if "fixed_params" in trial.system_attrs or all(n in trial.params for n in self.names):
+        if queued_params(trial) or all(n in trial.params for n in self.names):
             return {}  # an enqueued trial or a retry: its point is given
         return {n: CategoricalDistribution(list(self.space[n])) for n in self.names}
 
@@ -61,7 +69,7 @@ class FreshPoints:
             point = self._propose(study, trial, search_space)
             if point in taken and len(taken) < len(self.points):
                 point = self.rng.choice([p for p in self.points if p not in taken])
-            study._storage.set_trial_system_attr(trial._trial_id, CLAIM, list(point))
+            study.set_user_attr(claim_key(trial.number), list(point))
         return dict(zip(self.names, point))
 
     def sample_independent(self, study: Any, trial: Any, name: str, distribution: Any) -> Any:
@@ -83,15 +91,17 @@ class FreshPoints:
 
         taken = set()
         states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        claims = study.user_attrs
         for t in study.get_trials(deepcopy=False, states=states):
             if t.number == number:
                 continue
+            queued = queued_params(t)
             if all(n in t.params for n in self.names):
                 taken.add(tuple(t.params[n] for n in self.names))
-            elif CLAIM in t.system_attrs:
-                taken.add(tuple(t.system_attrs[CLAIM]))
-            elif "fixed_params" in t.system_attrs and all(n in t.system_attrs["fixed_params"] for n in self.names):
-                taken.add(tuple(t.system_attrs["fixed_params"][n] for n in self.names))
+            elif claim_key(t.number) in claims:
+                taken.add(tuple(claims[claim_key(t.number)]))
+            elif all(n in queued for n in self.names):
+                taken.add(tuple(queued[n] for n in self.names))
         return taken
 
     def _propose(self, study: Any, trial: Any, search_space: dict[str, Any]) -> tuple:

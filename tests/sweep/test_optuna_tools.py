@@ -54,12 +54,25 @@ def test_twelve_trials_over_eight_configurations_train_each_once(client, monkeyp
     assert client.get_run(result.run_id).data.metrics["configurations_trained"] == 8
 
 
+def _prunes(pruner, completed: int, step: int) -> bool:
+    """Whether ``pruner`` stops a trial reporting 0 at ``step``, after ``completed`` trials that reported 1
+    at every step up to 200 (maximised: 0 is below their median)."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(completed):
+        study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={s: 1.0 for s in range(201)}))
+    trial = study.ask()
+    trial.report(0.0, step)
+    return trial.should_prune()
+
+
 def test_the_pruner_is_no_more_eager_than_optunas_default():
     ours, optunas = make_pruner(SweepConfig()), optuna.pruners.MedianPruner()
     assert isinstance(ours, optuna.pruners.MedianPruner)
-    for attr in ("_n_startup_trials", "_n_warmup_steps", "_interval_steps", "_n_min_trials"):
-        assert getattr(ours, attr) == getattr(optunas, attr), attr
+    for completed in range(7):
+        for step in (0, 1, 7, 100):
+            assert _prunes(ours, completed, step) == _prunes(optunas, completed, step), (completed, step)
+    assert _prunes(optunas, 5, 0) and not _prunes(optunas, 4, 100)  # Optuna's default: after 5 trials, no warm-up
     tuned = make_pruner(SweepConfig(pruner_startup_trials=2, pruner_warmup_epochs=100))
-    assert (tuned._n_startup_trials, tuned._n_warmup_steps) == (2, 100)
+    assert (_prunes(tuned, 1, 150), _prunes(tuned, 2, 99), _prunes(tuned, 2, 100)) == (False, False, True)
     for never in (SweepConfig(sampler="grid"), SweepConfig(multi_objective=True), SweepConfig(pruner="none")):
         assert isinstance(make_pruner(never), optuna.pruners.NopPruner)

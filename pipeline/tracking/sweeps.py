@@ -1,0 +1,89 @@
+"""The MLflow calls of a sweep: the trials' child runs, the parent run's summary, and closing the runs
+of a worker that died. ``pipeline/sweep/`` calls these and never imports MLflow itself."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pipeline.tracking import faults, runs
+from pipeline.tracking.redact import redact
+
+
+def client(tracking_uri: str | None = None) -> Any:
+    """The client that writes the trials' child runs (one call per batch, not the fluent API's active run)."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri)
+
+
+def create_child_run(mlflow_client: Any, experiment_id: str, parent_id: str, name: str,
+                     tags: Mapping[str, str]) -> str:
+    """A run named ``name`` under ``parent_id``, RUNNING; its id."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+    all_tags = {MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: name, **tags}
+    return mlflow_client.create_run(experiment_id, tags=all_tags).info.run_id
+
+
+def fail_run(mlflow_client: Any, run_id: str) -> None:
+    """End ``run_id`` FAILED, on the way out of another failure (which this must not hide)."""
+    runs.best_effort(faults.retry_locked, mlflow_client.set_terminated, run_id, "FAILED")
+
+
+def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    mlflow_client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def end_run(mlflow_client: Any, run_id: str, status: str, note: str) -> None:
+    """Describe ``run_id`` with ``note`` (the UI's description) and end it as ``status``."""
+    from pipeline.tracking.experiments import NOTE_TAG
+
+    faults.retry_locked(mlflow_client.set_tag, run_id, NOTE_TAG, note)
+    faults.retry_locked(mlflow_client.set_terminated, run_id, status)
+
+
+def kill_if_running(tracking_uri: str, run_id: str, reason: str) -> None:
+    """End ``run_id`` as KILLED, tagged with ``reason``, if it is still RUNNING."""
+    mlflow_client = client(tracking_uri)
+    if mlflow_client.get_run(run_id).info.status == "RUNNING":
+        mlflow_client.set_tag(run_id, "killed_reason", reason)
+        mlflow_client.set_terminated(run_id, "KILLED")
+
+
+def kill_command(tracking_uri: str, run_id: str) -> str:
+    """The shell command that ends ``run_id`` as KILLED by hand (the password, if any, hidden)."""
+    return (f"python -c \"import mlflow; mlflow.MlflowClient({redact(tracking_uri)!r})"
+            f".set_terminated({run_id!r}, 'KILLED')\"")
+
+
+def run_exists(tracking_uri: str, run_id: str) -> bool:
+    """Whether the store at ``tracking_uri`` holds ``run_id`` (a store that fails otherwise raises)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(tracking_uri).get_run(run_id)
+        return True
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    return False
+
+
+def log_summary(best: list[dict[str, Any]], metrics: Mapping[str, float]) -> None:
+    """On the active (parent) run: the best trial(s) as ``best_trials.json``, the first one's number and
+    params as tags and its value as ``best_value``, and ``metrics``."""
+    import mlflow
+
+    mlflow.log_dict({"best_trials": best}, "best_trials.json")
+    if best:
+        b = best[0]
+        mlflow.set_tags({"best_trial_number": b["number"], "best_params": str(b["params"])})
+        metrics = {**metrics, "best_value": b["values"][0]}
+    mlflow.log_metrics(dict(metrics))
+
+
+def tag_best(mlflow_client: Any, run_ids: list[str]) -> None:
+    """Tag the runs of the best trial(s) ``best_trial = true``."""
+    for run_id in run_ids:
+        mlflow_client.set_tag(run_id, "best_trial", "true")
