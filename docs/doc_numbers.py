@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -262,13 +263,30 @@ def digits_table() -> str:
             "runs rarer.\n")
 
 
+# the README's ../shared/data/mnist (MNIST's test split as IDX files); $PIPELINE_MNIST_DIR elsewhere
+MNIST = Path(os.environ.get("PIPELINE_MNIST_DIR", ROOT.parent / "shared" / "data" / "mnist"))
+CHANCE = 0.2  # "at chance": below this test accuracy, with 10 classes
+
+
+def mnist_chance() -> str:
+    """docs/images.md: single-filter 5x5 nets on real MNIST images, 16 seeds, 5 epochs: how many stay at chance."""
+    if not MNIST.is_dir():
+        raise FileNotFoundError(f"{MNIST} is missing: set PIPELINE_MNIST_DIR to MNIST's IDX folder")
+    result = grid((5,), 16, recipe="mnist-small", data_dir=str(MNIST), filters=(1,), epochs=5)
+    acc = result.table["test_accuracy"]
+    return (f"On the real MNIST images (`--recipe mnist-small --data-dir ../shared/data/mnist`, 16 seeds, 5 epochs) "
+            f"{int((acc < CHANCE).sum())} of {len(acc)} single-filter 5x5 nets stay at chance (test accuracy below "
+            f"{CHANCE:g}; the others reach {acc[acc >= CHANCE].min():.2f}–{acc.max():.2f}).\n")
+
+
 BLOCKS = {"front": front, "epoch-line": epoch_line, "p-success-grid": p_success_grid, "serve-answer": serve_answer,
           "minima-verdicts": minima_verdicts, "minima-stalls": minima_stalls, "minima-tolerances": minima_tolerances,
           "minima-anatomy": minima_anatomy, "replication-table": replication_table,
-          "replication-story": replication_story, "digits-table": digits_table}
+          "replication-story": replication_story, "digits-table": digits_table, "mnist-chance": mnist_chance}
 SLOW = {"minima-verdicts": "diagnoses 1,600 seeds (about 2 minutes on 2 cores)",
         "minima-stalls": "diagnoses 1,600 seeds", "minima-tolerances": "diagnoses 1,600 seeds",
         "minima-anatomy": "diagnoses 1,600 seeds",
         "replication-table": "7,000 trainings of the published task (1-2 minutes)",
         "replication-story": "7,000 trainings of the published task",
-        "digits-table": "128 LeNet trainings on digits (about 70 s)"}
+        "digits-table": "128 LeNet trainings on digits (about 70 s)",
+        "mnist-chance": "16 trainings on MNIST images (needs ../shared/data/mnist)"}
