@@ -117,7 +117,7 @@ def serve_answer() -> str:
     curl = (ROOT / "docs" / "mlflow-ui.md").read_text().split("-d '", 1)[1].split("'", 1)[0]  # the serve block's
     with torch.no_grad():
         p = class_probabilities(model(torch.tensor(json.loads(curl)["inputs"], dtype=torch.float32)))[0]
-    return (f"which answers `{{\"predictions\": [{{\"probability_0\": {p[0]:.2f}, \"probability_1\": {p[1]:.2f}, "
+    return (f"It answers `{{\"predictions\": [{{\"probability_0\": {p[0]:.2f}, \"probability_1\": {p[1]:.2f}, "
             f"\"predicted_class\": {int(p.argmax())}, \"predicted_label\": \"0,+1,0\"}}]}}` (rounded here) for "
             "the 4-filter detector of seed 0.\n")
 
@@ -150,6 +150,7 @@ def minima_stalls() -> str:
     minima = counts.get("local minimum", 0) + counts.get("kink", 0)
     escaped = failed[failed["escaped"]]
     smooth, kink = m.loc["local minimum"], m.loc["kink"]
+    minima_drops = failed[failed["verdict"].isin(["local minimum", "kink"])][["drop_gradient", "drop_curvature"]]
     return (f"{minima} of the {len(failed)} stalls ({minima / len(failed):.0%}) are minima, and "
             f"{plural(counts.get('saddle', 0), 'saddle')}. {counts.get('local minimum', 0)} are smooth minima (median "
             f"gradient {smooth.grad_norm:.2g} at the end, {smooth.mean_grad_norm:.2g} averaged over the last "
@@ -161,7 +162,7 @@ def minima_stalls() -> str:
             f"of {len(failed)} ({len(escaped) / len(failed):.1%}), all at F ≥ {escaped['filters'].min()}; the "
             f"minima change their loss by a median {smooth.long_change:+.2g} (smooth) and "
             f"{kink.long_change:+.2g} (kink) and stay. The largest drop any line search finds at a minimum is "
-            f"{failed[failed['verdict'].isin(['local minimum', 'kink'])][['drop_gradient', 'drop_curvature']].max().max():.2g} "
+            f"{minima_drops.max().max():.2g} "
             f"(δ = {cfg.delta:g}, within r = {cfg.radius:g}). Every straight path from a stuck seed to a solved one "
             f"rises over a barrier ({len(d.paths)} pairs, {int((d.paths['barrier'] > cfg.delta).sum())} above δ: "
             f"median {d.paths['barrier'].median():.2f}, largest {d.paths['barrier'].max():.2f} in loss).\n")
@@ -215,14 +216,14 @@ def published_task():
 def replication_table() -> str:
     """docs/minima.md: our mean test accuracy per F and variant beside the published one, and P(>= 99%)."""
     s = published_task().summary
-    head = ("| F | trained conv: ours [95%] | published | P(≥ 99%) | frozen conv: ours [95%] | published | P(≥ 99%) |\n"
-            "|---|---|---|---|---|---|---|\n")
+    head = ("| F | trained conv: ours [95%] | published | P(≥ 99%) | frozen conv: ours [95%] | published "
+            "| P(≥ 99%) |\n|---|---|---|---|---|---|---|\n")
     rows = []
     for f in sorted(s["filters"].unique()):
         cells = []
         for r in s[s["filters"] == f].set_index("variant").loc[["trained", "frozen"]].itertuples():
-            cells.append(f"{100 * r.mean_accuracy:.1f} [{100 * r.mean_accuracy_lo:.1f}, {100 * r.mean_accuracy_hi:.1f}] | "
-                         f"{100 * r.published_mean_accuracy:.1f} | {r.p_success:.2f}")
+            cells.append(f"{100 * r.mean_accuracy:.1f} [{100 * r.mean_accuracy_lo:.1f}, "
+                         f"{100 * r.mean_accuracy_hi:.1f}] | {100 * r.published_mean_accuracy:.1f} | {r.p_success:.2f}")
         rows.append(f"| {f} | " + " | ".join(cells) + " |")
     return head + "\n".join(rows) + "\n"
 
