@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup run ui serve test test-slow test-all bench clean
+.PHONY: setup run ui serve test test-slow test-all bench docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-all: setup
 ## bench: speed comparisons, printed as tables with ratios
 bench: setup
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+## docs: rewrite every generated number of README.md and docs/*.md, and the pictures, from fixed seeds (minutes)
+docs: setup
+	$(PY) docs/make_figures.py
 
 clean:
 	rm -rf mlruns mlflow.db optuna.db *.journal .pytest_cache

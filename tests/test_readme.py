@@ -1,6 +1,6 @@
-"""Every command in the README is run: here, or (the `ci` block) by .ci/run.
+"""Every command in the README and the docs/ pages is run: here, or (the `ci` block) by .ci/run.
 
-Each ```bash block in the README is tagged with the way it is checked
+Each ```bash block of README.md and docs/*.md is tagged with the way it is checked
 (``<!-- readme-test: KIND -->``): ``run`` blocks run line by line in a scratch directory,
 with ``<... run id>`` placeholders filled from the store; ``distributed`` runs whole
 against a PostgreSQL server on 127.0.0.1; ``env-managers`` runs each line whose
@@ -27,19 +27,22 @@ import pytest
 
 from helpers import REPO, free_port, wait_for_url
 
-README = (REPO / "README.md").read_text()
+sys.path.insert(0, str(REPO / "docs"))
+from doc_blocks import pages  # noqa: E402  (docs/ is not a package)
+
+PAGES = {page.relative_to(REPO).as_posix(): page.read_text() for page in pages(REPO)}  # README.md first
 BLOCK = re.compile(r"<!-- readme-test: ([\w-]+) -->\n```bash\n(.*?)```", re.S)
 BIN = Path(sys.executable).parent
 
 
-NEEDS_INTERNET = re.compile(r"\s{2,}#.*\bneeds internet\b")  # the README's mark on a line that downloads
+NEEDS_INTERNET = re.compile(r"\s{2,}#.*\bneeds internet\b")  # the pages' mark on a line that downloads
 
 
 def blocks(kind: str, internet: bool | None = None) -> list[str]:
-    """The commands of the README's ``kind`` blocks, comments dropped; ``internet`` True/False keeps only
-    the lines that the README marks as needing the internet / only the others."""
+    """The commands of every ``kind`` block (README.md first, then docs/ in the README's order), comments
+    dropped; ``internet`` True/False keeps only the lines marked as needing the internet / only the others."""
     out = []
-    for k, body in BLOCK.findall(README):
+    for k, body in (found for text in PAGES.values() for found in BLOCK.findall(text)):
         if k == kind:
             out += [re.sub(r"\s{2,}#.*$", "", ln).strip() for ln in body.splitlines()
                     if ln.strip() and not ln.strip().startswith("#")
@@ -74,8 +77,22 @@ def _env(tmp_path) -> dict[str, str]:
     return env
 
 
-def test_every_bash_block_is_tagged():
-    assert README.count("```bash") == len(BLOCK.findall(README))
+@pytest.mark.parametrize("page", PAGES)
+def test_every_bash_block_is_tagged(page):
+    assert PAGES[page].count("```bash") == len(BLOCK.findall(PAGES[page]))
+
+
+def test_the_blocks_come_from_every_page_in_order():
+    """The README's stage commands first (they make the runs that later `<... run id>` stand for), then the pages'."""
+    assert list(PAGES)[0] == "README.md" and len(PAGES) >= 8
+    run = blocks("run")
+    assert run[0].startswith("pipeline prepare-data") and "pipeline capacity --table capacity.csv" in run
+    placed = {line: i for i, line in enumerate(run)}
+    diagnose = next(i for line, i in placed.items() if line.startswith("pipeline diagnose"))
+    assert placed["pipeline capacity --table capacity.csv"] < diagnose  # the grid it diagnoses is a 1D one
+    images = [i for line, i in placed.items() if line.startswith("pipeline capacity --dataset")]
+    assert images and min(images) > diagnose  # so `<capacity run id>` is not an image grid's
+    assert len(blocks("serve")) == 2 and len(blocks("env-managers")) == 3 and blocks("distributed")
 
 
 def test_ci_block_is_run_by_ci():
