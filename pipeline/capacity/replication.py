@@ -21,7 +21,7 @@ import torch
 
 from pipeline.capacity.pattern import KERNEL, LENGTH, TASK, streams, test_pairs, train_pattern
 from pipeline.capacity.published import PUBLISHED, accuracy_figure, histogram_figure, success_heatmap
-from pipeline.capacity.stats import wilson
+from pipeline.capacity.stats import mean_interval, wilson
 from pipeline.config.checks import fits_in_memory
 from pipeline.config.parsing import defining_params
 from pipeline.config.pattern import PatternCapacityConfig
@@ -103,15 +103,14 @@ def summarize(table: pd.DataFrame, success: float) -> pd.DataFrame:
     groups = table.groupby(["filters", "variant"]).groups
     for f, variant in sorted(groups, key=lambda key: (list(PUBLISHED).index(key[1]), key[0])):
         part = table.loc[groups[(f, variant)]]
-        acc = part["test_accuracy"].to_numpy()
-        half = 1.96 * acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else np.nan
+        mean, _, lo, hi = mean_interval(part["test_accuracy"])
         est = wilson(int(part["success"].sum()), len(part))
         published = PUBLISHED[variant][f - 1] / 100 if f <= len(PUBLISHED[variant]) else np.nan
         rows.append({"filters": f, "variant": variant, "num_parameters": int(part["num_parameters"].iloc[0]),
-                     "n": est.n, "mean_accuracy": acc.mean(), "mean_accuracy_lo": max(acc.mean() - half, 0.0),
-                     "mean_accuracy_hi": min(acc.mean() + half, 1.0), "successes": est.k, "p_success": est.p,
+                     "n": est.n, "mean_accuracy": mean, "mean_accuracy_lo": float(np.clip(lo, 0.0, 1.0)),
+                     "mean_accuracy_hi": float(np.clip(hi, 0.0, 1.0)), "successes": est.k, "p_success": est.p,
                      "p_success_lo": est.lo, "p_success_hi": est.hi, "published_mean_accuracy": published,
-                     "difference": acc.mean() - published})
+                     "difference": mean - published})
     return pd.DataFrame(rows)
 
 
