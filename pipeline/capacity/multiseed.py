@@ -133,15 +133,7 @@ def train_configs(
     """
     seeds = tuple(int(s) for s in seeds)
     configs = [(int(f), int(k)) for f, k in configs]
-    if not seeds:
-        raise ConfigError("need at least one seed")
-    for f, k in configs:
-        if f < 1 or k < 1 or k % 2 == 0:
-            raise ConfigError(f"need filters >= 1 and an odd kernel size, got F={f}, k={k}")
-    if epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {epochs}")
-    if (X_test is None) != (y_test is None):
-        raise ConfigError("give both X_test and y_test, or neither")
+    _check(configs, seeds, epochs, X_test is None, y_test is None)
     device = torch.device(device)
     results: dict[tuple[int, int], MultiSeedResult] = {}
     for k in sorted({k for _, k in configs}):
@@ -151,6 +143,20 @@ def train_configs(
                             device=device, dtype=dtype, on_record=on_record)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
+
+
+def _check(configs: list[tuple[int, int]], seeds: tuple[int, ...], epochs: int, no_X_test: bool,
+           no_y_test: bool) -> None:
+    """``train_configs``' arguments, refused in one line each."""
+    if not seeds:
+        raise ConfigError("need at least one seed")
+    for f, k in configs:
+        if f < 1 or k < 1 or k % 2 == 0:
+            raise ConfigError(f"need filters >= 1 and an odd kernel size, got F={f}, k={k}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if no_X_test != no_y_test:
+        raise ConfigError("give both X_test and y_test, or neither")
 
 
 def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: str | torch.device = "cpu",
