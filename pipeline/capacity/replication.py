@@ -23,7 +23,6 @@ from pipeline.capacity.pattern import KERNEL, LENGTH, TASK, streams, test_pairs,
 from pipeline.capacity.published import PUBLISHED, accuracy_figure, histogram_figure, success_heatmap
 from pipeline.capacity.stats import mean_interval, wilson
 from pipeline.config.checks import fits_in_memory
-from pipeline.config.parsing import defining_params
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.tracking import runs, studies
 from pipeline.tracking.rescue import Keep
@@ -48,7 +47,7 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     fits_in_memory(4.0 * cfg.seeds * (2 * LENGTH * cfg.steps + 8 * max(cfg.filters)),  # streams and weights
                    f"{cfg.seeds} seeds of {cfg.steps} training pairs each", "use fewer --seeds or --steps")
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    seeds = study.seeds_of(cfg)
     tags = {"task": TASK, "recipe": "rom1mouret-exploration", "dataset": TASK, "model": "pattern-cnn",
             "seed": f"{seeds[0]}-{seeds[-1]}"}
     parts: list[pd.DataFrame] = []  # per (F, variant): saved locally if the tracking store goes away
@@ -116,9 +115,7 @@ def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, secon
     metrics.update(train_seconds=seconds, ms_per_training=1000 * seconds / len(part))
     if not np.isnan(row["published_mean_accuracy"]):
         metrics["published_mean_accuracy"] = float(row["published_mean_accuracy"])
-    grid_only = ("filters", "variant", "table")
-    params = {**{k: v for k, v in defining_params(cfg).items() if k not in grid_only}, "filters": f,
-              "variant": variant}
+    params = study.child_params(cfg, ("filters", "variant", "table"), filters=f, variant=variant)
     studies.log_child("capacity", f"pattern F{f} {variant}", {**tags, "filters": f, "variant": variant}, metrics,
                       params)
 

@@ -33,7 +33,6 @@ from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.capacity.story import description, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
-from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import provenance, runs, studies
 from pipeline.tracking.rescue import Keep
@@ -62,7 +61,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    seeds = study.seeds_of(cfg)
     tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
             "seed": f"{seeds[0]}-{seeds[-1]}"}
     grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
@@ -112,8 +111,7 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
-    params = {**{name: v for name, v in defining_params(cfg).items() if name not in ("filters", "kernel_sizes")},
-              "filters": f, "kernel_size": k}
+    params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=f, kernel_size=k)
     studies.log_child("capacity", f"capacity F{f} k{k}", {**tags, "filters": f, "kernel_size": k}, metrics, params,
                       description=(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds "
                                    "at once.",

@@ -1,11 +1,25 @@
-"""What every study stage does around its MLflow runs (``tracking.studies``), written once: torch's
-thread count for the stage, the per-seed table on local disk, and the console's closing lines."""
+"""What every study stage does around its MLflow runs (``tracking.studies``), written once: its seeds,
+a child run's params, torch's thread count for the stage, the per-seed table on local disk, and the
+console's closing lines."""
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
+
+from pipeline.config.parsing import defining_params
+
+
+def seeds_of(cfg: Any) -> list[int]:
+    """The study's seeds, ``--first-seed`` and the ``--seeds`` - 1 after it (their tag: first-last)."""
+    return list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+
+
+def child_params(cfg: Any, grid_fields: Iterable[str], **cell: Any) -> dict[str, Any]:
+    """A child run's params: the study's defining params without its grid's fields, plus the cell's own values."""
+    drop = set(grid_fields)
+    return {**{name: v for name, v in defining_params(cfg).items() if name not in drop}, **cell}
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ from pipeline.capacity.images.grid import Cell, cells, run_cell
 from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
 from pipeline.config.image_study import train_config
 from pipeline.capacity.story import grid_label
-from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import provenance, runs, studies
 from pipeline.tracking.rescue import Keep
@@ -53,7 +52,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     grid = cells(cfg, base, bundle)
     for cell in grid:  # every cell's seeds train at once: they must fit together, checked before any training
         check_model(cell.config, bundle, copies=cfg.seeds)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    seeds = study.seeds_of(cfg)
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
     tables: list = []  # per cell: saved locally if the tracking store goes away
@@ -95,8 +94,8 @@ def _log_child(cell: Cell, part: pd.DataFrame, curves: pd.DataFrame, cfg: Capaci
                seconds: float) -> None:
     """One child run per cell: its statistics, and its mean curves over seeds (step = epoch)."""
     row = summarize(part, cfg.margin).iloc[0]
-    params = {**{k: v for k, v in defining_params(cfg).items() if k not in ("filters", "kernel_sizes")},
-              "filters": cell.filters, "kernel_size": cell.kernel_size, "layer_filters": row.layer_filters}
+    params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=cell.filters,
+                                kernel_size=cell.kernel_size, layer_filters=row.layer_filters)
     metrics = {**{m: row[m] for m in SUMMARY_METRICS if pd.notna(row[m])}, "train_seconds": seconds,
                "ms_per_seed_epoch": 1000 * seconds / len(curves)}
     steps = ((int(epoch), {"train_loss_mean": at["train_loss"].mean(), "val_accuracy_mean": at["val_accuracy"].mean(),
