@@ -7,10 +7,9 @@ on BCE-with-logits), as one tensor computation with a hand-written forward and b
 
 Why it is fast: the model is tiny, so per-op overhead and memory traffic dominate; the
 forward and backward in ``kernel.py`` work on distinct windows and row groups
-with units (model, filter) as columns. The optimizer step is done here:
-
-* **SGD in torch.optim.SGD's exact order**: ``d = g + wd·p; buf = m·buf + d`` (``buf = d``
-  at step 1); ``p -= lr·buf``.
+with units (model, filter) as columns. The optimizer step is ``train.sgd.sgd_update``, the
+training loop's own, in torch.optim.SGD's exact order: ``d = g + wd·p; buf = m·buf + d``
+(``buf = d`` at step 1); ``p -= lr·buf``.
 
 Exactness. In float64 the whole 500-epoch trajectory matches torch's to ~1e-15. In
 float32 the two sum in different orders, so they differ by rounding (~1e-7, no further
@@ -37,6 +36,7 @@ import torch
 from pipeline.capacity.kernel import Batch, WindowIndex, Workspace, accuracy, backward, forward, mean_bce
 from pipeline.errors import ConfigError
 from pipeline.models.registry import build_model
+from pipeline.train.sgd import sgd_update
 
 
 # --------------------------------------------------------------------------- weights
@@ -133,15 +133,7 @@ def train_configs(
     """
     seeds = tuple(int(s) for s in seeds)
     configs = [(int(f), int(k)) for f, k in configs]
-    if not seeds:
-        raise ConfigError("need at least one seed")
-    for f, k in configs:
-        if f < 1 or k < 1 or k % 2 == 0:
-            raise ConfigError(f"need filters >= 1 and an odd kernel size, got F={f}, k={k}")
-    if epochs < 1:
-        raise ConfigError(f"epochs must be >= 1, got {epochs}")
-    if (X_test is None) != (y_test is None):
-        raise ConfigError("give both X_test and y_test, or neither")
+    _check(configs, seeds, epochs, X_test is None, y_test is None)
     device = torch.device(device)
     results: dict[tuple[int, int], MultiSeedResult] = {}
     for k in sorted({k for _, k in configs}):
@@ -151,6 +143,20 @@ def train_configs(
                             device=device, dtype=dtype, on_record=on_record)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
+
+
+def _check(configs: list[tuple[int, int]], seeds: tuple[int, ...], epochs: int, no_X_test: bool,
+           no_y_test: bool) -> None:
+    """``train_configs``' arguments, refused in one line each."""
+    if not seeds:
+        raise ConfigError("need at least one seed")
+    for f, k in configs:
+        if f < 1 or k < 1 or k % 2 == 0:
+            raise ConfigError(f"need filters >= 1 and an odd kernel size, got F={f}, k={k}")
+    if epochs < 1:
+        raise ConfigError(f"epochs must be >= 1, got {epochs}")
+    if no_X_test != no_y_test:
+        raise ConfigError("give both X_test and y_test, or neither")
 
 
 def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: str | torch.device = "cpu",
@@ -176,7 +182,7 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
     epoch's weights): the one place a caller looks inside the loop.
     """
     params, grads = [units, const], [torch.empty_like(units), None]
-    bufs = [b.clone() for b in bufs] if bufs else []
+    bufs = [b.clone() for b in bufs] if bufs else [None, None]
     ws = Workspace(index, units)
     with torch.no_grad():
         for epoch in range(1, epochs + 1):
@@ -184,16 +190,9 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
             grads[1] = backward(units, index, batch, fwd, grads[0])
             if on_epoch is not None:
                 on_epoch(epoch, fwd[0], grads[0], grads[1])
-            for i, (p, g) in enumerate(zip(params, grads)):
-                d = g.add_(p, alpha=weight_decay) if i == 0 else g.add(p, alpha=weight_decay)
-                if momentum:
-                    if len(bufs) <= i:
-                        bufs.append(d.clone())
-                    else:
-                        bufs[i].mul_(momentum).add_(d)
-                    d = bufs[i]
-                p.add_(d, alpha=-lr)
-    return bufs
+            sgd_update(params, grads, bufs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                       grads_are_scratch=True)  # both gradients are this epoch's own tensors
+    return [b for b in bufs if b is not None]
 
 
 def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,

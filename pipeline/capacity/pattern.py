@@ -18,8 +18,8 @@ The test pairs come from their own seed (``test_seed``), not from the training s
 
 ``train_pattern`` trains every seed at once with a hand-written forward and backward (the
 gradient of the max goes to the maximal window, as torch's ``max(dim)`` routes it) and
-the SGD step in torch.optim.SGD's order; a test checks it against the published loop
-written with nn.Conv1d and torch.optim.SGD, seed by seed.
+the SGD step of the training loop (``train.sgd.sgd_update``, torch.optim.SGD's order); a test
+checks it against the published loop written with nn.Conv1d and torch.optim.SGD, seed by seed.
 """
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from pipeline.train.sgd import sgd_update
 
 KERNEL = 4  # the published kernel size (no padding: a length-64 sequence has 61 windows)
 LENGTH = 64  # sequence length
@@ -103,7 +105,7 @@ def train_pattern(filters: int, seeds: Sequence[int], X_test: torch.Tensor, y_te
     conv, lin, bias, pairs = (t.to(device).clone() for t in (conv, lin, bias, pairs))
     target = torch.tensor([0.0, 1.0], device=device)  # every step: (negative, positive)
     params = [lin, bias] if frozen else [conv, lin, bias]
-    bufs: list[torch.Tensor] = []
+    bufs: list[torch.Tensor | None] = [None] * len(params)
     with torch.no_grad():
         for t in range(steps):
             windows = pairs[:, t].unfold(2, KERNEL, 1)  # (S, 2, P, 4)
@@ -116,14 +118,7 @@ def train_pattern(filters: int, seeds: Sequence[int], X_test: torch.Tensor, y_te
             if not frozen:
                 at_max = windows.gather(2, first.unsqueeze(3).expand(-1, -1, -1, KERNEL))  # (S, 2, F, 4)
                 grads.insert(0, ((dl.unsqueeze(2) * lin.unsqueeze(1)).unsqueeze(3) * at_max).sum(1))  # (S, F, 4)
-            for i, (p, g) in enumerate(zip(params, grads)):  # torch.optim.SGD: buf = g, then m·buf + g
-                if momentum:
-                    if t == 0:
-                        bufs.append(g.clone())
-                    else:
-                        bufs[i].mul_(momentum).add_(g)
-                    g = bufs[i]
-                p.add_(g, alpha=-lr)
+            sgd_update(params, grads, bufs, lr=lr, momentum=momentum)  # torch.optim.SGD's step, no weight decay
         test_loss, test_acc = evaluate(conv, lin, bias, X_test.to(device), y_test.to(device))
     return PatternResult(filters, frozen, tuple(int(s) for s in seeds), conv.cpu(), lin.cpu(), bias.cpu(),
                          last.cpu().numpy(), test_loss, test_acc)

@@ -17,16 +17,14 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
+from pipeline.capacity import study
 from pipeline.capacity.pattern import KERNEL, LENGTH, TASK, streams, test_pairs, train_pattern
 from pipeline.capacity.published import PUBLISHED, accuracy_figure, histogram_figure, success_heatmap
-from pipeline.capacity.stats import wilson
+from pipeline.capacity.stats import mean_interval, wilson
 from pipeline.config.checks import fits_in_memory
-from pipeline.config.parsing import defining_params
 from pipeline.config.pattern import PatternCapacityConfig
-from pipeline.tracking import artifacts, provenance, runs
-from pipeline.tracking.metrics import log_batch
+from pipeline.tracking import runs, studies
 from pipeline.tracking.rescue import Keep
 
 @dataclass(frozen=True)
@@ -49,51 +47,45 @@ def run(cfg: PatternCapacityConfig, echo: Callable[[str], None] = print) -> Patt
     fits_in_memory(4.0 * cfg.seeds * (2 * LENGTH * cfg.steps + 8 * max(cfg.filters)),  # streams and weights
                    f"{cfg.seeds} seeds of {cfg.steps} training pairs each", "use fewer --seeds or --steps")
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    device = pick_device(cfg.device)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    variants = ["trained", "frozen"] if cfg.variant == "both" else [cfg.variant]
+    seeds = study.seeds_of(cfg)
     tags = {"task": TASK, "recipe": "rom1mouret-exploration", "dataset": TASK, "model": "pattern-cnn",
             "seed": f"{seeds[0]}-{seeds[-1]}"}
-    old_threads = torch.get_num_threads()
-    if cfg.threads:  # 0: torch's default
-        torch.set_num_threads(cfg.threads)
-    seconds = {"streams": 0.0, "training": 0.0}
-    try:
-        parts: list[pd.DataFrame] = []  # per (F, variant): saved locally if the tracking store goes away
-        with runs.stage_run("capacity", run_name="capacity pattern1101", tags=tags,
-                            keep=Keep(config=cfg, seeds=parts)) as parent:
-            provenance.log_config(cfg)
-            X_test, y_test = test_pairs(cfg.test_pairs, cfg.test_seed)
-            for f in cfg.filters:
-                t0 = time.perf_counter()
-                data = streams(f, seeds, cfg.steps)  # shared by both variants: the same init and pairs
-                seconds["streams"] += time.perf_counter() - t0
-                for variant in variants:
-                    t0 = time.perf_counter()
-                    r = train_pattern(f, seeds, X_test, y_test, lr=cfg.lr, momentum=cfg.momentum, steps=cfg.steps,
-                                      frozen=variant == "frozen", data=data, device=device)
-                    dt = time.perf_counter() - t0
-                    seconds["training"] += dt
-                    part = pd.DataFrame({"filters": f, "kernel_size": KERNEL, "variant": variant,
-                                         "num_parameters": parameters(f, variant), "seed": seeds,
-                                         "test_loss": r.test_loss, "last_pair_loss": r.last_loss.astype(float),
-                                         "test_accuracy": r.test_accuracy})
-                    part["success"] = part["test_accuracy"] >= cfg.success
-                    parts.append(part)
-                    _log_child(part, cfg, tags, dt)
-            table = pd.concat(parts, ignore_index=True)
-            summary = summarize(table, cfg.success)
-            seconds["total"] = seconds["streams"] + seconds["training"]
-            _log_parent(table, summary, cfg, seconds)
-            if cfg.table:
-                table.to_csv(cfg.table, index=False)
-            run_id = parent.info.run_id
-    finally:
-        torch.set_num_threads(old_threads)
-    for line in report(summary, cfg.success, seconds, len(table)):
-        echo(line)
-    echo(f"parent run {run_id}")
+    parts: list[pd.DataFrame] = []  # per (F, variant): saved locally if the tracking store goes away
+    with study.torch_threads(cfg.threads), studies.study_run("capacity", cfg, "capacity pattern1101", tags,
+                                                             Keep(config=cfg, seeds=parts)) as run_id:
+        seconds = _train_grid(cfg, seeds, pick_device(cfg.device), tags, parts)
+        table = pd.concat(parts, ignore_index=True)
+        summary = summarize(table, cfg.success)
+        _log_parent(table, summary, cfg, seconds)
+        study.write_table(table, cfg.table)
+    study.finish(report(summary, cfg.success, seconds, len(table)), cfg.table, f"parent run {run_id}", echo)
     return PatternCapacityResult(run_id, table, summary, seconds)
+
+
+def _train_grid(cfg: PatternCapacityConfig, seeds: list[int], device, tags: dict, parts: list[pd.DataFrame]) -> dict:
+    """Train and log every (F, variant), appending its per-seed table to ``parts``; the seconds spent."""
+    variants = ["trained", "frozen"] if cfg.variant == "both" else [cfg.variant]
+    seconds = {"streams": 0.0, "training": 0.0}
+    X_test, y_test = test_pairs(cfg.test_pairs, cfg.test_seed)
+    for f in cfg.filters:
+        t0 = time.perf_counter()
+        data = streams(f, seeds, cfg.steps)  # shared by both variants: the same init and pairs
+        seconds["streams"] += time.perf_counter() - t0
+        for variant in variants:
+            t0 = time.perf_counter()
+            r = train_pattern(f, seeds, X_test, y_test, lr=cfg.lr, momentum=cfg.momentum, steps=cfg.steps,
+                              frozen=variant == "frozen", data=data, device=device)
+            dt = time.perf_counter() - t0
+            seconds["training"] += dt
+            part = pd.DataFrame({"filters": f, "kernel_size": KERNEL, "variant": variant,
+                                 "num_parameters": parameters(f, variant), "seed": seeds,
+                                 "test_loss": r.test_loss, "last_pair_loss": r.last_loss.astype(float),
+                                 "test_accuracy": r.test_accuracy})
+            part["success"] = part["test_accuracy"] >= cfg.success
+            parts.append(part)
+            _log_child(part, cfg, tags, dt)
+    seconds["total"] = seconds["streams"] + seconds["training"]
+    return seconds
 
 
 def summarize(table: pd.DataFrame, success: float) -> pd.DataFrame:
@@ -103,15 +95,14 @@ def summarize(table: pd.DataFrame, success: float) -> pd.DataFrame:
     groups = table.groupby(["filters", "variant"]).groups
     for f, variant in sorted(groups, key=lambda key: (list(PUBLISHED).index(key[1]), key[0])):
         part = table.loc[groups[(f, variant)]]
-        acc = part["test_accuracy"].to_numpy()
-        half = 1.96 * acc.std(ddof=1) / np.sqrt(len(acc)) if len(acc) > 1 else np.nan
+        mean, _, lo, hi = mean_interval(part["test_accuracy"])
         est = wilson(int(part["success"].sum()), len(part))
         published = PUBLISHED[variant][f - 1] / 100 if f <= len(PUBLISHED[variant]) else np.nan
         rows.append({"filters": f, "variant": variant, "num_parameters": int(part["num_parameters"].iloc[0]),
-                     "n": est.n, "mean_accuracy": acc.mean(), "mean_accuracy_lo": max(acc.mean() - half, 0.0),
-                     "mean_accuracy_hi": min(acc.mean() + half, 1.0), "successes": est.k, "p_success": est.p,
+                     "n": est.n, "mean_accuracy": mean, "mean_accuracy_lo": float(np.clip(lo, 0.0, 1.0)),
+                     "mean_accuracy_hi": float(np.clip(hi, 0.0, 1.0)), "successes": est.k, "p_success": est.p,
                      "p_success_lo": est.lo, "p_success_hi": est.hi, "published_mean_accuracy": published,
-                     "difference": acc.mean() - published})
+                     "difference": mean - published})
     return pd.DataFrame(rows)
 
 
@@ -124,28 +115,23 @@ def _log_child(part: pd.DataFrame, cfg: PatternCapacityConfig, tags: dict, secon
     metrics.update(train_seconds=seconds, ms_per_training=1000 * seconds / len(part))
     if not np.isnan(row["published_mean_accuracy"]):
         metrics["published_mean_accuracy"] = float(row["published_mean_accuracy"])
-    grid_only = ("filters", "variant", "table")
-    params = {**{k: v for k, v in defining_params(cfg).items() if k not in grid_only}, "filters": f,
-              "variant": variant}
-    with runs.stage_run("capacity", run_name=f"pattern F{f} {variant}",
-                        tags={**tags, "filters": f, "variant": variant}) as child:
-        log_batch(child.info.run_id, metrics, params)
+    params = study.child_params(cfg, ("filters", "variant", "table"), filters=f, variant=variant)
+    studies.log_child("capacity", f"pattern F{f} {variant}", {**tags, "filters": f, "variant": variant}, metrics,
+                      params)
 
 
 def _log_parent(table: pd.DataFrame, summary: pd.DataFrame, cfg: PatternCapacityConfig, seconds: dict) -> None:
-    import mlflow
-
-    artifacts.log_table(table, "tables/seeds.csv")
-    artifacts.log_table(summary, "tables/summary.csv")
-    artifacts.log_figure(accuracy_figure(summary, cfg.success), "figures/accuracy_vs_filters.png")
-    artifacts.log_figure(success_heatmap(summary, cfg.success), "figures/p_success_heatmap.png")
-    artifacts.log_figure(histogram_figure(table, cfg.success), "figures/test_accuracy_histogram.png")
     metrics = {"trainings": len(table), "train_seconds": seconds["training"], "stream_seconds": seconds["streams"],
                "ms_per_training": 1000 * seconds["total"] / len(table)}
     for row in summary.itertuples():
         metrics[f"mean_accuracy_F{row.filters}_{row.variant}"] = row.mean_accuracy
         metrics[f"p_success_F{row.filters}_{row.variant}"] = row.p_success
-    mlflow.log_metrics(metrics)
+    studies.log_results(
+        {"tables/seeds.csv": table, "tables/summary.csv": summary},
+        {"figures/accuracy_vs_filters.png": lambda: accuracy_figure(summary, cfg.success),
+         "figures/p_success_heatmap.png": lambda: success_heatmap(summary, cfg.success),
+         "figures/test_accuracy_histogram.png": lambda: histogram_figure(table, cfg.success)},
+        metrics)
 
 
 def report(summary: pd.DataFrame, success: float, seconds: dict, trainings: int) -> list[str]:

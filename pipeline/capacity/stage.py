@@ -27,16 +27,14 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
+from pipeline.capacity import study
 from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.capacity.story import description, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
-from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import artifacts, provenance, runs
-from pipeline.tracking.metrics import log_batch
+from pipeline.tracking import provenance, runs, studies
 from pipeline.tracking.rescue import Keep
 
 if TYPE_CHECKING:
@@ -57,55 +55,50 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         from pipeline.capacity.images import stage as images
 
         return images.run(cfg, echo)
-    from tqdm import tqdm
-
     from pipeline.data.io import log_bundle_input
     from pipeline.data.load import synthetic_bundle
 
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
-    seed_tag = f"{seeds[0]}-{seeds[-1]}"
-    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d", "seed": seed_tag}
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
-        tables: list[pd.DataFrame] = []  # per (F, k): saved locally if the tracking store goes away
-        with runs.stage_run("capacity", run_name=f"capacity {grid_text}", tags={**tags, "grid": grid_text},
-                            keep=Keep(config=cfg, seeds=tables)) as parent:
-            provenance.log_config(cfg)
-            provenance.describe(f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
-                                "estimates P(success) with 95% Wilson intervals.")
-            log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-            seconds = 0.0
-            with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
-                for f, k in bar:
-                    bar.set_postfix_str(f"F={f} k={k}")
-                    t0 = time.perf_counter()
-                    part = seed_table(f, k, seeds, settings)
-                    dt = time.perf_counter() - t0
-                    seconds += dt
-                    tables.append(part)
-                    _log_child(part, f, k, cfg, tags, dt)
-            table = pd.concat(tables, ignore_index=True)
-            summary = summarize(table, cfg.tau)
-            lottery = lottery_fit(summary)
-            _log_parent(table, summary, lottery, cfg, seconds)
-            provenance.describe(description(summary, lottery, cfg.tau))
-            if cfg.table:
-                table.to_csv(cfg.table, index=False)
-            run_id = parent.info.run_id
-    finally:
-        torch.set_num_threads(old_threads)
-    for line in report(summary, lottery, cfg.tau, seconds, len(table)):
-        echo(line)
-    if cfg.table:
-        echo(f"per-seed table written to {cfg.table}")
-    echo(f"parent run {run_id}")
+    seeds = study.seeds_of(cfg)
+    tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
+            "seed": f"{seeds[0]}-{seeds[-1]}"}
+    grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
+    tables: list[pd.DataFrame] = []  # per (F, k): saved locally if the tracking store goes away
+    with study.torch_threads(cfg.threads), studies.study_run(
+            "capacity", cfg, f"capacity {grid_text}", {**tags, "grid": grid_text}, Keep(config=cfg, seeds=tables),
+            what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
+                 "estimates P(success) with 95% Wilson intervals.") as run_id:
+        log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
+        seconds = _train_grid(cfg, seeds, settings, tags, tables)
+        table = pd.concat(tables, ignore_index=True)
+        summary = summarize(table, cfg.tau)
+        lottery = lottery_fit(summary)
+        _log_parent(table, summary, lottery, cfg, seconds)
+        provenance.describe(description(summary, lottery, cfg.tau))
+        study.write_table(table, cfg.table)
+    study.finish(report(summary, lottery, cfg.tau, seconds, len(table)), cfg.table, f"parent run {run_id}", echo)
     return CapacityResult(run_id, table, summary, lottery, seconds)
+
+
+def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings, tags: dict,
+                tables: list[pd.DataFrame]) -> float:
+    """Train and log every configuration, appending its per-seed table to ``tables``; the training seconds."""
+    from tqdm import tqdm
+
+    seconds = 0.0
+    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
+    with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
+        for f, k in bar:
+            bar.set_postfix_str(f"F={f} k={k}")
+            t0 = time.perf_counter()
+            part = seed_table(f, k, seeds, settings)
+            dt = time.perf_counter() - t0
+            seconds += dt
+            tables.append(part)
+            _log_child(part, f, k, cfg, tags, dt)
+    return seconds
 
 
 def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
@@ -118,28 +111,18 @@ def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: di
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
-    params = {**{name: v for name, v in defining_params(cfg).items() if name not in ("filters", "kernel_sizes")},
-              "filters": f, "kernel_size": k}
-    with runs.stage_run("capacity", run_name=f"capacity F{f} k{k}",
-                            tags={**tags, "filters": f, "kernel_size": k}) as child:
-        provenance.describe(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds at once.",
-                            f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, {row.p_success_hi:.3f}]: "
-                            f"{int(row.successes)} of {int(row.n)} seeds reached loss < {cfg.tau:g}; median final "
-                            f"loss {row.median_final_loss:.3f}.")
-        log_batch(child.info.run_id, metrics, params)
+    params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=f, kernel_size=k)
+    studies.log_child("capacity", f"capacity F{f} k{k}", {**tags, "filters": f, "kernel_size": k}, metrics, params,
+                      description=(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds "
+                                   "at once.",
+                                   f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, "
+                                   f"{row.p_success_hi:.3f}]: {int(row.successes)} of {int(row.n)} seeds reached "
+                                   f"loss < {cfg.tau:g}; median final loss {row.median_final_loss:.3f}."))
 
 
 def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
-    import mlflow
-
     from pipeline.capacity.plots import curves_figure, heatmap_figure, histogram_figure
 
-    artifacts.log_table(table, "tables/seeds.csv")
-    artifacts.log_table(summary, "tables/summary.csv")
-    artifacts.log_table(lottery, "tables/lottery_fit.csv")
-    artifacts.log_figure(heatmap_figure(summary), "figures/p_success_heatmap.png")
-    artifacts.log_figure(curves_figure(summary, lottery), "figures/p_success_vs_filters.png")
-    artifacts.log_figure(histogram_figure(table, cfg.tau), "figures/final_loss_histogram.png")
     metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
                "p_success_overall": float(table["success"].mean()), **summary_metrics(summary)}
     for k, part in lottery.groupby("kernel_size"):
@@ -148,7 +131,12 @@ def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) ->
             metrics[f"lottery_chi2_k{k}"] = part["chi2"].iloc[0]
             metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
         metrics[f"lottery_max_abs_deviation_k{k}"] = float(part["deviation"].abs().max())
-    mlflow.log_metrics(metrics)
+    studies.log_results(
+        {"tables/seeds.csv": table, "tables/summary.csv": summary, "tables/lottery_fit.csv": lottery},
+        {"figures/p_success_heatmap.png": lambda: heatmap_figure(summary),
+         "figures/p_success_vs_filters.png": lambda: curves_figure(summary, lottery),
+         "figures/final_loss_histogram.png": lambda: histogram_figure(table, cfg.tau)},
+        metrics)
 
 
 def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: float, trainings: int) -> list[str]:

@@ -1,4 +1,7 @@
-"""The capacity study's statistics: success, P(success) with Wilson intervals, the lottery fit.
+"""The capacity studies' statistics: success, P(success) with Wilson intervals, the lottery fit.
+
+The two 95% intervals of every study live here, once each: ``wilson`` for a proportion
+(successes of n seeds) and ``mean_interval`` (Student's t) for a mean over seeds.
 
 A seed succeeds when its final training loss is below tau and every training example is
 right. ``summarize`` gives one row per (F, k); ``lottery_fit`` tests whether filters act as
@@ -30,10 +33,24 @@ class Estimate(NamedTuple):
 
 
 def wilson(k: int, n: int) -> Estimate:
+    """k successes of n as a rate with its 95% Wilson score interval."""
     from scipy.stats import binomtest
 
     ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=0.95, method="wilson")
     return Estimate(int(k), int(n), k / n, float(ci.low), float(ci.high))
+
+
+def mean_interval(values) -> tuple[float, float, float, float]:
+    """(mean, standard deviation, low, high) of the 95% Student's t interval of the mean; nan spread for one value."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan"), float("nan")
+    std = float(v.std(ddof=1))
+    half = float(t.ppf(0.975, len(v) - 1)) * std / np.sqrt(len(v))
+    return mean, std, mean - half, mean + half
 
 
 def p_success(table: pd.DataFrame, tau: float) -> Estimate:

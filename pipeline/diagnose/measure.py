@@ -91,9 +91,56 @@ def last_switch(switched: np.ndarray) -> np.ndarray:
     return np.where(switched.any(axis=0), T - np.argmax(switched[::-1], axis=0), 0)
 
 
-def replay_check(table: pd.DataFrame, logged: pd.DataFrame | None) -> float:
-    """Largest |replayed - logged| final loss over the seeds both have (nan when the run logged none)."""
+# float rounding is all that may part a replay from its capacity run: diagnose replays on the CPU,
+# possibly with fewer seeds batched (``--seeds``) than the run had, and a float32 rounding difference
+# can pick the other side of a switch (which window holds the max, whether a ReLU is on) for about one
+# seed in a hundred, which parts the final losses by up to ~2e-3 (``capacity.multiseed``'s docstring);
+# a different training (another code version, other settings) differs by far more.
+REPLAY_TOLERANCE = 1e-2
+
+
+class ReplayMismatch(OSError):
+    """The replayed trainings do not end where the capacity run's ended: the diagnosis would be of other
+    trainings than the run's. Exit 1 with its one line, the diagnose run ended FAILED with it as its error.
+
+    Not an ``errors.EnvironmentFault``: ``runs.stage_run`` takes every one of those for a lost store (and
+    saves a rescue folder); an ``OSError`` without an errno is a failure of its own, which the CLI prints
+    as its one line with exit 1 (``tracking.faults.describe``).
+    """
+
+
+@dataclass(frozen=True)
+class ReplayCheck:
+    max_abs_diff: float  # largest |replayed - logged| final loss; nan when the check could not be made
+    line: str  # the console line: how close, or why not checked
+
+
+def replay_check(table: pd.DataFrame, source: CapacitySource) -> ReplayCheck:
+    """Compare the replayed final losses with the ones the capacity run logged, over the seeds both have.
+
+    Raises ``ReplayMismatch`` (one line: the seed that differs most and by how much) beyond
+    ``REPLAY_TOLERANCE``; where the run's table cannot be read or shares no seed, says why.
+    """
+    keys = ["filters", "kernel_size", "seed"]
+    logged = source.table
     if logged is None:
-        return float("nan")
-    both = table.merge(logged, on=["filters", "kernel_size", "seed"], suffixes=("", "_logged"))
-    return float((both["final_loss"] - both["final_loss_logged"]).abs().max()) if len(both) else float("nan")
+        return ReplayCheck(float("nan"), f"replay not checked against capacity run {source.run_id}: "
+                                         f"{source.unreadable}")
+    if not {*keys, "final_loss"} <= set(logged.columns):
+        return ReplayCheck(float("nan"), f"replay not checked against capacity run {source.run_id}: its "
+                                         "tables/seeds.csv has no final_loss per (filters, kernel_size, seed)")
+    both = table.merge(logged[[*keys, "final_loss"]], on=keys, suffixes=("", "_logged"))
+    if both.empty:
+        return ReplayCheck(float("nan"), f"replay not checked against capacity run {source.run_id}: its "
+                                         "tables/seeds.csv has none of the replayed seeds")
+    gap = (both["final_loss"] - both["final_loss_logged"]).abs().fillna(np.inf)  # a NaN on one side only differs
+    gap[both["final_loss"].isna() & both["final_loss_logged"].isna()] = 0.0
+    worst = both.loc[gap.idxmax()]
+    if gap.max() > REPLAY_TOLERANCE:
+        raise ReplayMismatch(
+            f"the replay does not match capacity run {source.run_id}: F={worst['filters']} k={worst['kernel_size']} "
+            f"seed {worst['seed']} ends at loss {worst['final_loss']:.6g}, the run logged "
+            f"{worst['final_loss_logged']:.6g} (|difference| {gap.max():.2g} > {REPLAY_TOLERANCE:g}); diagnose the "
+            "run with the code version that made it (its git_commit tag)")
+    return ReplayCheck(float(gap.max()), "replayed final losses differ from the capacity run's by at most "
+                                         f"{gap.max():.2g}")

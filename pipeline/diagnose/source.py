@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.capacity.outcomes import Settings
 from pipeline.errors import ConfigError
+from pipeline.tracking import studies
 
 TASK = "detector"  # the lab's task, the only one diagnose replays (capacity runs without a task tag are this)
 
@@ -27,6 +28,7 @@ class CapacitySource:
     kernel_sizes: tuple[int, ...]
     seeds: tuple[int, ...]
     table: pd.DataFrame | None  # the run's tables/seeds.csv (final losses to check the replay against)
+    unreadable: str = ""  # why ``table`` is None: the replay then cannot be checked
 
 
 def run_id_of(uri: str) -> str:
@@ -39,15 +41,12 @@ def run_id_of(uri: str) -> str:
 
 def read(uri: str, filters=None, kernel_sizes=None, seeds: int | None = None) -> CapacitySource:
     """The capacity run at ``uri``, narrowed to ``filters`` x ``kernel_sizes`` and the first ``seeds`` seeds."""
-    import mlflow
-
     run_id = run_id_of(uri)
-    client = mlflow.MlflowClient()
     try:
-        run = client.get_run(run_id)
-    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "not in this store"
+        run = studies.get_run(run_id)
+    except studies.read_errors() as err:  # MLflow's error, or a file store's: all mean "not in this store"
         raise ConfigError(f"--capacity-run {uri}: no such run in this tracking store "
-                          f"({str(err).strip().splitlines()[0][:120]})") from None
+                          f"({_first_line(err)})") from None
     tags = run.data.tags
     stage = tags.get("stage")
     if stage != "capacity":
@@ -61,20 +60,20 @@ def read(uri: str, filters=None, kernel_sizes=None, seeds: int | None = None) ->
         raise ConfigError(f"--capacity-run {uri}: run {run_id} is a capacity study of {tags.get('model')} on "
                           f"{tags.get('dataset')}; diagnose replays the synthetic detector's (task {TASK!r}) only")
     parent = tags.get("mlflow.parentRunId")
-    if parent and _stage_of(client, parent) == "capacity":
+    if parent and _stage_of(parent) == "capacity":
         raise ConfigError(f"--capacity-run {uri}: run {run_id} is one configuration of capacity run {parent}; "
                           "give that parent run")
     if run.info.status != "FINISHED":
         raise ConfigError(f"--capacity-run {uri}: run {run_id} ended {run.info.status}; diagnose needs a finished run")
     try:
-        cfg = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
-    except Exception as err:  # noqa: BLE001
+        cfg = studies.load_dict(run_id, "config.json")
+    except studies.read_errors() as err:
         raise ConfigError(f"--capacity-run {uri}: cannot read its config.json "
-                          f"({str(err).strip().splitlines()[0][:120]})") from None
-    return _narrow(run_id, cfg, _seed_table(run_id), filters, kernel_sizes, seeds)
+                          f"({_first_line(err)})") from None
+    return _narrow(run_id, cfg, *_seed_table(run_id), filters, kernel_sizes, seeds)
 
 
-def _narrow(run_id: str, cfg: dict, table, filters, kernel_sizes, seeds) -> CapacitySource:
+def _narrow(run_id: str, cfg: dict, table, unreadable: str, filters, kernel_sizes, seeds) -> CapacitySource:
     run_filters, run_ks = tuple(cfg["filters"]), tuple(cfg["kernel_sizes"])
     for name, want, have in (("filters", filters, run_filters), ("kernel-sizes", kernel_sizes, run_ks)):
         missing = sorted(set(want or ()) - set(have))
@@ -87,20 +86,26 @@ def _narrow(run_id: str, cfg: dict, table, filters, kernel_sizes, seeds) -> Capa
     settings = Settings.from_config(types.SimpleNamespace(**{**cfg, "device": "cpu"}))
     return CapacitySource(run_id, settings, tuple(f for f in run_filters if not filters or f in filters),
                           tuple(k for k in run_ks if not kernel_sizes or k in kernel_sizes),
-                          all_seeds[: seeds or len(all_seeds)], table)
+                          all_seeds[: seeds or len(all_seeds)], table, unreadable)
 
 
-def _stage_of(client, run_id: str) -> str | None:
+def _stage_of(run_id: str) -> str | None:
+    """The stage tag of run ``run_id``; None when it cannot be read (a parent in another store is not a
+    capacity parent that diagnose could read either)."""
     try:
-        return client.get_run(run_id).data.tags.get("stage")
-    except Exception:  # noqa: BLE001 - a parent in another store: not a capacity parent we can read
+        return studies.get_run(run_id).data.tags.get("stage")
+    except studies.read_errors():
         return None
 
 
-def _seed_table(run_id: str) -> pd.DataFrame | None:
-    import mlflow
-
+def _seed_table(run_id: str) -> tuple[pd.DataFrame | None, str]:
+    """The run's tables/seeds.csv and "", or None and why it cannot be read (the replay does not need it;
+    only its check against the run's final losses does)."""
     try:
-        return pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/tables/seeds.csv"))
-    except Exception:  # noqa: BLE001 - the check against it is a bonus; the replay does not need it
-        return None
+        return studies.load_table(run_id, "tables/seeds.csv"), ""
+    except studies.read_errors() as err:
+        return None, f"cannot read its tables/seeds.csv ({type(err).__name__}: {_first_line(err)})"
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [""])[0][:120]

@@ -19,13 +19,13 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
+from pipeline.capacity import study
 from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.diagnose import plots, source as sources, summaries
-from pipeline.diagnose.measure import measure, replay_check
+from pipeline.diagnose.measure import Measured, measure, replay_check
 from pipeline.diagnose.verdicts import VERDICTS, Tolerances, classify, sensitivity, shares
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import runs, studies
 from pipeline.tracking.rescue import Keep
 
 
@@ -44,80 +44,79 @@ class DiagnoseResult:
 
 def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseResult:
     """Diagnose every seed of the capacity run; log the table, the summaries and the figures."""
-    from tqdm import tqdm
-
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     src = sources.read(cfg.capacity_run, cfg.filters, cfg.kernel_sizes, cfg.seeds)
     tol = Tolerances(cfg.delta, cfg.radius, cfg.last_epochs)
     tags = {"task": sources.TASK, "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
             "seed": f"{src.seeds[0]}-{src.seeds[-1]}", "capacity_run": src.run_id}
-    old_threads = torch.get_num_threads()
-    if cfg.threads:  # 0: torch's default
-        torch.set_num_threads(cfg.threads)
-    try:
-        keep = Keep(config=cfg)  # and the tables, once computed: saved locally if the tracking store goes away
-        with runs.stage_run("diagnose", run_name=f"diagnose {src.run_id[:8]}", tags=tags, keep=keep) as active:
-            provenance.log_config(cfg)
-            t0 = time.perf_counter()
-            grid = [(f, k) for k in src.kernel_sizes for f in src.filters]
-            bar = tqdm(grid, desc="diagnose", unit="config", file=sys.stderr, leave=False)
-            measured = [measure(f, k, src, cfg.last_epochs, cfg.radius, cfg.long_factor) for f, k in bar]
-            bar.close()
-            table = pd.concat([m.table for m in measured], ignore_index=True)
-            grad_drops = np.concatenate([m.grad_drops for m in measured])
-            curv_drops = np.concatenate([m.curv_drops for m in measured])
-            epochs = src.settings.epochs
-            table["verdict"] = classify(table, grad_drops, curv_drops, tol, epochs)
-            filters = pd.concat([m.filters for m in measured], ignore_index=True)
-            by_config = shares(table["verdict"], table[["filters", "kernel_size"]]).reset_index()
-            sens = sensitivity(table, grad_drops, curv_drops, tol, epochs)
-            classes = summaries.class_shares(filters)
-            tickets = summaries.ticket_fits(table)
-            paths, curves, slices = summaries.landscape_pieces(measured, table, cfg.pairs, cfg.slice_points)
-            seconds = time.perf_counter() - t0
-            diff = replay_check(table, src.table)
-            keep.update(diagnosis=table, filters=filters, verdict_shares=by_config, sensitivity=sens,
-                        filter_classes=classes, tickets=tickets, paths=paths)
-            if cfg.table:  # before the logging, which a lost store would stop
-                table.to_csv(cfg.table, index=False)
-            _log(table, filters, by_config, sens, classes, tickets, paths, curves, slices, seconds, diff)
-            run_id = active.info.run_id
-    finally:
-        torch.set_num_threads(old_threads)
-    for line in summaries.report(table, by_config, sens, classes, tickets, paths, tol, seconds, diff,
-                                 cfg.long_factor):
-        echo(line)
-    if cfg.table:
-        echo(f"per-seed table written to {cfg.table}")
-    echo(f"diagnose run {run_id}")
-    return DiagnoseResult(run_id, table, filters, by_config, sens, classes, tickets, paths, seconds)
+    keep = Keep(config=cfg)  # and the tables, once computed: saved locally if the tracking store goes away
+    with study.torch_threads(cfg.threads), studies.study_run("diagnose", cfg, f"diagnose {src.run_id[:8]}", tags,
+                                                             keep) as run_id:
+        t0 = time.perf_counter()
+        measured = _measure_grid(cfg, src)
+        check = replay_check(pd.concat([m.table for m in measured], ignore_index=True), src)  # before any verdict
+        result, curves, slices = _diagnose(run_id, measured, cfg, tol, src.settings.epochs, t0)
+        keep.update(diagnosis=result.table, filters=result.filters, verdict_shares=result.by_config,
+                    sensitivity=result.sensitivity, filter_classes=result.classes, tickets=result.tickets,
+                    paths=result.paths)
+        study.write_table(result.table, cfg.table)  # before the logging, which a lost store would stop
+        _log(result, curves, slices, check.max_abs_diff)
+    lines = summaries.report(result.table, result.by_config, result.sensitivity, result.classes, result.tickets,
+                             result.paths, tol, result.seconds, check.line, cfg.long_factor)
+    study.finish(lines, cfg.table, f"diagnose run {run_id}", echo)
+    return result
 
 
-def _log(table, filters, by_config, sens, classes, tickets, paths, curves, slices, seconds, diff) -> None:
-    import mlflow
+def _measure_grid(cfg: DiagnoseConfig, src: sources.CapacitySource) -> list[Measured]:
+    """Replay and measure every configuration of the source run, one at a time."""
+    from tqdm import tqdm
 
-    artifacts.log_table(table, "diagnosis.csv")
-    for name, frame in (("filters", filters), ("verdict_shares", by_config), ("sensitivity", sens),
-                        ("filter_classes", classes), ("tickets", tickets), ("paths", paths)):
-        artifacts.log_table(frame, f"tables/{name}.csv")
-    artifacts.log_figure(plots.verdict_figure(by_config), "figures/verdict_shares.png")
-    artifacts.log_figure(plots.eigenvalue_figure(table), "figures/hessian_eigenvalues.png")
-    artifacts.log_figure(plots.class_figure(classes), "figures/filter_classes.png")
-    artifacts.log_figure(plots.ticket_figure(table, tickets), "figures/ticket_curve.png")
+    grid = [(f, k) for k in src.kernel_sizes for f in src.filters]
+    with tqdm(grid, desc="diagnose", unit="config", file=sys.stderr, leave=False) as bar:
+        return [measure(f, k, src, cfg.last_epochs, cfg.radius, cfg.long_factor) for f, k in bar]
+
+
+def _diagnose(run_id: str, measured: list[Measured], cfg: DiagnoseConfig, tol: Tolerances, epochs: int,
+              t0: float) -> tuple[DiagnoseResult, list, list]:
+    """Verdicts, filter classes, tickets and paths from the measurements, with the path curves and loss
+    slices to draw (``t0``: when the replays began)."""
+    table = pd.concat([m.table for m in measured], ignore_index=True)
+    grad_drops = np.concatenate([m.grad_drops for m in measured])
+    curv_drops = np.concatenate([m.curv_drops for m in measured])
+    table["verdict"] = classify(table, grad_drops, curv_drops, tol, epochs)
+    filters = pd.concat([m.filters for m in measured], ignore_index=True)
+    by_config = shares(table["verdict"], table[["filters", "kernel_size"]]).reset_index()
+    sens = sensitivity(table, grad_drops, curv_drops, tol, epochs)
+    classes, tickets = summaries.class_shares(filters), summaries.ticket_fits(table)
+    paths, curves, slices = summaries.landscape_pieces(measured, table, cfg.pairs, cfg.slice_points)
+    result = DiagnoseResult(run_id, table, filters, by_config, sens, classes, tickets, paths,
+                            time.perf_counter() - t0)
+    return result, curves, slices
+
+
+def _log(r: DiagnoseResult, curves: list, slices: list, replay_diff: float) -> None:
+    """The diagnosis on its run: the per-seed table, the summary tables, the figures and the headline metrics."""
+    tables = {"diagnosis.csv": r.table, "tables/filters.csv": r.filters, "tables/verdict_shares.csv": r.by_config,
+              "tables/sensitivity.csv": r.sensitivity, "tables/filter_classes.csv": r.classes,
+              "tables/tickets.csv": r.tickets, "tables/paths.csv": r.paths}
+    figures = {"figures/verdict_shares.png": lambda: plots.verdict_figure(r.by_config),
+               "figures/hessian_eigenvalues.png": lambda: plots.eigenvalue_figure(r.table),
+               "figures/filter_classes.png": lambda: plots.class_figure(r.classes),
+               "figures/ticket_curve.png": lambda: plots.ticket_figure(r.table, r.tickets)}
     if curves:
-        points = [pd.DataFrame({"pair": i, "filters": c["filters"], "t": c["t"], "loss": c["loss"]})
-                  for i, c in enumerate(curves)]
-        artifacts.log_table(pd.concat(points), "tables/path_curves.csv")
-        artifacts.log_figure(plots.path_figure(curves), "figures/paths.png")
+        tables["tables/path_curves.csv"] = pd.concat(
+            [pd.DataFrame({"pair": i, "filters": c["filters"], "t": c["t"], "loss": c["loss"]})
+             for i, c in enumerate(curves)])
+        figures["figures/paths.png"] = lambda: plots.path_figure(curves)
     if slices:
-        artifacts.log_figure(plots.slice_figure(slices), "figures/slice.png")
-    failed = table[~table["success"]]
-    metrics = {"seeds": len(table), "diagnose_seconds": seconds, "failed_seeds": len(failed),
+        figures["figures/slice.png"] = lambda: plots.slice_figure(slices)
+    failed = r.table[~r.table["success"]]
+    metrics = {"seeds": len(r.table), "diagnose_seconds": r.seconds, "failed_seeds": len(failed),
                "long_run_escape_rate": float(failed["escaped"].mean()) if len(failed) else 0.0}
-    if not np.isnan(diff):
-        metrics["replay_max_abs_diff"] = diff
-    overall = shares(table["verdict"]).iloc[0]
+    if not np.isnan(replay_diff):
+        metrics["replay_max_abs_diff"] = replay_diff
+    overall = shares(r.table["verdict"]).iloc[0]
     metrics.update({f"share_{v.replace(' ', '_')}": float(overall[v]) for v in VERDICTS})
-    if len(paths):
-        metrics["median_barrier"] = float(paths["barrier"].median())
-    mlflow.log_metrics(metrics)
+    if len(r.paths):
+        metrics["median_barrier"] = float(r.paths["barrier"].median())
+    studies.log_results(tables, figures, metrics)

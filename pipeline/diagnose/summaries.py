@@ -77,12 +77,11 @@ def landscape_pieces(measured: list, table: pd.DataFrame, pairs: int, points: in
 
 
 def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFrame, classes: pd.DataFrame,
-           tickets: pd.DataFrame, paths: pd.DataFrame, tol: Tolerances, seconds: float, replay_diff: float,
+           tickets: pd.DataFrame, paths: pd.DataFrame, tol: Tolerances, seconds: float, replay_line: str,
            long_factor: int) -> list[str]:
     """The console summary: verdict shares per (F, k), the long run, tolerance sensitivity, filter classes,
-    tickets and barriers."""
-    lines = [f"{len(table)} seeds diagnosed in {seconds:.1f} s; replayed final losses differ from the capacity "
-             f"run's by at most {replay_diff:.2g}",
+    tickets and barriers; ``replay_line`` says how the replay compares with the capacity run."""
+    lines = [f"{len(table)} seeds diagnosed in {seconds:.1f} s; {replay_line}",
              f"tolerances: delta = {tol.delta:g} (J must drop by more), r = {tol.radius:g} (within this distance), "
              f"L = {tol.last_epochs} epochs; implied |grad| < {tol.delta / tol.radius:g}, curvature > "
              f"{-2 * tol.delta / tol.radius ** 2:g}", "",
@@ -96,11 +95,16 @@ def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFra
         lines.append(f"{int(r['filters']):4d} {int(r['kernel_size']):3d}  " + "".join(f"{r[v]:14.3f}" for v in VERDICTS)
                      + f"   {int(failed['escaped'].sum()):>4d}/{len(failed):<4d}"
                      + f"   [{r['local minimum'] + r['kink']:.3f}]")
+    return lines + _evidence_lines(table) + _closing_lines(sensitivity, classes, tickets, paths, tol)
+
+
+def _evidence_lines(table: pd.DataFrame) -> list[str]:
+    """How many failed seeds escaped in the long run, and the medians of the evidence per verdict."""
     failed = table[~table["success"]]
-    lines += ["", f"all failed seeds: {len(failed)}, escaped in the long run: {int(failed['escaped'].sum())} "
-              f"({failed['escaped'].mean() if len(failed) else 0:.3f})", "",
-              "the evidence, medians per verdict: |grad J| at the end, averaged over the last L epochs, path / net "
-              "move over them, smallest eigenvalue, best line-search drops, loss change in the long run:"]
+    lines = ["", f"all failed seeds: {len(failed)}, escaped in the long run: {int(failed['escaped'].sum())} "
+             f"({failed['escaped'].mean() if len(failed) else 0:.3f})", "",
+             "the evidence, medians per verdict: |grad J| at the end, averaged over the last L epochs, path / net "
+             "move over them, smallest eigenvalue, best line-search drops, loss change in the long run:"]
     for verdict, part in failed.assign(zigzag=failed["path_length"] / failed["moved"].clip(lower=1e-12),
                                        long_change=failed["long_loss"] - failed["loss"]).groupby("verdict"):
         m = part.median(numeric_only=True)
@@ -108,10 +112,15 @@ def report(table: pd.DataFrame, by_config: pd.DataFrame, sensitivity: pd.DataFra
                      f"mean |g| {m['mean_grad_norm']:.2g}, path/move {m['zigzag']:.3g}, "
                      f"lambda_min {m['hessian_min']:.2g}, drops {m['drop_gradient']:.2g} and "
                      f"{m['drop_curvature']:.2g}, long run {m['long_change']:+.2g}")
-    lines += ["",
-              "verdict shares of all seeds with each tolerance 10x smaller and larger:",
-              f"{'tolerance':>12} {'value':>8}  " + "".join(f"{v:>14s}" for v in VERDICTS)
-              + "   [minimum]  [still moving]"]
+    return lines
+
+
+def _closing_lines(sensitivity: pd.DataFrame, classes: pd.DataFrame, tickets: pd.DataFrame, paths: pd.DataFrame,
+                   tol: Tolerances) -> list[str]:
+    """Tolerance sensitivity, filter classes, tickets and barriers."""
+    lines = ["", "verdict shares of all seeds with each tolerance 10x smaller and larger:",
+             f"{'tolerance':>12} {'value':>8}  " + "".join(f"{v:>14s}" for v in VERDICTS)
+             + "   [minimum]  [still moving]"]
     for _, r in sensitivity.iterrows():
         lines.append(f"{r['tolerance']:>12} {r['value']:8.3g}  " + "".join(f"{r[v]:14.3f}" for v in VERDICTS)
                      + f"   {r['[minimum]']:9.3f}  {r['[still moving]']:14.3f}")

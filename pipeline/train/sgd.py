@@ -5,14 +5,41 @@ without torch.optim's import of torch._dynamo.
 ``step`` in ``torch._disable_dynamo`` and graph breaks, whose first call imports
 ``torch._dynamo``: 1-3 s, more than the whole 500-epoch synthetic training. On the CPU
 torch.optim.SGD runs its single-tensor loop (its foreach kernels are for accelerators);
-``SGD.step`` runs the same tensor ops in the same order, so every weight and loss is the
-same bit for bit (``tests/train/test_sgd.py`` checks it against torch.optim.SGD).
+``sgd_update`` runs the same tensor ops in the same order, so every weight and loss is the
+same bit for bit (``tests/train/test_sgd.py`` checks it against torch.optim.SGD). It is the
+one SGD step of the project: ``SGD.step`` (the training loop) and both batched trainers
+(``capacity.multiseed.sgd_epochs``, ``capacity.pattern.train_pattern``) call it.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, MutableSequence, Sequence
 
 import torch
+
+
+def sgd_update(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
+               bufs: MutableSequence[torch.Tensor | None], *, lr: float, momentum: float = 0.0,
+               weight_decay: float = 0.0, grads_are_scratch: bool = False) -> None:
+    """One step of torch.optim.sgd._single_tensor_sgd (no dampening, no Nesterov), in place, without autograd:
+    d = g + wd·p; buf = m·buf + d (buf = d at the first step, where ``bufs[i]`` is None); p -= lr·buf.
+
+    ``bufs`` holds one momentum buffer per parameter (None until its first step) and is filled here.
+    A None gradient skips its parameter, as torch does. ``grads_are_scratch``: the caller owns the
+    gradient tensors and lets the weight decay be added into them (saves one allocation per step).
+    """
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        if grad is None:
+            continue
+        if weight_decay != 0:
+            grad = grad.add_(param, alpha=weight_decay) if grads_are_scratch else grad.add(param, alpha=weight_decay)
+        if momentum != 0:
+            buf = bufs[i]
+            if buf is None:
+                buf = bufs[i] = grad.detach().clone()
+            else:
+                buf.mul_(momentum).add_(grad)  # torch: alpha = 1 - dampening = 1
+            grad = buf
+        param.add_(grad, alpha=-lr)
 
 
 class SGD:
@@ -32,19 +59,6 @@ class SGD:
                     p.grad.detach_().zero_()
 
     def step(self) -> None:
-        """torch.optim.sgd._single_tensor_sgd: d = g + wd·p; buf = m·buf + d (buf = d at first); p -= lr·buf."""
         with torch.no_grad():
-            for i, param in enumerate(self.params):
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                if self.weight_decay != 0:
-                    grad = grad.add(param, alpha=self.weight_decay)
-                if self.momentum != 0:
-                    buf = self.momentum_buffers[i]
-                    if buf is None:
-                        buf = self.momentum_buffers[i] = grad.detach().clone()
-                    else:
-                        buf.mul_(self.momentum).add_(grad, alpha=1)  # torch: alpha = 1 - dampening
-                    grad = buf
-                param.add_(grad, alpha=-self.lr)
+            sgd_update(self.params, [p.grad for p in self.params], self.momentum_buffers, lr=self.lr,
+                       momentum=self.momentum, weight_decay=self.weight_decay)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.stats import binomtest
 
 from helpers import run_cli
@@ -177,3 +178,16 @@ def test_default_grid_runs_in_under_two_minutes(client):
     assert len(result.table) == 8 * 3 * 200
     s = result.summary.set_index(["filters", "kernel_size"])
     assert s.loc[(1, 5), "p_success_hi"] < s.loc[(8, 5), "p_success_lo"]
+
+
+def test_a_studys_thread_count_holds_for_its_block_and_zero_keeps_torchs_default():
+    from pipeline.capacity import study
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with study.torch_threads(1):
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with study.torch_threads(0):
+        assert torch.get_num_threads() == before

@@ -9,7 +9,8 @@ from scipy.stats import binomtest, t
 from helpers import SHARED_MNIST
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.images.grid import SEED_COLUMNS, layer_filters
-from pipeline.capacity.images.stats import bad_runs, mean_interval, separated, summarize
+from pipeline.capacity.images.stats import bad_runs, separated, summarize
+from pipeline.capacity.stats import mean_interval
 from pipeline.cli import main
 from pipeline.config.studies import CapacityConfig
 
@@ -23,6 +24,8 @@ def test_mean_interval_is_students_t_interval():
     half = t.ppf(0.975, 4) * np.std(v, ddof=1) / np.sqrt(5)
     assert (mean, std, lo, hi) == pytest.approx((np.mean(v), np.std(v, ddof=1), np.mean(v) - half, np.mean(v) + half))
     assert np.isnan(mean_interval([0.5])[2])  # one seed: no interval
+    v = [0.5, 0.75]  # two seeds: t with 1 dof is 12.706, not 1.96
+    assert mean_interval(v)[3] == pytest.approx(0.625 + 12.706204736 * np.std(v, ddof=1) / np.sqrt(2))
 
 
 def test_bad_runs_are_more_than_the_margin_below_the_cells_best_seed():

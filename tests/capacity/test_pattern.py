@@ -69,25 +69,60 @@ def test_batched_training_is_the_published_loop_seed_by_seed(filters, frozen):
         assert torch.equal(r.conv, pattern.streams(filters, seeds, 1)[0])
 
 
+# the published means (percent) read off rom1mouret/exploration's conv1_experiment.png, F = 1 and 2
+PUBLISHED_F1_F2 = {"trained": (74.3, 87.5), "frozen": (68.5, 81.1)}
+
+
 def test_capacity_pattern_is_a_capacity_run_tagged_with_its_task(client, tmp_path):
     csv = tmp_path / "seeds.csv"
-    lines: list[str] = []
-    cfg = PatternCapacityConfig(filters=(1, 2), seeds=8, steps=40, test_pairs=50, table=str(csv))
-    result = replication.run(cfg, echo=lines.append)
+    cfg = PatternCapacityConfig(filters=(1, 2), seeds=8, steps=40, test_pairs=50, success=0.7, table=str(csv))
+    result = replication.run(cfg, echo=lambda line: None)
     run = client.get_run(result.run_id)
     assert run.data.tags["stage"] == "capacity" and run.data.tags["task"] == pattern.TASK
-    assert len(result.table) == 2 * 2 * 8 and set(result.table["variant"]) == {"trained", "frozen"}
-    assert list(result.summary["variant"]) == ["trained", "trained", "frozen", "frozen"]
-    row = result.summary.iloc[0]
-    assert row["published_mean_accuracy"] == pytest.approx(0.743)
-    assert row["mean_accuracy_lo"] <= row["mean_accuracy"] <= row["mean_accuracy_hi"]
     assert {a.path for a in client.list_artifacts(result.run_id, "figures")} == {
         "figures/accuracy_vs_filters.png", "figures/p_success_heatmap.png", "figures/test_accuracy_histogram.png"}
-    pd.testing.assert_frame_equal(pd.read_csv(csv), pd.read_csv(client.download_artifacts(result.run_id,
-                                                                                           "tables/seeds.csv")))
-    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
-    assert len(children) == 4 and all(c.data.tags["task"] == pattern.TASK for c in children)
-    assert any("published" in line for line in lines)
+    seeds = pd.read_csv(client.download_artifacts(result.run_id, "tables/seeds.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(csv), seeds)
+    assert sorted(zip(seeds["filters"], seeds["variant"], seeds["seed"])) == sorted(
+        (f, v, s) for f in (1, 2) for v in ("trained", "frozen") for s in range(8))
+    X_test, y_test = pattern.test_pairs(cfg.test_pairs, cfg.test_seed)
+    for f, variant, s in ((1, "trained", 0), (2, "frozen", 5)):  # seeds trained by the published loop itself
+        acc = float(published_round(f, s, variant == "frozen", X_test, y_test, steps=cfg.steps)[2])
+        at = seeds[(seeds["filters"] == f) & (seeds["variant"] == variant) & (seeds["seed"] == s)]
+        assert at["test_accuracy"].item() == pytest.approx(acc)
+
+
+def test_capacity_pattern_summary_is_the_t_and_wilson_intervals_of_its_seeds(client):
+    from scipy.stats import binomtest, sem, t
+
+    cfg = PatternCapacityConfig(filters=(1, 2), seeds=8, steps=40, test_pairs=50, success=0.7)
+    lines: list[str] = []
+    result = replication.run(cfg, echo=lines.append)
+    seeds = pd.read_csv(client.download_artifacts(result.run_id, "tables/seeds.csv"))
+    summary = pd.read_csv(client.download_artifacts(result.run_id, "tables/summary.csv"))
+    metrics = client.get_run(result.run_id).data.metrics
+    children = {(int(c.data.params["filters"]), c.data.params["variant"]): c.data.metrics
+                for c in client.search_runs([client.get_run(result.run_id).info.experiment_id],
+                                            f"tags.mlflow.parentRunId = '{result.run_id}'")}
+    assert list(zip(summary["variant"], summary["filters"])) == [("trained", 1), ("trained", 2), ("frozen", 1),
+                                                                 ("frozen", 2)]
+    for (f, variant), part in seeds.groupby(["filters", "variant"]):
+        acc = part["test_accuracy"].to_numpy()
+        lo, hi = np.clip(t.interval(0.95, len(acc) - 1, loc=acc.mean(), scale=sem(acc)), 0, 1)
+        k = int((acc >= cfg.success).sum())
+        wilson = binomtest(k, len(acc)).proportion_ci(method="wilson")
+        published = PUBLISHED_F1_F2[variant][f - 1] / 100
+        row = summary[(summary["filters"] == f) & (summary["variant"] == variant)].iloc[0]
+        expected = {"n": 8, "mean_accuracy": acc.mean(), "mean_accuracy_lo": lo, "mean_accuracy_hi": hi,
+                    "successes": k, "p_success": k / 8, "p_success_lo": wilson.low, "p_success_hi": wilson.high,
+                    "published_mean_accuracy": published, "difference": acc.mean() - published}
+        assert row[list(expected)].to_dict() == pytest.approx(expected)
+        assert {m: children[(f, variant)][m] for m in expected if m not in ("difference",)} == pytest.approx(
+            {m: v for m, v in expected.items() if m != "difference"})
+        assert metrics[f"p_success_F{f}_{variant}"] == pytest.approx(k / 8)
+        assert metrics[f"mean_accuracy_F{f}_{variant}"] == pytest.approx(acc.mean())
+        line = f"F = {f}: {100 * acc.mean():5.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({100 * published:.1f}%)"
+        assert sum(line in text for text in lines) == 1, (line, lines)
 
 
 @pytest.mark.parametrize("values,needle", [

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from errorpath import error_lines
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.outcomes import Settings
@@ -108,3 +109,87 @@ def test_diagnose_refuses_what_it_cannot_replay_in_one_line(capacity_run, tracki
         assert len(err.splitlines()) == 1
     with pytest.raises(ConfigError, match="--capacity-run is required"):
         DiagnoseConfig()
+
+
+# --------------------------------------------------------------------------- failures, made to happen
+def _diagnose_cli(capacity_run, capsys, *extra: str) -> tuple[int, list[str], str]:
+    """``pipeline diagnose`` on the fixture's run, two seeds of F = 1: (exit code, stdout lines, stderr)."""
+    args = ["diagnose", "--capacity-run", capacity_run.run_id, "--filters", "1", "--seeds", "2", "--pairs", "0",
+            "--slice-points", "3", "--long-factor", "1", *extra]
+    try:
+        code = main(args) or 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    out = capsys.readouterr()
+    return code, out.out.splitlines(), error_lines(out.err)
+
+
+def test_a_replay_that_differs_from_its_capacity_run_fails_diagnose_with_exit_1(capacity_run, client, capsys,
+                                                                              monkeypatch):
+    from pipeline.diagnose.measure import REPLAY_TOLERANCE
+    from pipeline.tracking import studies
+
+    real = studies.load_table
+
+    def shifted(run_id, artifact_file):  # the run's table, seed 1's loss moved by more than rounding explains
+        table = real(run_id, artifact_file)
+        table.loc[table["seed"] == 1, "final_loss"] += 3 * REPLAY_TOLERANCE
+        return table
+
+    monkeypatch.setattr(studies, "load_table", shifted)
+    code, _, err = _diagnose_cli(capacity_run, capsys)
+    logged = capacity_run.table.set_index(["filters", "seed"]).loc[(1, 1), "final_loss"]
+    assert code == 1 and len(err) == 1, err
+    err = err[0]
+    assert err.startswith("Error: the replay does not match capacity run") and "F=1 k=3 seed 1" in err, err
+    assert f"the run logged {logged + 3 * REPLAY_TOLERANCE:.6g}" in err and f"{3 * REPLAY_TOLERANCE:.2g}" in err
+    (run,) = [r for r in client.search_runs([client.get_run(capacity_run.run_id).info.experiment_id])
+              if r.data.tags.get("stage") == "diagnose"]
+    assert run.info.status == "FAILED" and "does not match" in run.data.tags["error"]
+
+
+def test_a_replay_that_cannot_be_checked_says_why_in_one_line(capacity_run, client, capsys, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking import studies
+
+    def unreadable(run_id, artifact_file):
+        raise MlflowException(f"{artifact_file}: artifact store answered 404")
+
+    monkeypatch.setattr(studies, "load_table", unreadable)
+    code, lines, _ = _diagnose_cli(capacity_run, capsys)
+    assert code == 0
+    why = [line for line in lines if "replay not checked" in line]
+    assert len(why) == 1 and "at most" not in why[0] and "nan" not in why[0], lines[:3]
+    assert "cannot read its tables/seeds.csv (MlflowException: tables/seeds.csv: artifact store answered 404)" in why[0]
+    (run_id,) = [line.split()[-1] for line in lines if line.startswith("diagnose run ")]
+    assert "replay_max_abs_diff" not in client.get_run(run_id).data.metrics  # no number where none was measured
+
+
+@pytest.mark.parametrize("target,error,needle", [
+    ("get_run", OSError("connection reset"), "no such run in this tracking store (connection reset)"),
+    ("load_dict", ValueError("Expecting value: line 1 column 1"), "cannot read its config.json (Expecting value"),
+])
+def test_a_capacity_run_that_cannot_be_read_is_refused_in_one_line(capacity_run, capsys, monkeypatch, target, error,
+                                                                  needle):
+    from pipeline.tracking import studies
+
+    def broken(*args):
+        raise error
+
+    monkeypatch.setattr(studies, target, broken)
+    code, _, err = _diagnose_cli(capacity_run, capsys)
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_a_parent_run_that_cannot_be_read_is_not_taken_for_a_capacity_parent(monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.diagnose import source
+    from pipeline.tracking import studies
+
+    def missing(run_id):
+        raise MlflowException(f"Run '{run_id}' not found")
+
+    monkeypatch.setattr(studies, "get_run", missing)
+    assert source._stage_of("0123456789abcdef") is None

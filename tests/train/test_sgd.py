@@ -78,3 +78,51 @@ def test_a_training_run_does_not_import_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def _torch_sgd_replay(initial: list[torch.Tensor], grads_per_step: list[list[torch.Tensor]], **options):
+    """torch.optim.SGD on copies of ``initial``, fed the recorded gradients step by step; the final weights."""
+    params = [torch.nn.Parameter(p.detach().clone()) for p in initial]
+    opt = torch.optim.SGD(params, **options)
+    for grads in grads_per_step:
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+    return [p.detach() for p in params]
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.9, 1e-3), (0.0, 1e-3), (0.5, 0.0), (0.0, 0.0)])
+def test_multiseed_steps_are_torch_sgd_bit_for_bit(momentum, weight_decay):
+    from pipeline.capacity.kernel import WindowIndex
+    from pipeline.capacity.multiseed import sgd_epochs, stack_initial
+    from pipeline.data.synthetic import make_synthetic
+
+    X, y = make_synthetic(40, 20, 0)
+    units, const, batch = stack_initial([2, 3], 5, range(4))
+    initial, recorded = [units.clone(), const.clone()], []
+    sgd_epochs(units, const, WindowIndex.build(X, y, 5).to("cpu", units.dtype), batch, lr=0.05, momentum=momentum,
+               weight_decay=weight_decay, epochs=6, on_epoch=lambda e, logits, gu, gc: recorded.append(
+                   [gu.clone(), gc.clone()]))
+    theirs = _torch_sgd_replay(initial, recorded, lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    assert torch.equal(units, theirs[0]) and torch.equal(const, theirs[1])
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_pattern_steps_are_torch_sgd_bit_for_bit(monkeypatch, frozen):
+    from pipeline.capacity import pattern
+    from pipeline.train import sgd
+
+    recorded, initial = [], []
+
+    def spy(params, grads, bufs, **options):
+        if not initial:
+            initial.extend(p.clone() for p in params)
+        recorded.append([g.clone() for g in grads])
+        sgd.sgd_update(params, grads, bufs, **options)
+
+    monkeypatch.setattr(pattern, "sgd_update", spy)
+    X, y = pattern.test_pairs(20, seed=99)
+    r = pattern.train_pattern(2, [0, 1, 2], X, y, lr=0.1, momentum=0.5, steps=15, frozen=frozen)
+    theirs = _torch_sgd_replay(initial, recorded, lr=0.1, momentum=0.5)
+    ours = [r.linear, r.bias] if frozen else [r.conv, r.linear, r.bias]
+    assert len(recorded) == 15 and all(torch.equal(a, b) for a, b in zip(ours, theirs))

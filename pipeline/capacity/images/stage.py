@@ -18,16 +18,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
-import torch
 
+from pipeline.capacity import study
 from pipeline.capacity.images.grid import Cell, cells, run_cell
 from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
 from pipeline.config.image_study import train_config
 from pipeline.capacity.story import grid_label
-from pipeline.config.parsing import defining_params
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import artifacts, provenance, runs
-from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking import provenance, runs, studies
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
 
@@ -46,9 +44,6 @@ class ImageCapacityResult:
 
 def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapacityResult:
     """Train the grid on the images, log one child run per cell and the tables and figures on the parent."""
-    import mlflow
-    from tqdm import tqdm
-
     from pipeline.data.io import log_bundle_input
     from pipeline.train.stage import check_model, load_data
 
@@ -57,70 +52,62 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     grid = cells(cfg, base, bundle)
     for cell in grid:  # every cell's seeds train at once: they must fit together, checked before any training
         check_model(cell.config, bundle, copies=cfg.seeds)
-    seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
+    seeds = study.seeds_of(cfg)
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
-    old_threads = torch.get_num_threads()
-    if cfg.threads:  # 0: torch's default
-        torch.set_num_threads(cfg.threads)
-    try:
-        tables: list = []  # per cell: saved locally if the tracking store goes away
-        with runs.stage_run("capacity", run_name=f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",
-                            tags={**tags, "study": "image-capacity", "device": str(device)},
-                            keep=Keep(config=cfg, seeds=tables)) as parent:
-            provenance.log_config(cfg)
-            mlflow.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
-            log_bundle_input(bundle, context="training")
-            curves, seconds = [], 0.0
-            bar = tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False)
-            for cell in bar:
-                bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")
-                part, curve, result = run_cell(cell, bundle, seeds, device, strategy=cfg.strategy)
-                mlflow.set_tag(f"strategy F{cell.filters} k{cell.kernel_size}", result.strategy)  # on the parent
-                seconds += result.seconds
-                tables.append(part)
-                curves.append(curve)
-                _log_child(cell, part, curve, cfg, tags, result.seconds)
-            bar.close()
-            table = pd.concat(tables, ignore_index=True)
-            table["bad_run"] = bad_runs(table, cfg.margin)
-            summary = summarize(table, cfg.margin)
-            curves_all = pd.concat(curves, ignore_index=True)
-            _log_parent(table, summary, curves_all, cfg, seconds, base.epochs)
-            if cfg.table:
-                table.to_csv(cfg.table, index=False)
-            run_id = parent.info.run_id
-    finally:
-        torch.set_num_threads(old_threads)
-    for line in report(summary, cfg.margin, seconds, len(table) * base.epochs):
-        echo(line)
-    if cfg.table:
-        echo(f"per-seed table written to {cfg.table}")
-    echo(f"parent run {run_id}")
+    tables: list = []  # per cell: saved locally if the tracking store goes away
+    with study.torch_threads(cfg.threads), studies.study_run(
+            "capacity", cfg, f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",
+            {**tags, "study": "image-capacity", "device": str(device)}, Keep(config=cfg, seeds=tables)) as run_id:
+        studies.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
+        log_bundle_input(bundle, context="training")
+        curves, seconds = _train_grid(cfg, grid, bundle, seeds, device, tags, tables)
+        table = pd.concat(tables, ignore_index=True)
+        table["bad_run"] = bad_runs(table, cfg.margin)
+        summary = summarize(table, cfg.margin)
+        curves_all = pd.concat(curves, ignore_index=True)
+        _log_parent(table, summary, curves_all, cfg, seconds, base.epochs)
+        study.write_table(table, cfg.table)
+    study.finish(report(summary, cfg.margin, seconds, len(table) * base.epochs), cfg.table, f"parent run {run_id}",
+                 echo)
     return ImageCapacityResult(run_id, table, summary, curves_all, seconds)
+
+
+def _train_grid(cfg: CapacityConfig, grid: list[Cell], bundle, seeds: list[int], device, tags: dict,
+                tables: list) -> tuple[list[pd.DataFrame], float]:
+    """Train and log every cell, appending its per-seed table to ``tables``; (per-cell curves, training seconds)."""
+    from tqdm import tqdm
+
+    curves, seconds = [], 0.0
+    with tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False) as bar:
+        for cell in bar:
+            bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")
+            part, curve, result = run_cell(cell, bundle, seeds, device, strategy=cfg.strategy)
+            studies.set_tag(f"strategy F{cell.filters} k{cell.kernel_size}", result.strategy)  # on the parent
+            seconds += result.seconds
+            tables.append(part)
+            curves.append(curve)
+            _log_child(cell, part, curve, cfg, tags, result.seconds)
+    return curves, seconds
 
 
 def _log_child(cell: Cell, part: pd.DataFrame, curves: pd.DataFrame, cfg: CapacityConfig, tags: dict,
                seconds: float) -> None:
     """One child run per cell: its statistics, and its mean curves over seeds (step = epoch)."""
     row = summarize(part, cfg.margin).iloc[0]
-    params = {**{k: v for k, v in defining_params(cfg).items() if k not in ("filters", "kernel_sizes")},
-              "filters": cell.filters,
-              "kernel_size": cell.kernel_size, "layer_filters": row.layer_filters}
-    with runs.stage_run("capacity", run_name=f"capacity F{cell.filters} k{cell.kernel_size}",
-                        tags={**tags, "filters": cell.filters, "kernel_size": cell.kernel_size}) as child:
-        runs.log_params_safely(params)
-        with MetricBuffer(child.info.run_id) as metrics:
-            metrics.log({**{m: row[m] for m in SUMMARY_METRICS if pd.notna(row[m])}, "train_seconds": seconds,
-                         "ms_per_seed_epoch": 1000 * seconds / len(curves)}, step=0)
-            for epoch, at in curves.groupby("epoch"):
-                metrics.log({"train_loss_mean": at["train_loss"].mean(), "val_accuracy_mean": at["val_accuracy"].mean(),
-                             "val_accuracy_std": at["val_accuracy"].std(ddof=0)}, step=int(epoch))
+    params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=cell.filters,
+                                kernel_size=cell.kernel_size, layer_filters=row.layer_filters)
+    metrics = {**{m: row[m] for m in SUMMARY_METRICS if pd.notna(row[m])}, "train_seconds": seconds,
+               "ms_per_seed_epoch": 1000 * seconds / len(curves)}
+    steps = ((int(epoch), {"train_loss_mean": at["train_loss"].mean(), "val_accuracy_mean": at["val_accuracy"].mean(),
+                           "val_accuracy_std": at["val_accuracy"].std(ddof=0)})
+             for epoch, at in curves.groupby("epoch"))
+    studies.log_child("capacity", f"capacity F{cell.filters} k{cell.kernel_size}",
+                      {**tags, "filters": cell.filters, "kernel_size": cell.kernel_size}, metrics, params,
+                      curves=steps)
 
 
 def _log_parent(table, summary, curves, cfg: CapacityConfig, seconds: float, epochs: int) -> None:
-    import mlflow
-
     from pipeline.capacity.images.plots import (
         capacity_curve_figure,
         heatmap_figure,
@@ -129,17 +116,15 @@ def _log_parent(table, summary, curves, cfg: CapacityConfig, seconds: float, epo
     )
 
     bands = curve_summary(curves)
-    artifacts.log_table(table, "capacity_table.csv")
-    artifacts.log_table(summary, "tables/summary.csv")
-    artifacts.log_table(curves, "tables/curves.csv")
-    artifacts.log_table(bands, "tables/curves_summary.csv")
-    artifacts.log_figure(heatmap_figure(summary), "figures/accuracy_heatmap.png")
-    artifacts.log_figure(capacity_curve_figure(table, summary), "figures/accuracy_vs_parameters.png")
-    artifacts.log_figure(learning_curves_figure(bands), "figures/learning_curves.png")
-    artifacts.log_figure(spread_figure(table, cfg.margin), "figures/seed_spread.png")
     best = summary.loc[summary["test_accuracy_mean"].idxmax()]
-    mlflow.log_metrics({
-        "trainings": len(table), "train_seconds": seconds, "ms_per_seed_epoch": 1000 * seconds / (len(table) * epochs),
-        "best_test_accuracy_mean": float(best.test_accuracy_mean), "bad_run_share_overall": float(table["bad_run"].mean()),
-        "test_accuracy_std_mean": float(summary["test_accuracy_std"].mean()),
-    })
+    studies.log_results(
+        {"capacity_table.csv": table, "tables/summary.csv": summary, "tables/curves.csv": curves,
+         "tables/curves_summary.csv": bands},
+        {"figures/accuracy_heatmap.png": lambda: heatmap_figure(summary),
+         "figures/accuracy_vs_parameters.png": lambda: capacity_curve_figure(table, summary),
+         "figures/learning_curves.png": lambda: learning_curves_figure(bands),
+         "figures/seed_spread.png": lambda: spread_figure(table, cfg.margin)},
+        {"trainings": len(table), "train_seconds": seconds, "ms_per_seed_epoch": 1000 * seconds / (len(table) * epochs),
+         "best_test_accuracy_mean": float(best.test_accuracy_mean),
+         "bad_run_share_overall": float(table["bad_run"].mean()),
+         "test_accuracy_std_mean": float(summary["test_accuracy_std"].mean())})

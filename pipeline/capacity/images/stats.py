@@ -1,7 +1,7 @@
 """Test accuracy over seeds, per cell of the image grid: mean, spread, interval, bad runs.
 
-The 95% interval is Student's t interval of the mean over the cell's seeds, kept within
-[0, 1] (it says how well S seeds pin the cell's mean down; the spread of single seeds is the
+The 95% interval is Student's t interval of the mean over the cell's seeds
+(``capacity.stats.mean_interval``), kept within [0, 1] (it says how well S seeds pin the cell's mean down; the spread of single seeds is the
 standard deviation, min and max). A seed is a *bad run* when its test accuracy lies more than ``margin`` below the
 best seed of its cell; their share comes with a Wilson interval (``capacity.stats.wilson``).
 """
@@ -10,22 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline.capacity.stats import wilson
+from pipeline.capacity.stats import mean_interval, wilson
 
 CELL = ["filters", "kernel_size"]
-
-
-def mean_interval(values) -> tuple[float, float, float, float]:
-    """(mean, standard deviation, low, high) of the 95% t interval of the mean; nan spread for one value."""
-    from scipy.stats import t
-
-    v = np.asarray(values, dtype=np.float64)
-    mean = float(v.mean())
-    if len(v) < 2:
-        return mean, float("nan"), float("nan"), float("nan")
-    std = float(v.std(ddof=1))
-    half = float(t.ppf(0.975, len(v) - 1)) * std / np.sqrt(len(v))
-    return mean, std, mean - half, mean + half
 
 
 def bad_runs(table: pd.DataFrame, margin: float) -> pd.Series:

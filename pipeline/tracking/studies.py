@@ -1,0 +1,104 @@
+"""The MLflow side of a study stage (``capacity`` on the detector, on images and on the published
+pattern task, and ``diagnose``), written once.
+
+A study writes one parent run (its config, an optional description, its tables, figures and
+summary metrics) and, for grids, one child run per configuration (metrics and params in one
+batch, with per-epoch curves where the study has them). What the parent has computed but not
+logged is saved locally if the store goes away (``runs.stage_run``'s ``Keep``). A stage also
+reads a finished run back (``diagnose`` reads its capacity run) through the functions here, so
+that no study module imports MLflow.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import MetricBuffer, log_batch
+from pipeline.tracking.redact import redact
+from pipeline.tracking.rescue import Keep
+
+
+@contextlib.contextmanager
+def study_run(stage: str, cfg: Any, run_name: str, tags: Mapping[str, Any], keep: Keep | None = None,
+              what: str | None = None) -> Iterator[str]:
+    """The parent run of a study, with its ``config.json``, params and (when given) description; yields its id."""
+    with runs.stage_run(stage, run_name=run_name, tags=tags, keep=keep) as parent:
+        provenance.log_config(cfg)
+        if what is not None:
+            provenance.describe(what)
+        yield parent.info.run_id
+
+
+def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
+              params: Mapping[str, Any], description: tuple[str, str] | None = None,
+              curves: Iterable[tuple[int, Mapping[str, float]]] = ()) -> None:
+    """One child run of a study, nested under its parent: metrics at step 0 and params in one batch, the
+    ``(what, result)`` description when given, and ``curves`` as (step, metrics) pairs."""
+    with runs.stage_run(stage, run_name=run_name, tags=tags) as child:
+        if description is not None:
+            provenance.describe(*description)
+        log_batch(child.info.run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
+        curves = list(curves)
+        if curves:
+            with MetricBuffer(child.info.run_id) as buffer:
+                for step, values in curves:
+                    buffer.log(values, step=step)
+
+
+def log_results(tables: Mapping[str, Any], figures: Mapping[str, Callable[[], Any]],
+                metrics: Mapping[str, float]) -> None:
+    """The parent run's results: CSV tables and figures by artifact path (each figure drawn when it is
+    logged, then closed), then its summary metrics in one call."""
+    import mlflow
+
+    for path, table in tables.items():
+        artifacts.log_table(table, path)
+    for path, draw in figures.items():
+        artifacts.log_figure(draw(), path)
+    mlflow.log_metrics(dict(metrics))
+
+
+def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
+    """A JSON artifact of the active run (the caller hides passwords, e.g. ``provenance.config_dict``)."""
+    import mlflow
+
+    mlflow.log_dict(dict(data), artifact_file)
+
+
+def set_tag(key: str, value: Any) -> None:
+    """A tag of the active run (the study's parent between its children)."""
+    import mlflow
+
+    mlflow.set_tag(key, value)
+
+
+# --------------------------------------------------------------------------- reading a finished run
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a run or its artifacts raises when it is not there or not readable: MLflow's own
+    error (no such run, no such artifact), a file or connection error, a malformed file."""
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, OSError, ValueError
+
+
+def get_run(run_id: str) -> Any:
+    """The run (info, data.tags, ...) with this id in the current store; raises one of ``read_errors()``."""
+    import mlflow
+
+    return mlflow.MlflowClient().get_run(run_id)
+
+
+def load_dict(run_id: str, artifact_file: str) -> dict:
+    """A JSON artifact of a run; raises one of ``read_errors()``."""
+    import mlflow
+
+    return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+
+
+def load_table(run_id: str, artifact_file: str) -> Any:
+    """A CSV artifact of a run as a pandas table; raises one of ``read_errors()``."""
+    import mlflow
+    import pandas as pd
+
+    return pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{artifact_file}"))
