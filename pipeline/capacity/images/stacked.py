@@ -19,9 +19,9 @@ Every parameter and buffer of the lab's ``ConvNet2d`` is stacked on a leading se
 A rows tensor with C channels instead of S·C is one batch shared by every seed (scoring).
 The stacked tensors are leaves that ``torch.optim`` updates directly: its updates are
 elementwise, so a seed's slice moves exactly as that seed's own model would.
-``torch.func`` (``vmap`` over ``functional_call``) runs the same grouped convolutions; it
-measured no faster here (``benchmarks/bench_image_multiseed.py``) and cannot give a seed its
-own dropout stream.
+With ``functional`` set, the forward pass is instead ``torch.func``'s (``vmapped``: ``vmap`` over
+``functional_call`` of the template), the ``vmap`` strategy; it cannot give a seed its own dropout
+stream, so nets with dropout never run it.
 """
 from __future__ import annotations
 
