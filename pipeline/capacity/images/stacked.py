@@ -69,12 +69,13 @@ class StackedNet:
 
     def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], device: torch.device | str = "cpu",
                  channels_last: bool = True, states: Sequence[dict[str, torch.Tensor]] | None = None):
-        """``states``: every seed's weights and buffers, ``models`` then only the template; else the models'."""
+        """``states``: every seed's weights and buffers, ``models`` then only the template (kept, not
+        copied); else the models' own."""
         template = models[0]
+        self.template = template.cpu() if states else copy.deepcopy(template).cpu()
         states = states or [m.state_dict() for m in models]
         if not (hasattr(template, "features") and hasattr(template, "classifier")):
             raise ConfigError(f"the multi-seed trainer runs the 2D ConvNets, not {type(template).__name__}")
-        self.template = copy.deepcopy(template).cpu()
         self.seeds = tuple(int(s) for s in seeds)
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -26,6 +26,7 @@ masks come from its own stream (``stacked.mask_generator``), not torch's global 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -94,9 +95,15 @@ def stacked_net(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
 
 
 def layers_of(cfg: TrainConfig, bundle: DataBundle) -> torch.nn.Module:
-    """The config's model, unchecked and unseeded (torch's random state untouched): for its layers' shapes."""
-    with torch.random.fork_rng(devices=[]):
-        return build_model(cfg.model, bundle.input_shape, 1, cfg.filters, cfg.kernel_size, **model_options(cfg))
+    """The config's model, unchecked and unseeded, built once per shape: for its layers, not to train."""
+    return _layers(cfg.model, tuple(bundle.input_shape), tuple(cfg.filters), tuple(cfg.kernel_size),
+                   tuple(sorted(model_options(cfg).items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _layers(model: str, input_shape: tuple, filters: tuple, kernel_size: tuple, options: tuple) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):  # torch's random state untouched
+        return build_model(model, input_shape, 1, filters, kernel_size, **dict(options))
 
 
 def dropout_in(cfg: TrainConfig, bundle: DataBundle) -> str:
