@@ -8,8 +8,12 @@ Rows, one per net (16 seeds of smallconv on the 8x8 digits; 4 seeds of each imag
 on 1,280 images of its size), timed side by side in one run:
 * ``loop``: `pipeline train`'s loop (``train.loop.fit``) once per seed, what S runs of
   ``pipeline train --seed s`` do without MLflow;
-* ``batched``: ``capacity.images.trainer.train_seeds`` with ``--strategy auto`` (its choice is
-  printed), with the same minibatches, optimizer and per-epoch scoring;
+* ``batched``: ``capacity.images.trainer.train_seeds`` with ``--strategy auto`` (grouped, vmap or
+  loop, timed on the first minibatch; its choice is printed), with the same minibatches,
+  optimizer and per-epoch scoring;
+* ``multi-cell grid vs cell by cell``: a grid's cells of one k as one zero-padded computation
+  against cell by cell, and the share of the data pass that cells of other k could share
+  (``multi_cell``: measured, not built);
 * ``--design``: one training step of all S seeds through ``StackedNet`` (grouped
   convolutions, batched matmuls) and through ``torch.func`` (``vmap`` of ``functional_call``
   over ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
