@@ -8,8 +8,12 @@ Rows, one per net (16 seeds of smallconv on the 8x8 digits; 4 seeds of each imag
 on 1,280 images of its size), timed side by side in one run:
 * ``loop``: `pipeline train`'s loop (``train.loop.fit``) once per seed, what S runs of
   ``pipeline train --seed s`` do without MLflow;
-* ``batched``: ``capacity.images.trainer.train_seeds`` with ``--strategy auto`` (its choice is
-  printed), with the same minibatches, optimizer and per-epoch scoring;
+* ``batched``: ``capacity.images.trainer.train_seeds`` with ``--strategy auto`` (grouped, vmap or
+  loop, timed on the first minibatch; its choice is printed), with the same minibatches,
+  optimizer and per-epoch scoring;
+* ``multi-cell grid vs cell by cell``: a grid's cells of one k as one zero-padded computation
+  against cell by cell, and the share of the data pass that cells of other k could share
+  (``multi_cell``: measured, not built);
 * ``--design``: one training step of all S seeds through ``StackedNet`` (grouped
   convolutions, batched matmuls) and through ``torch.func`` (``vmap`` of ``functional_call``
   over ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
@@ -37,6 +41,7 @@ from pipeline.config.recipes import resolve  # noqa: E402
 from pipeline.config.stages import TrainConfig  # noqa: E402
 from pipeline.data.bundle import DataBundle, Split  # noqa: E402
 from pipeline.data.load import load_bundle  # noqa: E402
+from pipeline.train.batching import minibatches  # noqa: E402
 from pipeline.train.loop import fit, make_optimizer  # noqa: E402
 from pipeline.train.stage import make_model  # noqa: E402
 
@@ -139,6 +144,39 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: batched is {loop / batched:.1f}x the loop")
         if args.design:
             design(cfg, bundle, seeds, device, args.repeats)
+    multi_cell(setups(True)[0][1:3], args.seeds, device, args.repeats)
+
+
+def multi_cell(row: tuple[TrainConfig, DataBundle], S: int, device, repeats: int, grid=(2, 4, 6, 8)) -> None:
+    """The multi-cell grid against cell by cell: smallconv on the 8x8 digits, F in ``grid``, one k, S seeds.
+
+    * cell by cell: ``train_seeds`` once per F, as ``pipeline capacity`` runs a grid;
+    * one computation: the cells that share k as one stacked model of seeds x cells, each cell's
+      filters zero-padded to the largest F (zero filters stay zero: their gradients are zero, so
+      every cell would train as alone). Timed here by its best case, the largest cell's net for
+      S x cells seeds: a padded filter costs what a real one costs.
+    * the data pass that cells of different k could share: gathering and converting one
+      epoch's minibatches of all S seeds, against the epoch it feeds.
+
+    Measured on 2 cores (1 thread): cell by cell / one computation 0.6-1.1x, the data pass 0-1 % of
+    an epoch. The padded model does more work than the cells (sum of F against cells x max F) and its
+    activations leave the caches, which costs what fewer, larger operations save; sharing the data
+    pass would save at most its few percent. Neither is built: ``pipeline capacity`` trains cell by cell.
+    """
+    cfg, bundle = row
+    seeds = list(range(S))
+    cells = [dataclasses.replace(cfg, filters=(f,)) for f in grid]
+    train_seeds(cells[-1], bundle, seeds * len(grid), device)  # warm-up, auto's choice
+    by_cell = best_of(repeats, lambda: [train_seeds(c, bundle, seeds, device) for c in cells])
+    padded = best_of(repeats, lambda: train_seeds(cells[-1], bundle, seeds * len(grid), device))
+    order = interleave(torch.stack([torch.randperm(len(bundle.train)) for _ in seeds]), cfg.batch_size)
+    transform = bundle.input_transform(device)
+    data = best_of(repeats, lambda: list(minibatches(bundle.train.X, bundle.train.y, S * cfg.batch_size, device,
+                                                     transform, order)))
+    epoch = best_of(repeats, lambda: train_seeds(cells[-1], bundle, seeds, device))
+    print(f"multi-cell grid vs cell by cell (smallconv, 8x8 digits, F={','.join(map(str, grid))}, k=5, {S} seeds): "
+          f"cell by cell {by_cell * 1000:.0f} ms, one padded computation {padded * 1000:.0f} ms: "
+          f"{by_cell / padded:.2f}x; the data pass is {100 * data / epoch:.0f}% of an epoch")
 
 
 def design(cfg: TrainConfig, bundle: DataBundle, seeds, device, repeats: int, steps: int = 5) -> None:

@@ -16,7 +16,7 @@ from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
 FILTER_RULES = ("all", "scale", "first")
-STRATEGIES = ("auto", "grouped", "loop")  # how a cell's seeds run (capacity/images/strategy.py)
+STRATEGIES = ("auto", "grouped", "vmap", "loop")  # how a cell's seeds run (capacity/images/strategy.py)
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class ImageStudyFields:
     filter_rule: str = opt("all", "images: how a grid value F sets the conv layers' filters: all (F in every "
                                   "layer), scale (F in the first, the others scaled with it from the recipe's), "
                                   "first (F in the first, the others as the recipe)", IMAGES)
-    strategy: str = opt("auto", "images: how a cell's seeds run: grouped (grouped convolutions), loop (one seed "
-                                "after another) or auto (the faster per seed, timed on the first minibatch)", SETTING)
+    strategy: str = opt("auto", "images: how a cell's seeds run: grouped (grouped convolutions), vmap (torch.func; "
+                                "nets without dropout), loop (one seed after another) or auto (the fastest per "
+                                "seed, timed on the first minibatch)", SETTING)
     margin: float = opt(0.05, "images: a seed is a bad run when its test accuracy is more than this below the "
                               "best seed of its cell", IMAGES)
 

@@ -1,6 +1,8 @@
 """How a cell's seeds run: the choice among the plans, and dropout that does not depend on it."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,28 +14,38 @@ from pipeline.data.load import load_bundle
 from pipeline.errors import ConfigError
 
 QUIET = dict(print_every=0, log_interval=0, image_every=0, device="cpu")
+DROPOUT = resolve(TrainConfig(dataset="digits", model="dropoutnet", filters=(4, 8), kernel_size=(3,), padding="same",
+                              dropout=0.5, loss="nll", epochs=1, max_batches=6, **QUIET))
 
 
 def test_auto_keeps_the_least_time_per_seed_and_measures_once():
     plans = candidates("auto", 4)
-    assert {p.name for p in plans} == {"grouped", "loop"} and {p.seeds_at_once for p in plans} == {1, 4}
+    assert {p.name for p in plans} == {"grouped", "vmap", "loop"} and {p.seeds_at_once for p in plans} == {1, 4}
     calls = []
     times = {Plan("grouped", 4, True): 0.8, Plan("grouped", 4, False): 0.5,  # per seed: 0.2, 0.125
-             Plan("loop", 1, False): 0.15, Plan("loop", 1, True): 0.3}
+             Plan("vmap", 4, False): 0.6, Plan("loop", 1, False): 0.15, Plan("loop", 1, True): 0.3}
     timed = lambda p: calls.append(p) or times[p]  # noqa: E731
     key = ("test", object())
     assert choose(plans, key, timed) == Plan("grouped", 4, False)
-    assert choose(plans, key, timed) == Plan("grouped", 4, False) and len(calls) == 4  # cached
+    assert choose(plans, key, timed) == Plan("grouped", 4, False) and len(calls) == 5  # cached
     assert candidates("grouped", 1) == [Plan("loop", 1, False)]  # one seed per group is the loop
     assert choose(candidates("loop", 8), key, timed).label == "loop, contiguous"
     with pytest.raises(ConfigError, match="--strategy"):
         candidates("fastest", 4)
 
 
+def test_vmap_is_left_out_of_nets_with_dropout():
+    """torch.func draws masks from torch's global generator: auto skips vmap there, and asking for it fails."""
+    assert "vmap" not in {p.name for p in candidates("auto", 4, "dropoutnet has dropout (features.drop2)")}
+    with pytest.raises(ConfigError, match=r"--strategy vmap: dropoutnet has dropout \(features.drop2, "):
+        train_seeds(DROPOUT, load_bundle(DROPOUT), [0, 1], strategy="vmap")
+    no_dropout = dataclasses.replace(DROPOUT, dropout=0.0)
+    assert train_seeds(no_dropout, load_bundle(DROPOUT), [0, 1], strategy="vmap").strategy == "vmap, contiguous"
+
+
 def test_dropout_seeds_end_alike_under_every_strategy():
     """Each seed draws its masks from its own stream, so the loop and the groups train it alike."""
-    cfg = resolve(TrainConfig(dataset="digits", model="dropoutnet", filters=(4, 8), kernel_size=(3,),
-                              padding="same", dropout=0.5, loss="nll", epochs=1, max_batches=6, **QUIET))
+    cfg = DROPOUT
     bundle = load_bundle(cfg)
     loop, grouped = (train_seeds(cfg, bundle, [2, 9], strategy=s) for s in ("loop", "grouped"))
     assert loop.strategy.startswith("loop") and grouped.strategy.startswith("grouped")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pipeline.capacity.images.stacked import StackedNet, mask_generator
-from pipeline.capacity.images.trainer import group_size, interleave, train_seeds
+from pipeline.capacity.images.trainer import group_size, interleave, stacked_net, train_seeds
 from pipeline.config.image_study import STRATEGIES
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig
@@ -61,7 +61,7 @@ def alone(cfg: TrainConfig, bundle, seed: int):
 def worst_differences(cfg: TrainConfig, bundle, seeds, strategy: str = "auto") -> tuple[float, float]:
     """(largest weight difference relative to the tensor's scale, largest per-epoch metric difference)."""
     batched = train_seeds(cfg, bundle, seeds, torch.device("cpu"), strategy=strategy)
-    assert batched.strategy.startswith(strategy if strategy != "auto" else ("grouped", "loop"))
+    assert batched.strategy.startswith(strategy if strategy != "auto" else ("grouped", "vmap", "loop"))
     weights = metrics = 0.0
     for i, s in enumerate(seeds):
         state, history = alone(cfg, bundle, s)
@@ -105,7 +105,8 @@ def test_groups_of_seeds_give_the_same_seeds(float64):
     cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=5, **SMALLCONV, **QUIET))
     whole = train_seeds(cfg, float64, range(5))
     seen = []
-    parts = train_seeds(cfg, float64, range(5), seeds_at_once=2, on_epoch=lambda e, v: seen.append((e, v)))
+    parts = train_seeds(cfg, float64, range(5), seeds_at_once=2, on_epoch=lambda e, v: seen.append((e, v)),
+                        strategy="grouped")  # auto might time the loop faster: groups of one
     assert [net.size for net in parts.nets] == [2, 2, 1]
     for k in whole.history:
         np.testing.assert_allclose(parts.history[k], whole.history[k], rtol=0, atol=1e-12)
@@ -162,6 +163,20 @@ def test_stacked_forward_is_each_models_forward(name, digits):
     assert net.num_parameters() == sum(p.numel() for p in models[0].parameters())
 
 
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_stacked_seeds_start_with_the_weights_of_make_model(name, digits):
+    """Re-drawn on one template (``reinitialised``), every seed's weights are make_model's, bit for bit."""
+    cfg = resolve(TrainConfig(dataset="digits", model=name, filters=(3,) * len(LAYOUTS[name].pools),
+                              kernel_size=(3,), padding="same", batch_norm=True, **QUIET))
+    state = torch.get_rng_state()
+    net = stacked_net(cfg, digits, [4, 0, 7], torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global random state untouched
+    for i, seed in enumerate([4, 0, 7]):
+        ref = make_model(dataclasses.replace(cfg, seed=seed), digits).state_dict()
+        mine = net.state_dict(i)
+        assert mine.keys() == ref.keys() and all(torch.equal(mine[k], v) for k, v in ref.items()), seed
+
+
 def test_interleave_gives_every_seed_its_own_minibatches():
     orders = torch.stack([torch.randperm(10, generator=torch.Generator().manual_seed(s)) for s in range(3)])
     index = interleave(orders, 4)  # minibatches of 4, 4 and 2 rows per seed
@@ -194,7 +209,7 @@ def test_benchmark_quick_prints_the_table():
     assert out.returncode == 0, out.stderr
     ratios = re.findall(r"batched is ([\d.]+)x the loop", out.stdout)  # digits, then the five image recipes' nets
     assert "speed-up" in out.stdout and len(ratios) == 6, out.stdout
-    assert set(re.findall(r"x  (grouped|loop), ", out.stdout)) <= {"grouped", "loop"}, out.stdout
+    assert set(re.findall(r"x  (\w+), ", out.stdout)) <= {"grouped", "vmap", "loop"}, out.stdout
 
 
 @pytest.mark.gpu

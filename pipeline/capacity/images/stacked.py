@@ -19,9 +19,9 @@ Every parameter and buffer of the lab's ``ConvNet2d`` is stacked on a leading se
 A rows tensor with C channels instead of S·C is one batch shared by every seed (scoring).
 The stacked tensors are leaves that ``torch.optim`` updates directly: its updates are
 elementwise, so a seed's slice moves exactly as that seed's own model would.
-``torch.func`` (``vmap`` over ``functional_call``) runs the same grouped convolutions; it
-measured no faster here (``benchmarks/bench_image_multiseed.py``) and cannot give a seed its
-own dropout stream.
+With ``functional`` set, the forward pass is instead ``torch.func``'s (``vmapped``: ``vmap`` over
+``functional_call`` of the template), the ``vmap`` strategy; it cannot give a seed its own dropout
+stream, so nets with dropout never run it.
 """
 from __future__ import annotations
 
@@ -42,23 +42,48 @@ def mask_generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(MASK_STREAM + int(seed))
 
 
+INITIALISED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)  # the layers of a ConvNet2d with parameters
+
+
+def reinitialised(template: nn.Module, seeds: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+    """The weights and buffers of the template's model as ``build_model(seed=s)`` builds it, for every
+    seed: seeded, the CPU generator draws each layer's initial weights in construction order
+    (``reset_parameters``, as their constructors do). The template ends as the last seed's model.
+    Building each model anew, checks included, took 20 ms a seed, most of it in torch.manual_seed
+    seeding the accelerators' generators, which a CPU build never reads.
+    """
+    if any(list(m.parameters(recurse=False)) and not isinstance(m, INITIALISED) for m in template.modules()):
+        raise ConfigError(f"the multi-seed trainer runs the 2D ConvNets, not {type(template).__name__}")
+    states = []
+    for s in seeds:
+        torch.default_generator.manual_seed(int(s))
+        for m in template.modules():
+            if isinstance(m, INITIALISED):
+                m.reset_parameters()
+        states.append({k: v.detach().clone() for k, v in template.state_dict().items()})
+    return states
+
+
 class StackedNet:
     """The models of ``seeds`` (same architecture) with their weights stacked; call it like a model."""
 
     def __init__(self, models: Sequence[nn.Module], seeds: Sequence[int], device: torch.device | str = "cpu",
-                 channels_last: bool = True):
+                 channels_last: bool = True, states: Sequence[dict[str, torch.Tensor]] | None = None):
+        """``states``: every seed's weights and buffers, ``models`` then only the template (kept, not
+        copied); else the models' own."""
         template = models[0]
+        self.template = template.cpu() if states else copy.deepcopy(template).cpu()
+        states = states or [m.state_dict() for m in models]
         if not (hasattr(template, "features") and hasattr(template, "classifier")):
             raise ConfigError(f"the multi-seed trainer runs the 2D ConvNets, not {type(template).__name__}")
-        self.template = copy.deepcopy(template).cpu()
         self.seeds = tuple(int(s) for s in seeds)
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.training = True
         with torch.no_grad():
-            self.params = {name: torch.stack([m.get_parameter(name).detach() for m in models]).to(self.device)
-                           .requires_grad_() for name, _ in template.named_parameters()}
-            self.buffers = {name: torch.stack([m.get_buffer(name) for m in models]).to(self.device)
+            self.params = {name: torch.stack([st[name] for st in states]).to(self.device).requires_grad_()
+                           for name, _ in template.named_parameters()}
+            self.buffers = {name: torch.stack([st[name] for st in states]).to(self.device)
                             for name, _ in template.named_buffers()}
         self.layers = [(f"features.{n}", m) for n, m in template.features.named_children()] + \
                       [("flatten", nn.Flatten())] + \
@@ -68,13 +93,16 @@ class StackedNet:
                 self.layers[i : i + 2] = self.layers[i + 1], self.layers[i]
         has_dropout = any(isinstance(m, (nn.Dropout, nn.Dropout2d)) and m.p > 0 for _, m in self.layers)
         self.generators = [mask_generator(s, self.device) for s in self.seeds] if has_dropout else []
+        self.functional = False  # forward through torch.func (``vmapped``) instead of grouped convolutions
 
     @classmethod
     def from_seeds(cls, make: Callable[[int], nn.Module], seeds: Sequence[int],
                    device: torch.device | str = "cpu", channels_last: bool = True) -> "StackedNet":
-        """``make(s)`` for every seed (it seeds torch itself, as ``build_model`` does); global RNG untouched."""
+        """``make(seeds[0])`` (it seeds torch itself, as ``build_model`` does), the others re-drawn
+        (``reinitialised``); torch's global random state is left as it was."""
         with torch.random.fork_rng(devices=[]):
-            return cls([make(int(s)) for s in seeds], seeds, device, channels_last)
+            template = make(int(seeds[0]))
+            return cls([template], seeds, device, channels_last, states=reinitialised(template, seeds))
 
     # ------------------------------------------------------------------ the model interface
     @property
@@ -108,6 +136,8 @@ class StackedNet:
     # ------------------------------------------------------------------ forward
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, S·C, H, W) rows per seed, or (B, C, H, W) rows for all -> (S, B, outputs)."""
+        if self.functional:
+            return self.vmapped(x)
         h = x.contiguous(memory_format=self.memory_format)
         grouped = x.shape[1] != self.template.input_shape[0] or self.size == 1
         for name, layer in self.layers:
@@ -132,6 +162,23 @@ class StackedNet:
                 raise ConfigError(f"the multi-seed trainer does not know layer {name} ({type(layer).__name__})")
         return F.log_softmax(h, dim=-1) if self.template.log_softmax else h
 
+    def vmapped(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass as ``torch.func`` runs it: the template's own forward, vmapped over the seeds.
+
+        Batch norm updates each seed's running statistics in its own rows of the stacked
+        buffers. Dropout would draw from torch's global generator: ``strategy`` keeps it out.
+        """
+        from torch.func import functional_call, vmap  # loaded only when this strategy runs
+
+        if self.generators and self.training:
+            raise ConfigError("torch.func cannot give each seed its own dropout masks (use grouped or loop)")
+        C = self.template.input_shape[0]
+        shared = x.shape[1] == C and self.size > 1  # one batch for every seed (scoring)
+        rows = x if shared else x.view(x.shape[0], self.size, C, *x.shape[2:]).transpose(0, 1)  # (S, B, C, H, W)
+        self.template.train(self.training)
+        forward = vmap(lambda p, b, r: functional_call(self.template, (p, b), (r,)), in_dims=(0, 0, None if shared else 0))
+        return forward(self.params, self.buffers, rows)
+
     def _flatten(self, h: torch.Tensor) -> torch.Tensor:
         """(B, S·C, H, W) -> (S, B, C·H·W), each seed's features in torch's order (c, y, x).
 
@@ -141,7 +188,7 @@ class StackedNet:
         """
         B, SC, H, W = h.shape
         rows = h.permute(0, 2, 3, 1).reshape(B, H * W, self.size, SC // self.size)  # (B, y·x, S, C)
-        return rows.permute(2, 0, 3, 1).reshape(self.size, B, -1)  # (S, B, C·y·x)
+        return rows.permute(2, 0, 3, 1).reshape(self.size, B, -1).contiguous()  # (S, B, C·y·x)
 
     def _conv(self, name: str, layer: nn.Conv2d, h: torch.Tensor, grouped: bool) -> torch.Tensor:
         w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")  # (S, F, C, k, k), (S, F)

@@ -2,6 +2,9 @@
 
 * ``grouped``: as many seeds as ``group_size`` allows in one stacked net (grouped
   convolutions, batched matmuls), activations channels-last or not;
+* ``vmap``: the group's seeds through ``torch.func`` (``vmap`` of ``functional_call`` over the
+  stacked weights), each seed running the template's own forward; not for nets with dropout
+  (torch.func draws masks from torch's global generator, not from each seed's own stream);
 * ``loop``: one seed per computation (a stacked net of one seed: plain convolutions), one
   seed after another, as a loop over `pipeline train --seed s` runs them.
 
@@ -31,7 +34,7 @@ _CHOSEN: dict[tuple, "Plan"] = {}  # what ``auto`` measured, per key (see ``choo
 class Plan:
     """One way to run the seeds."""
 
-    name: str  # grouped | loop
+    name: str  # grouped | vmap | loop
     seeds_at_once: int  # seeds per computation
     channels_last: bool  # activations stored channels-last
 
@@ -41,15 +44,23 @@ class Plan:
         return f"{self.name}, {'channels-last' if self.channels_last else 'contiguous'}"
 
 
-def candidates(strategy: str, group: int) -> list[Plan]:
-    """The plans ``strategy`` may pick from, for groups of at most ``group`` seeds."""
+def candidates(strategy: str, group: int, dropout: str = "") -> list[Plan]:
+    """The plans ``strategy`` may pick from, for groups of at most ``group`` seeds.
+
+    ``dropout``: what makes the net draw dropout masks ('' for none), which rules ``vmap`` out.
+    """
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+    if strategy == "vmap" and dropout:
+        raise ConfigError(f"--strategy vmap: {dropout}, and torch.func cannot give each seed its own dropout "
+                          "masks; use --strategy auto, grouped or loop")
     grouped = [Plan("grouped", group, True), Plan("grouped", group, False)]
+    vmapped = [Plan("vmap", group, False)] if not dropout else []
     loop = [Plan("loop", 1, False), Plan("loop", 1, True)]
     if group == 1:  # a group of one seed is the loop
-        grouped = []
-    return {"grouped": grouped or loop[:1], "loop": loop[:1], "auto": grouped + loop}[strategy]
+        grouped = vmapped = []
+    return {"grouped": grouped or loop[:1], "vmap": vmapped or loop[:1], "loop": loop[:1],
+            "auto": grouped + vmapped + loop}[strategy]
 
 
 def choose(plans: list[Plan], key: tuple, step_time: Callable[[Plan], float]) -> Plan:

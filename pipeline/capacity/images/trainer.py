@@ -26,6 +26,7 @@ masks come from its own stream (``stacked.mask_generator``), not torch's global 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -43,7 +44,8 @@ from pipeline.errors import ConfigError
 from pipeline.models.conv_arith import trace
 from pipeline.train.batching import minibatches, pick_device, place
 from pipeline.train.loop import check_channels, make_optimizer
-from pipeline.train.stage import make_model
+from pipeline.models.registry import build_model
+from pipeline.train.stage import make_model, model_options
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "last_batch_loss")
 # The largest activation of one computation on the CPU: beyond a few MiB it leaves the caches and
@@ -92,10 +94,28 @@ def stacked_net(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
                                  channels_last)
 
 
+def layers_of(cfg: TrainConfig, bundle: DataBundle) -> torch.nn.Module:
+    """The config's model, unchecked and unseeded, built once per shape: for its layers, not to train."""
+    return _layers(cfg.model, tuple(bundle.input_shape), tuple(cfg.filters), tuple(cfg.kernel_size),
+                   tuple(sorted(model_options(cfg).items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _layers(model: str, input_shape: tuple, filters: tuple, kernel_size: tuple, options: tuple) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):  # torch's random state untouched
+        return build_model(model, input_shape, 1, filters, kernel_size, **dict(options))
+
+
+def dropout_in(cfg: TrainConfig, bundle: DataBundle) -> str:
+    """What in the config's model draws dropout masks ('' when nothing does)."""
+    drops = [name for name, m in layers_of(cfg, bundle).named_modules()
+             if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)) and m.p > 0]
+    return f"{cfg.model} has dropout ({', '.join(drops)})" if drops else ""
+
+
 def group_size(cfg: TrainConfig, bundle: DataBundle, device: torch.device) -> int:
     """Seeds per computation: as many as keep the largest activation of a minibatch under GROUP_BYTES."""
-    with torch.random.fork_rng(devices=[]):
-        model = make_model(dataclasses.replace(cfg, seed=0), bundle)
+    model = layers_of(cfg, bundle)
     shapes = [shape for _, shape in trace(model.features.named_children(), bundle.input_shape, cfg.model)]
     per_seed = 4 * cfg.batch_size * max(c * h * w for c, h, w in [bundle.input_shape, *shapes])
     return max(1, GROUP_BYTES.get(device.type, GROUP_BYTES["cuda"]) // per_seed)
@@ -148,9 +168,10 @@ class _Group:
     """One computation: a group of seeds with their stacked net, optimizer and batch-order generators."""
 
     def __init__(self, cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device,
-                 channels_last: bool = True):
+                 plan: Plan):
         self.cfg, self.device = cfg, device
-        self.net = stacked_net(cfg, bundle, seeds, device, channels_last)
+        self.net = stacked_net(cfg, bundle, seeds, device, plan.channels_last)
+        self.net.functional = plan.name == "vmap"
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
 
@@ -210,7 +231,7 @@ def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
     plan = pick_plan(cfg, bundle, seeds, device, min(len(seeds), seeds_at_once or group_size(cfg, bundle, device)),
                      strategy, (X, y, transform))
     size = plan.seeds_at_once
-    groups = [_Group(cfg, bundle, seeds[i : i + size], device, plan.channels_last)
+    groups = [_Group(cfg, bundle, seeds[i : i + size], device, plan)
               for i in range(0, len(seeds), size)]
     history = {k: np.empty((len(seeds), cfg.epochs)) for k in METRICS}
     t0 = time.perf_counter()
@@ -236,7 +257,7 @@ def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], devi
     bs = min(cfg.batch_size, X.shape[0])
 
     def step_time(plan: Plan) -> float:
-        trial = _Group(cfg, bundle, seeds[: plan.seeds_at_once], device, plan.channels_last)  # thrown away
+        trial = _Group(cfg, bundle, seeds[: plan.seeds_at_once], device, plan)  # thrown away
         S = plan.seeds_at_once
         rows = torch.arange(S * bs, device=X.device) % X.shape[0]
         xb = transform(X.index_select(0, rows).to(device)).view(bs, -1, *X.shape[2:])  # (B, S·C, H, W)
@@ -246,4 +267,4 @@ def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], devi
 
     shapes = (repr(bundle.input_shape), cfg.model, tuple(cfg.filters), tuple(cfg.kernel_size), cfg.padding,
               cfg.batch_norm, cfg.dropout, cfg.optimizer, bs, len(seeds), str(device))
-    return choose(candidates(strategy, group), shapes, step_time)
+    return choose(candidates(strategy, group, dropout_in(cfg, bundle)), shapes, step_time)
