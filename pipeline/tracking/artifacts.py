@@ -65,7 +65,7 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     Served (pyfunc), it answers with the probability of each of ``classes`` and the predicted
     class (``serving.py``). ``registered_model_name`` also registers it as a new version. The
     requirements are written, not inferred (inference loads the model in a subprocess), and
-    checked against this environment without scanning it (``_without_distribution_scan``).
+    checked against this environment without scanning it (``compat.without_distribution_scan``).
     """
     import inspect
 
@@ -74,13 +74,14 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     from mlflow.models import Model
 
     from pipeline.tracking import serving
+    from pipeline.tracking.compat import without_distribution_scan
 
     model_cpu = model.to("cpu").eval()
     extra = {}
     if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
         extra["serialization_format"] = "pickle"
     input_shape = tuple(np.asarray(input_example).shape[1:])
-    with _without_pickle_warning(), _without_distribution_scan():
+    with _without_pickle_warning(), without_distribution_scan():
         Model.log(
             artifact_path=None,
             name=name,
@@ -111,30 +112,3 @@ def _without_pickle_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(quiet)
-
-
-_UNSET = object()
-
-
-@contextlib.contextmanager
-def _without_distribution_scan() -> Iterator[None]:
-    """Let MLflow check the model's requirements against this environment without scanning it first.
-
-    MLflow checks them twice while it logs a model (when it saves it, and when it loads it
-    back to try the input example), each time through a map of every importable module to
-    its distribution, which it builds once per process by reading the file list of every
-    installed package: about half a second (torch alone lists 15,000 files). Our
-    requirements are named by their distributions (``pip_requirements``), whose versions
-    MLflow reads directly, so the check needs no map: it gets an empty one for this call.
-    Where MLflow keeps its map under another name, or has built it already, nothing changes.
-    """
-    from mlflow.utils import requirements_utils
-
-    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", _UNSET) is not None:
-        yield
-        return
-    requirements_utils._MODULES_TO_PACKAGES = {}
-    try:
-        yield
-    finally:
-        requirements_utils._MODULES_TO_PACKAGES = None  # whoever infers requirements later builds the real map

@@ -47,10 +47,8 @@ def use_experiment(name: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
-    if name is None:
-        from mlflow.tracking.fluent import _get_experiment_id
-
-        experiment_id = _get_experiment_id()
+    if name is None:  # $MLFLOW_EXPERIMENT_ID names it (experiment_name); tag_experiment checks that it exists
+        experiment_id = os.environ["MLFLOW_EXPERIMENT_ID"]
     else:
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -87,14 +85,15 @@ def tag_experiment(experiment_id: str) -> None:
 def current_experiment_id() -> str:
     """The experiment a run started now lands in: the active run's, the one `mlflow run` made, or the active one."""
     import mlflow
-    from mlflow.tracking.fluent import _get_experiment_id
+
+    from pipeline.tracking.compat import active_experiment_id
 
     run = mlflow.active_run()
     if run is not None:
         return run.info.experiment_id
     if os.environ.get("MLFLOW_RUN_ID"):
         return mlflow.MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
-    return _get_experiment_id()
+    return active_experiment_id()
 
 
 def unique_run_name(name: str, experiment_id: str, client: Any = None) -> str:

@@ -48,13 +48,20 @@ def signature(input_shape: Sequence[int], classes: Sequence[str]) -> Any:
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> "ProbabilityModel":
-    """Called by ``mlflow.pyfunc.load_model`` (and so by ``mlflow models serve``)."""
+    """Called by ``mlflow.pyfunc.load_model`` (and so by ``mlflow models serve``) with the model's ``data`` folder.
+
+    The module is loaded with the public ``mlflow.pytorch.load_model`` from the model's folder, on
+    the device that the model config names, else ``$MLFLOW_DEFAULT_PREDICTION_DEVICE``, else a GPU
+    where there is one (as mlflow.pytorch's own pyfunc does).
+    """
     import mlflow.pytorch
+    import torch
 
     config = dict(model_config or {})
-    inner = mlflow.pytorch._load_pyfunc(path, {"device": config.get("device")})
-    return ProbabilityModel(inner.get_raw_model(), inner.device, config.get("classes") or [],
-                            config.get("input_shape") or [])
+    device = (config.get("device") or os.environ.get("MLFLOW_DEFAULT_PREDICTION_DEVICE")
+              or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = mlflow.pytorch.load_model(os.path.dirname(os.path.abspath(path)), device=device, weights_only=False)
+    return ProbabilityModel(model, device, config.get("classes") or [], config.get("input_shape") or [])
 
 
 class ProbabilityModel:
