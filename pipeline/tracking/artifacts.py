@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from typing import Any, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
+from pipeline.errors import ConfigError
+from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
 
 
@@ -37,13 +40,13 @@ def log_table(df: Any, artifact_file: str) -> None:
 
 def pip_requirements() -> list[str]:
     """Pinned requirements for logged models (skips MLflow's slow requirement inference)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
     for pkg in ("torch", "mlflow", "numpy", "cloudpickle"):
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
-        except Exception:  # noqa: BLE001 - a missing distribution just goes unpinned
+        except PackageNotFoundError:  # not installed (cloudpickle, in a trimmed environment): named, unpinned
             reqs.append(pkg)
     return reqs
 
@@ -112,3 +115,101 @@ def _without_pickle_warning() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(quiet)
+
+
+def log_dict(obj: Any, artifact_file: str) -> None:
+    """A JSON (or YAML) artifact of the active run."""
+    import mlflow
+
+    mlflow.log_dict(obj, artifact_file)
+
+
+def log_image(image: Any, artifact_file: str) -> None:
+    """An image (array or PIL) as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_image(image, artifact_file=artifact_file)
+
+
+def log_file(path: str | Path, artifact_dir: str | None = None) -> None:
+    """A local file as an artifact of the active run, under ``artifact_dir``."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_dir)
+
+
+def active_run_id() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def is_missing(err: BaseException) -> bool:
+    """MLflow's "no such artifact / run / model" (the store answered, and it is not there)."""
+    return getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" and not is_store_fault(err)
+
+
+def download(uri: str, dst_path: str | None = None) -> str:
+    """The local path of an artifact (``runs:/<id>/<path>`` or any artifact URI); MLflow's errors pass."""
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst_path)
+
+
+def download_input(uri: str, option: str) -> str:
+    """The local path of an artifact that the user named with ``option``: one that is not there (or an
+    unknown scheme) is bad input, exit 2; a store that fails raises."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return download(uri)
+    except (MlflowException, OSError, ImportError) as err:  # ImportError: a scheme whose client is missing (s3)
+        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+            raise
+        raise ConfigError(f"{option} {uri}: cannot download ({str(err).strip().splitlines()[0]})") from None
+
+
+def load_dict(uri: str) -> dict | None:
+    """A JSON artifact as a dict, or None when it is not there; a failing store raises."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.load_dict(uri)
+    except MlflowException as err:
+        if is_missing(err):
+            return None
+        raise
+
+
+def copy_figures(run_id: str, names: dict[str, str], echo: Callable[[str], None] = print) -> list[str]:
+    """Put figures of another run (``figures/<name>``) on the active run, under new names; returns those copied.
+
+    A figure that the other run does not have is skipped with one line; any other failure (a
+    store that stopped answering) raises.
+    """
+    import shutil
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    copied = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for src, dst in names.items():
+            try:
+                path = download(f"runs:/{run_id}/figures/{src}", tmp)
+            except MlflowException as err:
+                if not is_missing(err):
+                    raise
+                echo(f"figure {src} of run {run_id} is not there (not drawn): not copied to {dst}")
+                continue
+            log_file(shutil.copy(path, Path(tmp) / dst), "figures")
+            copied.append(dst)
+    return copied
+
+
+def log_dataset(X: Any, y: Any, name: str, context: str) -> None:
+    """Arrays (rows, features) and their targets as an MLflow dataset input of the active run (the UI's Datasets)."""
+    import mlflow
+
+    mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name=name), context=context)

@@ -90,7 +90,7 @@ def _serve() -> None:
         job_id, as_png, draw, args, kwargs = job
         try:
             _send(answers, (job_id, True, (_png if as_png else _call)(draw, args, kwargs)))
-        except Exception:  # noqa: BLE001 - the stage reports it, with this traceback
+        except Exception:  # noqa: BLE001 - any drawing's error goes back: the stage raises DrawingError with it
             _send(answers, (job_id, False, traceback.format_exc()))
     os._exit(0)  # every answer is sent: nothing to clean up, and the stage's process may be waiting
 

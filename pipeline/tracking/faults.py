@@ -84,6 +84,17 @@ def is_locked(err: BaseException) -> bool:
     return any("database is locked" in str(e) for e in _chain(err))
 
 
+# where "database is locked" surfaces: sqlite3's error, SQLAlchemy's wrapping of it, MLflow's and Optuna's of that
+LOCK_CARRIERS = (("sqlite3", "OperationalError"), ("sqlalchemy.exc", "OperationalError"),
+                 ("mlflow.exceptions", "MlflowException"), ("optuna.exceptions", "StorageInternalError"))
+
+
+def _lock_carriers() -> tuple[type[BaseException], ...]:
+    """The classes of ``LOCK_CARRIERS`` among the modules loaded (none imported here)."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in LOCK_CARRIERS)
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
 def retry_locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, tried again while a SQLite store is busy (up to ``LOCK_RETRY_S``): a
     busy file is not a lost store. Each try is one transaction, rolled back when it fails."""
@@ -91,7 +102,7 @@ def retry_locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     while True:
         try:
             return fn(*args, **kwargs)
-        except Exception as err:
+        except _lock_carriers() as err:  # anything else is not a busy store: it goes on at once
             if not is_locked(err) or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)

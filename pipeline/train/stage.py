@@ -121,8 +121,6 @@ def describe_result(final: dict[str, float], bundle: DataBundle, name: str) -> s
 
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
-    import mlflow
-
     drawing = Drawing()  # its helper process starts now, and loads matplotlib while this one trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     cfg, bundle = load_data(cfg)
@@ -171,7 +169,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
                 log_detector_figures(drawing, model, bundle)
             if bundle.task == "multiclass":
                 log_prediction_heatmap(drawing, model, bundle)
-        mlflow.log_dict(final, "final_metrics.json")
+        artifacts.log_dict(final, "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
                                         name=name, classes=bundle.classes, registered_model_name=cfg.register_model)
         provenance.describe(what, describe_result(final, bundle, name))
