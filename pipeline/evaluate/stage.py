@@ -13,7 +13,7 @@ confusion counts and figure, and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -77,6 +77,21 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     return loss, acc, idx, [float(v) for v in kernel]
 
 
+def _log_extremes(logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pixels: torch.Tensor,
+                  classes: Sequence[str], examples: int) -> None:
+    """Figures of the easiest and hardest test examples: highest and lowest probability given to the true class."""
+    from pipeline.tracking import figures
+
+    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
+    order = torch.argsort(p_true)
+    shown = min(examples, len(y))
+    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
+        captions = [f"{classes[int(y[i])]} -> {classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}" for i in idx]
+        fig = figures.image_grid(pixels[idx].numpy(), captions,
+                                 title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
+        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+
+
 @torch.no_grad()
 def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo) -> tuple[float, float]:
     import pandas as pd
@@ -112,17 +127,8 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     artifacts.log_figure(figures.confusion_figure(cm, bundle.classes, title=f"{bundle.name} test split"),
                         "figures/confusion_matrix.png")
 
-    # Easiest and hardest examples: highest and lowest probability given to the true class.
-    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
-    order = torch.argsort(p_true)
-    shown = min(cfg.examples, len(y))
     pixels = test.X.float() / 255 if test.X.dtype == torch.uint8 else test.X  # what a person sees
-    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
-        captions = [f"{bundle.classes[int(y[i])]} -> {bundle.classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}"
-                    for i in idx]
-        fig = figures.image_grid(pixels[idx].numpy(), captions,
-                               title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
-        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+    _log_extremes(logp, pred, y, pixels, bundle.classes, cfg.examples)
 
     maps = conv(transform(test.X[:1].to(device)))[0].cpu().numpy()  # (F, H', W') of the first test image
     artifacts.log_figure(figures.feature_maps_figure(pixels[0].numpy(), maps,

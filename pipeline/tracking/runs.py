@@ -76,6 +76,21 @@ def git_commit() -> str | None:
         return None
 
 
+def _start(stage: str, run_name: str | None, nested: bool) -> Any:
+    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
+            run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
+        return mlflow.start_run(run_name=run_name, nested=nested)
+    except MlflowException as err:  # e.g. $MLFLOW_EXPERIMENT_ID names no experiment
+        if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
+            raise
+        raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
               keep: Keep | None = None) -> Iterator[Any]:
@@ -88,29 +103,17 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     store), what ``keep`` holds is saved to a local folder and ``StoreLost`` (exit 1) names it.
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    try:
-        if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
-            run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
-        run = mlflow.start_run(run_name=run_name, nested=nested)
-    except MlflowException as err:  # e.g. $MLFLOW_EXPERIMENT_ID names no experiment
-        if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
-            raise
-        raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+    run = _start(stage, run_name, nested)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
-            all_tags = {"stage": stage}
-            commit = git_commit()
-            if commit:
-                all_tags["git_commit"] = commit
-            all_tags.update({k: redact(v) for k, v in (tags or {}).items() if v is not None})
-            mlflow.set_tags(all_tags)
+            mlflow.set_tags({"stage": stage, **({"git_commit": git_commit()} if git_commit() else {}),
+                             **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
             yield run
     except StoreLost:
         status = "FAILED"
