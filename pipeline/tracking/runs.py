@@ -1,6 +1,6 @@
 """MLflow runs: the store a stage writes to, the run it writes in, and its params and tags.
 
-Conventions (DESIGN.md): the tracking URI is ``--tracking-uri``, else
+Conventions: the tracking URI is ``--tracking-uri``, else
 ``$MLFLOW_TRACKING_URI``, else MLflow's default ``sqlite:///mlflow.db`` in the working
 directory; every stage runs in its own run, nested under the active run when there is one.
 """
