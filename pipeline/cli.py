@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
     code = 0
+    # A background thread's failure (Optuna's heartbeat, the store watch) would print Python's traceback;
+    # replaced for this call only (restored below) so that it too is one line, as the README promises.
     old_hook = threading.excepthook
     threading.excepthook = lambda hook_args: _thread_error(hook_args, debug)
     try:

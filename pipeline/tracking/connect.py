@@ -53,6 +53,9 @@ def check_tracking_store(uri: str) -> None:
             raise open_error(err, uri, "the MLflow tracking store") from None  # ImportError: no driver installed
         check_writable(uri, OPTION)
     elif scheme in ("http", "https"):
+        # In the environment, for the whole process and its children (sweep workers): MLflow reads these
+        # variables on each request and has no per-client setting. It saves the wait for a dead server:
+        # ~17 s instead of MLflow's ~12 minutes of retries. Values the user set win (setdefault).
         for key, value in HTTP_RETRIES.items():
             os.environ.setdefault(key, value)
         problem = probe_server(uri)

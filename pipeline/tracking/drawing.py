@@ -167,6 +167,9 @@ class _Helper:
             future.set_exception(DrawingError(gone))
 
 
+# The one helper process of this process, reused by every stage that draws (`pipeline main` runs
+# five): each stage would otherwise start its own interpreter and import matplotlib again. What the
+# helper saves in `pipeline train` shows in benchmarks/bench_train.py ("drawing helper process").
 _HELPER: _Helper | None = None
 
 

@@ -20,7 +20,12 @@ from pipeline.errors import ConfigError, EnvironmentFault, Interrupted
 from pipeline.tracking.redact import redact, scrub
 
 ENV_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT, errno.ENOMEM}
-_LOST: list[str] = []  # why the tracking store is gone (empty while it answers)
+# Why the tracking store is gone (empty while it answers). Process-wide because the store is: a
+# process writes to one tracking store, and every caller that would wait on it (MetricBuffer's
+# flushes, the end of each nested run, a sweep's trials) must know at once, without a handle
+# passed through every call. It saves a wait of each later call: ~17 s of bounded retries per
+# call to a dead server (connect.HTTP_RETRIES), and SQLite's 20 s busy wait. stage_run resets it.
+_LOST: list[str] = []
 
 
 class StoreLost(EnvironmentFault):
