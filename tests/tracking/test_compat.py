@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 
@@ -36,12 +37,13 @@ def test_the_scan_is_skipped_and_restored(monkeypatch):
     assert requirements_utils._MODULES_TO_PACKAGES is None
 
 
-def test_the_active_experiment_is_the_one_set_and_forgotten(tracking_uri, monkeypatch):
+def test_the_active_experiment_is_the_one_set_and_forgotten(tracking_uri):
     import mlflow
 
     experiment_id = mlflow.create_experiment("compat")
     mlflow.set_experiment(experiment_id=experiment_id)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID")  # set_experiment exports it too: what is left is MLflow's own state
+    # set_experiment exports it too: what is left is MLflow's own state (not monkeypatch: it would restore it)
+    os.environ.pop("MLFLOW_EXPERIMENT_ID")
     assert compat.active_experiment_id() == experiment_id, (
         "MLflow's fluent._get_experiment_id no longer gives set_experiment's choice: update "
         "pipeline/tracking/compat.py")
