@@ -13,6 +13,9 @@ import os
 import re
 from typing import Any, Sequence
 
+from pipeline.errors import ConfigError
+from pipeline.tracking.faults import is_store_fault
+
 DEFAULT_EXPERIMENT = "convnet-study"
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
@@ -47,8 +50,15 @@ def use_experiment(name: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
-    if name is None:  # $MLFLOW_EXPERIMENT_ID names it (experiment_name); tag_experiment checks that it exists
+    if name is None:  # $MLFLOW_EXPERIMENT_ID names it (experiment_name)
         experiment_id = os.environ["MLFLOW_EXPERIMENT_ID"]
+        try:
+            client.get_experiment(experiment_id)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or is_store_fault(err):
+                raise
+            raise ConfigError(f"MLFLOW_EXPERIMENT_ID={experiment_id}: no such experiment in this store; unset it, "
+                              "or give --experiment-name") from None
     else:
         found = client.get_experiment_by_name(name)
         if found is None:
