@@ -12,7 +12,12 @@ Measured in the same run, as fresh processes, on one SQLite store in a temporary
              (``artifacts.log_model``, or its wait where it runs beside other work), tracking
              (the rest of the process: store, run, params, figures, metrics, closing the run) and
              startup/exit (the interpreter, and what runs after ``main`` returns);
-- untracked: the same training loop (``fit``, same data and model) in a process without MLflow.
+- untracked: the same training loop (``fit``, same data and model) in a process without MLflow;
+- tricks:    the instrumented `pipeline train` again with each process-wide trick taken away in turn:
+             the frozen garbage collector (``cli.stage_imports``), the drawing helper process
+             (``tracking/drawing.py``: figures drawn inline instead) and the hand-written SGD
+             (``train/sgd.py``: ``torch.optim.SGD`` instead). What each saves is the difference in
+             wall time against the instrumented run, in ms and as a ratio.
 Each is repeated ``--repeats`` times, interleaved, and the median is reported: the machine is
 shared and noisy. Targets: train <= 1.5x the floor; the tracked loop <= 1.10x the untracked
 one. Last, ``mlflow run . --env-manager local`` (entry point ``main``) end to end.
@@ -33,6 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_ARGS = ["train", "--filters", "4", "--seed", "0"]
 TARGET_FLOOR, TARGET_LOOP = 1.5, 1.10
 PHASES = ("imports", "data", "fit", "tracking", "model logging", "startup/exit")
+# the process-wide tricks of `pipeline train`, each taken away in one variant of the instrumented child
+TRICKS = {"frozen GC": "no-gc-freeze", "drawing helper process": "inline-drawing",
+          "hand-written SGD": "torch-sgd"}
 
 
 # ----------------------------------------------------------------------------- child processes
@@ -76,12 +84,44 @@ def timed(clock: ImportClock, phases: dict[str, float], name: str, fn):
     return wrapper
 
 
-def child_tracked(epochs: int) -> dict[str, float]:
-    """`pipeline train` in this process, through the CLI, with its phases timed."""
+def without(trick: str | None) -> None:
+    """Take one process-wide trick away from this process (``TRICKS``' values), before the stage runs."""
+    if trick == "no-gc-freeze":
+        import gc
+
+        gc.freeze = lambda: None  # the collector stays on and scans everything, as in a plain Python program
+        gc.disable = lambda: None
+    elif trick == "inline-drawing":
+        from concurrent.futures import Future
+
+        from pipeline.tracking import drawing
+
+        class Inline:
+            """Draws each figure at once, in this process (matplotlib loaded here, on the first figure)."""
+
+            def submit(self, as_png, draw, args, kwargs):
+                future = Future()
+                future.set_result((drawing._png if as_png else drawing._call)(draw, args, kwargs))
+                return future
+
+        inline = Inline()
+        drawing._helper = lambda: inline
+    elif trick == "torch-sgd":
+        import torch
+
+        from pipeline.train import loop
+
+        loop.SGD = torch.optim.SGD  # make_optimizer's CPU branch: the same arguments
+
+
+def child_tracked(epochs: int, trick: str | None = None) -> dict[str, float]:
+    """`pipeline train` in this process, through the CLI, with its phases timed (less ``trick``)."""
     t_start, clock, phases = time.perf_counter(), ImportClock(), {}
     from pipeline import cli
     from pipeline.tracking import artifacts
     from pipeline.train import stage
+
+    without(trick)
 
     stage.load_data = timed(clock, phases, "data", stage.load_data)
     stage.fit = timed(clock, phases, "fit", stage.fit)
@@ -152,10 +192,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--mlflow-run", type=int, default=1, metavar="N", help="times to run `mlflow run .` (0: skip)")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 100 epochs, no `mlflow run .`")
     ap.add_argument("--child", choices=("tracked", "untracked"), help=argparse.SUPPRESS)
+    ap.add_argument("--without", choices=tuple(TRICKS.values()), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         sys.path.insert(0, str(REPO))
-        result = (child_tracked if args.child == "tracked" else child_untracked)(args.epochs)
+        result = (child_tracked(args.epochs, args.without) if args.child == "tracked"
+                  else child_untracked(args.epochs))
         print("BENCH " + json.dumps(result), flush=True)
         return result
     if args.quick:
@@ -171,11 +213,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         train_cmd = [py, "-m", "pipeline", *TRAIN_ARGS, "--epochs", str(args.epochs)]
         first, _ = run_process(train_cmd, work, env)  # creates the store; not in the medians
         floor, train, tracked, untracked = [], [], [], []
+        variants: dict[str, list[dict[str, float]]] = {trick: [] for trick in TRICKS}
+        child = [py, me, "--epochs", str(args.epochs), "--child"]
         for _ in range(args.repeats):  # interleaved, so that a busy spell hits every kind alike
             floor.append(run_process([py, "-c", "import torch, mlflow"], work, env)[0])
             train.append(run_process(train_cmd, work, env)[0])
-            tracked.append(child_result([py, me, "--child", "tracked", "--epochs", str(args.epochs)], work, env))
-            untracked.append(child_result([py, me, "--child", "untracked", "--epochs", str(args.epochs)], work, env))
+            tracked.append(child_result([*child, "tracked"], work, env))
+            untracked.append(child_result([*child, "untracked"], work, env))
+            for trick, flag in TRICKS.items():
+                variants[trick].append(child_result([*child, "tracked", "--without", flag], work, env))
     f, t = statistics.median(floor), statistics.median(train)
     tr, un = median_phases(tracked), median_phases(untracked)
     print(f"pipeline train --filters 4 --seed 0 (synthetic, {args.epochs} epochs), whole processes, "
@@ -191,13 +237,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for phase in PHASES:
         cells = [d.get(phase + suffix, float("nan")) for d in (tr, un) for suffix in ("", " cpu")]
         print(f"{phase:16s}{cells[0]:9.2f}{cells[1]:7.2f}{cells[2]:11.2f}{cells[3]:7.2f}")
+    savings = print_tricks(tr, {trick: median_phases(v) for trick, v in variants.items()})
     loop, loop_cpu = tr["fit"] / un["fit"], tr["fit cpu"] / un["fit cpu"]
     print(f"\ntrain / floor = {t / f:.2f}x (target <= {TARGET_FLOOR}): {'OK' if t / f <= TARGET_FLOOR else 'OVER'}")
     print(f"tracked loop / untracked loop = {loop:.2f}x (target <= {TARGET_LOOP}): "
           f"{'OK' if loop <= TARGET_LOOP else 'OVER'}; in CPU time of the training thread "
           f"{tr['fit cpu']:.2f} s / {un['fit cpu']:.2f} s = {loop_cpu:.2f}x")
     result = {"floor_s": f, "train_s": t, "first_s": first, "train_over_floor": t / f, "loop_ratio": loop,
-              "loop_cpu_ratio": loop_cpu,
+              "loop_cpu_ratio": loop_cpu, **savings,
               **{f"tracked_{k}_s": v for k, v in tr.items()}, **{f"untracked_{k}_s": v for k, v in un.items()}}
     if args.mlflow_run:
         m = statistics.median(mlflow_run(args.mlflow_run, env))
@@ -205,6 +252,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"(median of {args.mlflow_run}; {m / f:.1f}x the floor)")
         result["mlflow_run_s"] = m
     return result
+
+
+def print_tricks(tr: dict[str, float], variants: dict[str, dict[str, float]]) -> dict[str, float]:
+    """What each process-wide trick saves: the instrumented run without it, against the run with it."""
+    print(f"\n{'process-wide trick':24s}{'without (s)':>12s}{'saves (ms)':>12s}{'x':>7s}{'fit without':>13s}"
+          f"{'fit with':>10s}   (whole process; x: without / with)")
+    savings = {}
+    for trick, v in variants.items():
+        saved = v["wall"] - tr["wall"]
+        savings[f"saves_{TRICKS[trick]}_ms"] = 1000 * saved
+        print(f"{trick:24s}{v['wall']:12.2f}{1000 * saved:12.0f}{v['wall'] / tr['wall']:7.2f}"
+              f"{v['fit']:13.2f}{tr['fit']:10.2f}")
+    return savings
 
 
 def mlflow_run(times: int, env: dict[str, str]) -> list[float]:

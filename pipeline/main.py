@@ -11,9 +11,7 @@ runs, P(success) against filters, the sweep's history and contour).
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from pipeline.capacity import stage as capacity
@@ -26,6 +24,7 @@ from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
 from pipeline.tracking import artifacts, provenance, runs
 from pipeline.tracking.links import ui_link
+from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train import stage as train
@@ -89,7 +88,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
-        front_page(cfg, trained, evaluated, grid, swept)
+        front_page(cfg, trained, evaluated, grid, swept, echo)
         run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
     echo(f"parent run {run_id} in {redact(uri)}")
@@ -98,10 +97,9 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     return MainResult(run_id, trained, evaluated, grid, swept)
 
 
-def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> None:
+def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, echo: Callable[[str], None] = print
+               ) -> None:
     """The parent's description, metrics and figures: the study's result at a glance."""
-    import mlflow
-
     metrics: dict[str, float] = {}
     for f, result in trained.items():
         metrics[f"train_loss_F{f}"] = result.final["train_loss"]
@@ -127,11 +125,11 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept) -> 
         params = ", ".join(f"{k} = {v}" for k, v in b["params"].items())
         lines.append(f"- **Optuna sweep** (study `{swept.study_name}`, {sum(swept.counts.values())} trials): best "
                      f"P(success) = {b['values'][0]:.2f} over {cfg.sweep_seeds} seeds, at {params}.")
-        copy_figures(swept.run_id, {"optimization_history.png": "sweep_history.png",
-                                    "contour.png": "sweep_contour.png"})
+        artifacts.copy_figures(swept.run_id, {"optimization_history.png": "sweep_history.png",
+                                              "contour.png": "sweep_contour.png"}, echo)
     lines.append("\nFigures: the learning curves of the train runs, P(success) against filters with 95% Wilson "
                  "bands, the sweep's history and contour.")
-    mlflow.log_metrics(metrics)
+    log_metrics(metrics)
     provenance.describe("\n".join(lines[:1]), "\n".join(lines[1:]))
 
 
@@ -151,18 +149,3 @@ def learning_curves(trained: dict, seed: int):
     axes[0].legend()
     fig.tight_layout()
     return fig
-
-
-def copy_figures(run_id: str, names: dict[str, str]) -> None:
-    """Put figures of a child run (``figures/<name>``) on the active run, under new names."""
-    import shutil
-
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for src, dst in names.items():
-            try:
-                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"figures/{src}", dst_path=tmp)
-            except Exception:  # noqa: BLE001 - a plot that Optuna could not draw (too few trials) is not there
-                continue
-            mlflow.log_artifact(shutil.copy(path, Path(tmp) / dst), "figures")

@@ -33,13 +33,15 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     """A fresh SQLite store (artifacts under tmp_path/mlruns), set as $MLFLOW_TRACKING_URI."""
     import mlflow
 
+    from pipeline.tracking import compat
+
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)  # a stage's choice in another store
+    compat.forget_active_experiment()  # a stage's choice in another store
     mlflow.set_tracking_uri(uri)
     while mlflow.active_run() is not None:
         mlflow.end_run()

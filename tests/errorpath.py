@@ -169,7 +169,7 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int
     import mlflow
 
     from pipeline.cli import main
-    from pipeline.tracking import faults
+    from pipeline.tracking import compat, faults
 
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     out, err = io.StringIO(), io.StringIO()
@@ -187,7 +187,7 @@ def run_in_process(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int
     finally:
         while mlflow.active_run() is not None:
             mlflow.end_run()
-        mlflow.tracking.fluent._active_experiment_id = None  # --experiment-name: one process's choice
+        compat.forget_active_experiment()  # --experiment-name: one process's choice
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import main
 from pipeline.config.stages import MainConfig
+from pipeline.tracking import compat
 from pipeline.tracking.experiments import DEFAULT_EXPERIMENT, KIND, KIND_TAG, NOTE_TAG
 
 FAST = MainConfig(epochs=60, sweep_trials=4, sweep_seeds=8, capacity_seeds=3)
@@ -28,7 +29,7 @@ def study(tmp_path_factory):
         for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
             mp.delenv(var, raising=False)
         mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
+        compat.forget_active_experiment()
         mlflow.set_tracking_uri(uri)
         result = main.run(FAST, echo=lambda s: None)
         client = mlflow.MlflowClient(uri)

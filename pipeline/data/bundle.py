@@ -5,6 +5,7 @@ Images stay uint8 in storage (a quarter of float32's memory, on the device when 
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -88,6 +89,7 @@ class DataBundle:
                 val=Split(*payload["val"]),
                 test=Split(*payload["test"]) if payload.get("test") is not None else None,
             )
-        except Exception as err:  # noqa: BLE001 - whatever torch.load makes of a foreign file, it is not ours
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, KeyError, TypeError, ValueError,
+                AttributeError) as err:  # torch.load's of a foreign file, or a payload that is not ours
             reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
             raise ConfigError(f"{path}: not a prepared data file ({err.__class__.__name__}: {reason})") from None

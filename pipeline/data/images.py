@@ -9,6 +9,8 @@ the validation split is always a seeded share of the training images.
 """
 from __future__ import annotations
 
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,8 @@ def expected_files(dataset: str, root: Path) -> list[Path]:
 def _download(dataset: str, root: Path) -> None:
     try:
         _torchvision_class(dataset)(str(root), train=True, download=True)
-    except Exception as err:  # noqa: BLE001 - network and archive errors of many kinds
+    except (OSError, RuntimeError, ValueError, EOFError, tarfile.TarError, zipfile.BadZipFile) as err:
+        # OSError: the network (URLError) or the disk; RuntimeError: torchvision's "not found or corrupted"
         reason = " ".join(str(err).split())[:300]  # torchvision puts the cause on a second line
         raise ConfigError(f"--download {dataset} into {root} failed: {reason}") from None
 

@@ -24,6 +24,7 @@ from pipeline.data.bundle import DataBundle
 from pipeline.data.io import log_bundle_artifact, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.rescue import Keep
 
 
@@ -59,8 +60,6 @@ def log_data_picture(bundle: DataBundle) -> None:
 
 
 def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareResult:
-    import mlflow
-
     cfg = resolve(cfg)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     bundle = load_bundle(cfg)
@@ -73,11 +72,11 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
         data_uri = log_bundle_artifact(bundle)
         log_bundle_input(bundle, context="training")
         counts = class_counts(bundle)
-        mlflow.log_dict(counts, "class_counts.json")
+        artifacts.log_dict(counts, "class_counts.json")
         sizes = {"n_train": len(bundle.train), "n_val": len(bundle.val)}
         if bundle.test is not None:
             sizes["n_test"] = len(bundle.test)
-        mlflow.log_metrics({**sizes, **{f"count_class_{i}": c for i, c in enumerate(counts.values())}})
+        log_metrics({**sizes, **{f"count_class_{i}": c for i, c in enumerate(counts.values())}})
         log_data_picture(bundle)
         test = f" / {len(bundle.test)} test" if bundle.test is not None else ""
         echo(f"prepared {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val{test} rows, "

@@ -26,6 +26,7 @@ from pipeline.evaluate import probes
 from pipeline.evaluate.loading import open_model
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.rescue import Keep
 
 
@@ -59,12 +60,10 @@ def activation_maximisation(model, input_shape, radius: float, cfg: InspectConfi
 
 
 def _log_actmax(result, table: pd.DataFrame, n_filters: int, class_names) -> None:
-    import mlflow
-
     x = result.inputs.numpy()
     artifacts.log_table(table, "inspect/activation_maximisation.csv")
-    mlflow.log_metrics({"actmax_median_gain_filters": float(table["gain"][:n_filters].median()),
-                        "actmax_median_gain_outputs": float(table["gain"][n_filters:].median())})
+    log_metrics({"actmax_median_gain_filters": float(table["gain"][:n_filters].median()),
+                 "actmax_median_gain_outputs": float(table["gain"][n_filters:].median())})
     if x.ndim == 4:  # images: show each optimised input, blue < 0 < red
         for name, part, captions in (
             ("filters", x[:n_filters], [f"filter {i}" for i in range(n_filters)]),
@@ -80,8 +79,6 @@ def _log_actmax(result, table: pd.DataFrame, n_filters: int, class_names) -> Non
 
 
 def _inspect_images(model, bundle, cfg: InspectConfig, device, echo) -> tuple[pd.DataFrame, float]:
-    import mlflow
-
     test = bundle.test
     transform = bundle.input_transform(device)
     X = transform(test.X[:1000].to(device))
@@ -103,34 +100,32 @@ def _inspect_images(model, bundle, cfg: InspectConfig, device, echo) -> tuple[pd
     untrained = pd.DataFrame(probes.sobel_scores(untrained_like(conv).weight.detach().cpu().numpy()))
     artifacts.log_table(sobel, "inspect/sobel_scores.csv")
     trained_mean, untrained_mean = float(sobel["best_similarity"].mean()), float(untrained["best_similarity"].mean())
-    mlflow.log_metrics({"sobel_mean_best_similarity": trained_mean, "sobel_mean_untrained": untrained_mean})
+    log_metrics({"sobel_mean_best_similarity": trained_mean, "sobel_mean_untrained": untrained_mean})
     echo(f"Sobel similarity of first-layer filters: trained {trained_mean:.3f}, untrained {untrained_mean:.3f}")
     return sobel, untrained_mean
 
 
 def _inspect_detector(model, src_params: dict[str, str], echo) -> None:
-    import mlflow
-
     idx, kernel = probes.detector_filter(model)
     n = int(float(src_params.get("n", 75)))
     width = int(float(src_params.get("width", 20)))
     data_seed = int(float(src_params.get("data_seed", 0)))
     X, y = make_synthetic(n, width, data_seed)  # the training inputs of the run that made the model
     act = probes.detector_activations(model, X, idx)
-    mlflow.log_metric("detector_filter", idx)
+    log_metrics({"detector_filter": idx})
     artifacts.log_figure(figures.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"), "inspect/detector_kernel.png")
     fig = figures.heatmaps([("X (training inputs)", X[:, 0].numpy()), (f"ReLU(filter {idx})", act),
                           ("y", y.numpy())], suptitle="the detector filter's activation along each training input",
                          symmetric=[True, False, False])
     artifacts.log_figure(fig, "inspect/detector_activations.png")
     pos, neg = act[y[:, 0] == 1].max(axis=1), act[y[:, 0] == 0].max(axis=1)
-    mlflow.log_metrics({"detector_peak_positive": float(pos.mean()) if len(pos) else 0.0,
-                        "detector_peak_negative": float(neg.mean()) if len(neg) else 0.0})
+    log_metrics({"detector_peak_positive": float(pos.mean()) if len(pos) else 0.0,
+                 "detector_peak_negative": float(neg.mean()) if len(neg) else 0.0})
     echo(f"detector filter {idx}: mean peak activation {pos.mean():.3f} on positives, {neg.mean():.3f} on negatives")
 
 
 def run(cfg: InspectConfig, echo: Callable[[str], None] = print) -> InspectResult:
-    loaded = open_model(cfg)
+    loaded = open_model(cfg, echo)
     cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
     for p in model.parameters():
         p.requires_grad_(False)  # gradients flow to the inputs only

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -23,7 +23,8 @@ from pipeline.errors import ConfigError
 from pipeline.models.registry import first_conv
 from pipeline.tracking import runs
 from pipeline.tracking.experiments import shape_label
-from pipeline.tracking.faults import is_store_fault
+from pipeline.tracking.provenance import run_settings
+from pipeline.tracking.serving import load_module
 from pipeline.train.batching import pick_device
 
 # Data options that evaluate takes from the evaluated run unless given; the location ones
@@ -32,35 +33,10 @@ INHERITED = ("recipe", "dataset", "data_dir", "split_seed", "val_fraction", "tes
 LOCATION = ("recipe", "data_dir", "data_uri")
 
 
-def load_model(uri: str, device: torch.device) -> torch.nn.Module:
-    import mlflow
-
-    try:
-        return mlflow.pytorch.load_model(uri, map_location=device).eval()
-    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such model"
-        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
-            raise
-        raise ConfigError(f"cannot load model {uri}: {str(err).splitlines()[0]}") from None
-
-
-def source_run(run_id: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    """(settings, tags) of the run that logged the model: its params, completed by its config.json
-    (which also holds what is not a param, such as the data folder); empty when it is not in this store."""
-    import mlflow
-
-    if run_id is None:
-        return {}, {}
-    try:
-        data = mlflow.MlflowClient().get_run(run_id).data
-    except Exception:  # noqa: BLE001 - provenance is best effort when the source run is elsewhere
-        return {}, {}
-    settings: dict[str, Any] = dict(data.params)
-    try:
-        config = mlflow.artifacts.load_dict(f"runs:/{run_id}/config.json")
-        settings.update({k: v for k, v in config.items() if v is not None and k not in settings})
-    except Exception:  # noqa: BLE001 - a run from before config.json: its params say enough
-        pass
-    return settings, dict(data.tags)
+def source_run(run_id: str | None, echo: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings, tags) of the run that logged the model (``provenance.run_settings``); empty for a model
+    that no run of a store logged (``models:/``, a path)."""
+    return run_settings(run_id, echo) if run_id else ({}, {})
 
 
 def resolve_model_uri(cfg: Any) -> str:
@@ -157,15 +133,15 @@ class LoadedModel:
         return f"`{name}`" + (f" (run {source})" if source else "")
 
 
-def open_model(cfg: Any) -> LoadedModel:
+def open_model(cfg: Any, echo: Callable[[str], None] = print) -> LoadedModel:
     """Load ``cfg``'s model and the data to look at it with (evaluate and inspect start here)."""
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     uri = resolve_model_uri(cfg)
     src = source_run_id(uri)
-    src_params, src_tags = source_run(src)
+    src_params, src_tags = source_run(src, echo)
     cfg = resolve(inherit(cfg, src_params))
     device = pick_device(cfg.device)
-    model = load_model(uri, device)
+    model = load_module(uri, device)
     bundle = test_data(cfg)
     check_model_fits(model, bundle, uri)
     tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": src_tags.get("model", type(model).__name__),

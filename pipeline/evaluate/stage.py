@@ -13,7 +13,7 @@ confusion counts and figure, and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from pipeline.evaluate.loading import open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import minibatches, place
@@ -43,8 +44,6 @@ class EvalResult:
 
 @torch.no_grad()
 def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int | None, list[float] | None]:
-    import mlflow
-
     from pipeline.tracking import figures
 
     X, y = bundle.train.X, bundle.train.y
@@ -56,8 +55,8 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     tn = int(((pred == 0) & (y == 0)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
     fn = int(((pred == 0) & (y == 1)).sum())
-    mlflow.log_metrics({"test_loss": loss, "test_accuracy": acc, "true_positives": tp,
-                        "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
+    log_metrics({"test_loss": loss, "test_accuracy": acc, "true_positives": tp,
+                 "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
     cm = np.array([[tn, fp], [fn, tp]])
     artifacts.log_figure(figures.confusion_figure(cm, bundle.classes), "figures/confusion_matrix.png")
     rows = slice(0, min(75, len(y)))
@@ -68,9 +67,9 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     )
     artifacts.log_figure(fig, "figures/test_heatmaps.png")
     idx, kernel = detector_filter(model)
-    mlflow.log_metric("detector_filter", idx)
-    mlflow.log_dict({"filter": idx, "kernel": [float(v) for v in kernel],
-                     "linear_weight": float(model.linear.weight[0, idx])}, "detector_kernel.json")
+    log_metrics({"detector_filter": idx})
+    artifacts.log_dict({"filter": idx, "kernel": [float(v) for v in kernel],
+                        "linear_weight": float(model.linear.weight[0, idx])}, "detector_kernel.json")
     artifacts.log_figure(figures.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"),
                         "figures/detector_kernel.png")
     taps = ", ".join(f"{v:+.3f}" for v in kernel)
@@ -78,9 +77,23 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     return loss, acc, idx, [float(v) for v in kernel]
 
 
+def _log_extremes(logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pixels: torch.Tensor,
+                  classes: Sequence[str], examples: int) -> None:
+    """Figures of the easiest and hardest test examples: highest and lowest probability given to the true class."""
+    from pipeline.tracking import figures
+
+    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
+    order = torch.argsort(p_true)
+    shown = min(examples, len(y))
+    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
+        captions = [f"{classes[int(y[i])]} -> {classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}" for i in idx]
+        fig = figures.image_grid(pixels[idx].numpy(), captions,
+                                 title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
+        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+
+
 @torch.no_grad()
 def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo) -> tuple[float, float]:
-    import mlflow
     import pandas as pd
 
     from pipeline.tracking import figures
@@ -106,33 +119,24 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()  # rows: true, cols: predicted
     per_class = pd.DataFrame({"class": list(bundle.classes), "n": cm.sum(axis=1), "correct": np.diag(cm)})
     per_class["accuracy"] = per_class["correct"] / per_class["n"].clip(lower=1)
-    mlflow.log_metrics({"test_loss": loss, "test_accuracy": acc,
-                        **{f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])}})
+    log_metrics({"test_loss": loss, "test_accuracy": acc,
+                 **{f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])}})
     artifacts.log_table(per_class, "per_class_accuracy.csv")
     artifacts.log_table(pd.DataFrame(cm, index=bundle.classes, columns=bundle.classes).reset_index(names="true"),
                        "confusion_matrix.csv")
     artifacts.log_figure(figures.confusion_figure(cm, bundle.classes, title=f"{bundle.name} test split"),
                         "figures/confusion_matrix.png")
 
-    # Easiest and hardest examples: highest and lowest probability given to the true class.
-    p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
-    order = torch.argsort(p_true)
-    shown = min(cfg.examples, len(y))
     pixels = test.X.float() / 255 if test.X.dtype == torch.uint8 else test.X  # what a person sees
-    for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
-        captions = [f"{bundle.classes[int(y[i])]} -> {bundle.classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}"
-                    for i in idx]
-        fig = figures.image_grid(pixels[idx].numpy(), captions,
-                               title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
-        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+    _log_extremes(logp, pred, y, pixels, bundle.classes, cfg.examples)
 
     maps = conv(transform(test.X[:1].to(device)))[0].cpu().numpy()  # (F, H', W') of the first test image
     artifacts.log_figure(figures.feature_maps_figure(pixels[0].numpy(), maps,
                                                   title=f"first-layer feature maps (test image 0, "
                                                         f"class {bundle.classes[int(y[0])]})"),
                         "figures/feature_maps.png")
-    mlflow.log_image(filters_image(model, title="first-layer filters of the evaluated model"),
-                     artifact_file="figures/filters.png")
+    artifacts.log_image(filters_image(model, title="first-layer filters of the evaluated model"),
+                        "figures/filters.png")
     worst = per_class.sort_values("accuracy").iloc[0]
     echo(f"per-class accuracy from {per_class['accuracy'].min():.3f} ({worst['class']}) to "
          f"{per_class['accuracy'].max():.3f}")
@@ -140,7 +144,7 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
 
 
 def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
-    loaded = open_model(cfg)
+    loaded = open_model(cfg, echo)
     cfg, model, device, bundle = loaded.cfg, loaded.model, loaded.device, loaded.bundle
     binary = bundle.task == "binary"
     source = redact(bundle.meta.get("from") or f"fresh, data seed {cfg.data_seed}")  # --data-uri, or a fresh set

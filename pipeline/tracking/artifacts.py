@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from typing import Any, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
 
+from pipeline.errors import ConfigError
+from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
 
 
@@ -37,13 +40,13 @@ def log_table(df: Any, artifact_file: str) -> None:
 
 def pip_requirements() -> list[str]:
     """Pinned requirements for logged models (skips MLflow's slow requirement inference)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     reqs = []
     for pkg in ("torch", "mlflow", "numpy", "cloudpickle"):
         try:
             reqs.append(f"{pkg}=={version(pkg)}")
-        except Exception:  # noqa: BLE001 - a missing distribution just goes unpinned
+        except PackageNotFoundError:  # not installed (cloudpickle, in a trimmed environment): named, unpinned
             reqs.append(pkg)
     return reqs
 
@@ -65,7 +68,7 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     Served (pyfunc), it answers with the probability of each of ``classes`` and the predicted
     class (``serving.py``). ``registered_model_name`` also registers it as a new version. The
     requirements are written, not inferred (inference loads the model in a subprocess), and
-    checked against this environment without scanning it (``_without_distribution_scan``).
+    checked against this environment without scanning it (``compat.without_distribution_scan``).
     """
     import inspect
 
@@ -74,13 +77,14 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     from mlflow.models import Model
 
     from pipeline.tracking import serving
+    from pipeline.tracking.compat import without_distribution_scan
 
     model_cpu = model.to("cpu").eval()
     extra = {}
     if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
         extra["serialization_format"] = "pickle"
     input_shape = tuple(np.asarray(input_example).shape[1:])
-    with _without_pickle_warning(), _without_distribution_scan():
+    with _without_pickle_warning(), without_distribution_scan():
         Model.log(
             artifact_path=None,
             name=name,
@@ -113,28 +117,99 @@ def _without_pickle_warning() -> Iterator[None]:
         logger.removeFilter(quiet)
 
 
-_UNSET = object()
+def log_dict(obj: Any, artifact_file: str) -> None:
+    """A JSON (or YAML) artifact of the active run."""
+    import mlflow
+
+    mlflow.log_dict(obj, artifact_file)
 
 
-@contextlib.contextmanager
-def _without_distribution_scan() -> Iterator[None]:
-    """Let MLflow check the model's requirements against this environment without scanning it first.
+def log_image(image: Any, artifact_file: str) -> None:
+    """An image (array or PIL) as an artifact of the active run."""
+    import mlflow
 
-    MLflow checks them twice while it logs a model (when it saves it, and when it loads it
-    back to try the input example), each time through a map of every importable module to
-    its distribution, which it builds once per process by reading the file list of every
-    installed package: about half a second (torch alone lists 15,000 files). Our
-    requirements are named by their distributions (``pip_requirements``), whose versions
-    MLflow reads directly, so the check needs no map: it gets an empty one for this call.
-    Where MLflow keeps its map under another name, or has built it already, nothing changes.
-    """
-    from mlflow.utils import requirements_utils
+    mlflow.log_image(image, artifact_file=artifact_file)
 
-    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", _UNSET) is not None:
-        yield
-        return
-    requirements_utils._MODULES_TO_PACKAGES = {}
+
+def log_file(path: str | Path, artifact_dir: str | None = None) -> None:
+    """A local file as an artifact of the active run, under ``artifact_dir``."""
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path=artifact_dir)
+
+
+def active_run_id() -> str:
+    import mlflow
+
+    return mlflow.active_run().info.run_id
+
+
+def is_missing(err: BaseException) -> bool:
+    """MLflow's "no such artifact / run / model" (the store answered, and it is not there)."""
+    return getattr(err, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" and not is_store_fault(err)
+
+
+def download(uri: str, dst_path: str | None = None) -> str:
+    """The local path of an artifact (``runs:/<id>/<path>`` or any artifact URI); MLflow's errors pass."""
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst_path)
+
+
+def download_input(uri: str, option: str) -> str:
+    """The local path of an artifact that the user named with ``option``: one that is not there (or an
+    unknown scheme) is bad input, exit 2; a store that fails raises."""
+    from mlflow.exceptions import MlflowException
+
     try:
-        yield
-    finally:
-        requirements_utils._MODULES_TO_PACKAGES = None  # whoever infers requirements later builds the real map
+        return download(uri)
+    except (MlflowException, OSError, ImportError) as err:  # ImportError: a scheme whose client is missing (s3)
+        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+            raise
+        raise ConfigError(f"{option} {uri}: cannot download ({str(err).strip().splitlines()[0]})") from None
+
+
+def load_dict(uri: str) -> dict | None:
+    """A JSON artifact as a dict, or None when it is not there; a failing store raises."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.artifacts.load_dict(uri)
+    except MlflowException as err:
+        if is_missing(err):
+            return None
+        raise
+
+
+def copy_figures(run_id: str, names: dict[str, str], echo: Callable[[str], None] = print) -> list[str]:
+    """Put figures of another run (``figures/<name>``) on the active run, under new names; returns those copied.
+
+    A figure that the other run does not have is skipped with one line; any other failure (a
+    store that stopped answering) raises.
+    """
+    import shutil
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    copied = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for src, dst in names.items():
+            try:
+                path = download(f"runs:/{run_id}/figures/{src}", tmp)
+            except MlflowException as err:
+                if not is_missing(err):
+                    raise
+                echo(f"figure {src} of run {run_id} is not there (not drawn): not copied to {dst}")
+                continue
+            log_file(shutil.copy(path, Path(tmp) / dst), "figures")
+            copied.append(dst)
+    return copied
+
+
+def log_dataset(X: Any, y: Any, name: str, context: str) -> None:
+    """Arrays (rows, features) and their targets as an MLflow dataset input of the active run (the UI's Datasets)."""
+    import mlflow
+
+    mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name=name), context=context)

@@ -90,7 +90,7 @@ def _serve() -> None:
         job_id, as_png, draw, args, kwargs = job
         try:
             _send(answers, (job_id, True, (_png if as_png else _call)(draw, args, kwargs)))
-        except Exception:  # noqa: BLE001 - the stage reports it, with this traceback
+        except Exception:  # noqa: BLE001 - any drawing's error goes back: the stage raises DrawingError with it
             _send(answers, (job_id, False, traceback.format_exc()))
     os._exit(0)  # every answer is sent: nothing to clean up, and the stage's process may be waiting
 
@@ -167,6 +167,9 @@ class _Helper:
             future.set_exception(DrawingError(gone))
 
 
+# The one helper process of this process, reused by every stage that draws (`pipeline main` runs
+# five): each stage would otherwise start its own interpreter and import matplotlib again. What the
+# helper saves in `pipeline train` shows in benchmarks/bench_train.py ("drawing helper process").
 _HELPER: _Helper | None = None
 
 

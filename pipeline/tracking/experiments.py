@@ -13,6 +13,9 @@ import os
 import re
 from typing import Any, Sequence
 
+from pipeline.errors import ConfigError
+from pipeline.tracking.faults import is_store_fault
+
 DEFAULT_EXPERIMENT = "convnet-study"
 KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
@@ -47,10 +50,15 @@ def use_experiment(name: str | None) -> str:
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
-    if name is None:
-        from mlflow.tracking.fluent import _get_experiment_id
-
-        experiment_id = _get_experiment_id()
+    if name is None:  # $MLFLOW_EXPERIMENT_ID names it (experiment_name)
+        experiment_id = os.environ["MLFLOW_EXPERIMENT_ID"]
+        try:
+            client.get_experiment(experiment_id)
+        except MlflowException as err:
+            if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or is_store_fault(err):
+                raise
+            raise ConfigError(f"MLFLOW_EXPERIMENT_ID={experiment_id}: no such experiment in this store; unset it, "
+                              "or give --experiment-name") from None
     else:
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -87,14 +95,15 @@ def tag_experiment(experiment_id: str) -> None:
 def current_experiment_id() -> str:
     """The experiment a run started now lands in: the active run's, the one `mlflow run` made, or the active one."""
     import mlflow
-    from mlflow.tracking.fluent import _get_experiment_id
+
+    from pipeline.tracking.compat import active_experiment_id
 
     run = mlflow.active_run()
     if run is not None:
         return run.info.experiment_id
     if os.environ.get("MLFLOW_RUN_ID"):
         return mlflow.MlflowClient().get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
-    return _get_experiment_id()
+    return active_experiment_id()
 
 
 def unique_run_name(name: str, experiment_id: str, client: Any = None) -> str:

@@ -20,7 +20,12 @@ from pipeline.errors import ConfigError, EnvironmentFault, Interrupted
 from pipeline.tracking.redact import redact, scrub
 
 ENV_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT, errno.ENOMEM}
-_LOST: list[str] = []  # why the tracking store is gone (empty while it answers)
+# Why the tracking store is gone (empty while it answers). Process-wide because the store is: a
+# process writes to one tracking store, and every caller that would wait on it (MetricBuffer's
+# flushes, the end of each nested run, a sweep's trials) must know at once, without a handle
+# passed through every call. It saves a wait of each later call: ~17 s of bounded retries per
+# call to a dead server (connect.HTTP_RETRIES), and SQLite's 20 s busy wait. stage_run resets it.
+_LOST: list[str] = []
 
 
 class StoreLost(EnvironmentFault):
@@ -84,6 +89,17 @@ def is_locked(err: BaseException) -> bool:
     return any("database is locked" in str(e) for e in _chain(err))
 
 
+# where "database is locked" surfaces: sqlite3's error, SQLAlchemy's wrapping of it, MLflow's and Optuna's of that
+LOCK_CARRIERS = (("sqlite3", "OperationalError"), ("sqlalchemy.exc", "OperationalError"),
+                 ("mlflow.exceptions", "MlflowException"), ("optuna.exceptions", "StorageInternalError"))
+
+
+def _lock_carriers() -> tuple[type[BaseException], ...]:
+    """The classes of ``LOCK_CARRIERS`` among the modules loaded (none imported here)."""
+    found = (getattr(sys.modules.get(module), name, None) for module, name in LOCK_CARRIERS)
+    return tuple(cls for cls in found if isinstance(cls, type))
+
+
 def retry_locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """``fn(*args, **kwargs)``, tried again while a SQLite store is busy (up to ``LOCK_RETRY_S``): a
     busy file is not a lost store. Each try is one transaction, rolled back when it fails."""
@@ -91,7 +107,7 @@ def retry_locked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     while True:
         try:
             return fn(*args, **kwargs)
-        except Exception as err:
+        except _lock_carriers() as err:  # anything else is not a busy store: it goes on at once
             if not is_locked(err) or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay)

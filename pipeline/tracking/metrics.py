@@ -63,3 +63,10 @@ def log_batch(run_id: str, metrics: Mapping[str, float], params: Mapping[str, An
     faults.retry_locked(mlflow.MlflowClient().log_batch, run_id,
                         metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()],
                         params=[Param(k, str(v)) for k, v in (params or {}).items()])
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Metrics of the active run in one call (for a stage's few summary numbers)."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)

@@ -24,7 +24,11 @@ _USERINFO = re.compile(rf"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^{_STOP}:/@]*):
 _SECRET_WORDS = r"pass(?:word|wd)|pwd|secret|token|api[_-]?key|access[_-]?key|credentials?|authorization"
 _PARAM = re.compile(rf"(?i)(?P<head>(?:^|[?&;,\s(])[\w.\-]*(?:{_SECRET_WORDS})[\w.\-]*\s*[=:]\s*)"
                     rf"(?P<value>[^&;,{_STOP})]+)")
-_SEEN: set[str] = set()  # passwords of store URLs given to this process (see ``remember``)
+# Passwords of store URLs given to this process (see ``remember``). Process-wide because every line
+# that leaves the process (cli's one-line errors, a background thread's error, artifacts, run names)
+# passes through ``redact``, most far from where the URL was given: a password written without the
+# URL around it (a driver's message, PGPASSWORD) is hidden only if every redact knows it.
+_SEEN: set[str] = set()
 MIN_SEEN = 4  # shorter ones would hide ordinary letters everywhere; URL forms are hidden by pattern
 
 

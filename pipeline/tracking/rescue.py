@@ -12,6 +12,7 @@ import dataclasses
 import datetime
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def save(keep: Keep, stage: str, run_id: str | None, uri: str, reason: str) -> P
     for key, item in keep.items():
         try:
             written.append(_write(folder, key, item))
-        except Exception as err:  # noqa: BLE001 - save what can be saved; say what could not
+        except (OSError, TypeError, ValueError, RuntimeError, pickle.PicklingError) as err:  # disk, json, torch.save
+            # save what can be saved; README.txt names what could not, and the stage fails (StoreLost) anyway
             failed.append(f"{key} ({type(err).__name__}: {redact(err)})")
     lines = [
         f"Stage {stage} lost its MLflow tracking store {redact(uri)} at {stamp}: {redact(reason)}.",

@@ -1,6 +1,6 @@
 """MLflow runs: the store a stage writes to, the run it writes in, and its params and tags.
 
-Conventions (DESIGN.md): the tracking URI is ``--tracking-uri``, else
+Conventions: the tracking URI is ``--tracking-uri``, else
 ``$MLFLOW_TRACKING_URI``, else MLflow's default ``sqlite:///mlflow.db`` in the working
 directory; every stage runs in its own run, nested under the active run when there is one.
 """
@@ -76,6 +76,21 @@ def git_commit() -> str | None:
         return None
 
 
+def _start(stage: str, run_name: str | None, nested: bool) -> Any:
+    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
+            run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
+        return mlflow.start_run(run_name=run_name, nested=nested)
+    except MlflowException as err:  # e.g. $MLFLOW_EXPERIMENT_ID names no experiment
+        if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
+            raise
+        raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
               keep: Keep | None = None) -> Iterator[Any]:
@@ -92,24 +107,13 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    try:
-        if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
-            run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
-        run = mlflow.start_run(run_name=run_name, nested=nested)
-    except Exception as err:  # noqa: BLE001 - e.g. $MLFLOW_EXPERIMENT_ID names no experiment
-        if getattr(err, "error_code", "") not in BAD_INPUT_CODES or is_store_fault(err):
-            raise
-        raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+    run = _start(stage, run_name, nested)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
-            all_tags = {"stage": stage}
-            commit = git_commit()
-            if commit:
-                all_tags["git_commit"] = commit
-            all_tags.update({k: redact(v) for k, v in (tags or {}).items() if v is not None})
-            mlflow.set_tags(all_tags)
+            mlflow.set_tags({"stage": stage, **({"git_commit": git_commit()} if git_commit() else {}),
+                             **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
             yield run
     except StoreLost:
         status = "FAILED"
@@ -149,13 +153,14 @@ def _rescued(stage: str, run: Any, keep: Keep | None, uri: str) -> StoreLost:
 def _check_adopted_run() -> None:
     """``MLFLOW_RUN_ID`` (set by ``mlflow run``) must name a RUNNING run: finished runs are never reopened."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     run_id = os.environ.get("MLFLOW_RUN_ID")
     if not run_id:
         return
     try:
         run = mlflow.MlflowClient().get_run(run_id)
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for "no such run"
+    except MlflowException as err:  # no such run, or not a run id
         if is_store_fault(err):
             raise
         raise ConfigError(f"MLFLOW_RUN_ID={run_id}: no such run in {redact(mlflow.get_tracking_uri())}; "
@@ -183,12 +188,19 @@ def _no_retries() -> Iterator[None]:
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
-def best_effort(fn: Any, *args: Any, **kwargs: Any) -> None:
-    """Call ``fn``, ignoring its failure (bookkeeping on the way out of another failure)."""
+def best_effort(fn: Any, *args: Any, **kwargs: Any) -> bool:
+    """Call ``fn`` on the way out of another failure, which must stay the one that ends the stage; returns
+    whether it was done. When it fails, one line on stderr says what was not done, unless the store is
+    already lost (then the stage's own message says that its run could not be ended there)."""
     try:
         fn(*args, **kwargs)
-    except Exception:  # noqa: BLE001 - bookkeeping on the way out must not hide the real error
-        pass
+        return True
+    except Exception as err:  # noqa: BLE001 - any failure here: said in one line, then the real error goes on
+        if not faults.lost():
+            what = getattr(args[0] if fn is faults.retry_locked else fn, "__name__", "a tracking call")
+            print(f"Note: {what} was not done in the tracking store ({faults.reason(err)}); the run's "
+                  "status or tags there may be out of date: check it in the MLflow UI", file=sys.stderr)
+        return False
 
 
 def log_params_safely(params: Mapping[str, Any]) -> None:

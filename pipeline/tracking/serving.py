@@ -48,13 +48,20 @@ def signature(input_shape: Sequence[int], classes: Sequence[str]) -> Any:
 
 
 def _load_pyfunc(path: str, model_config: dict | None = None) -> "ProbabilityModel":
-    """Called by ``mlflow.pyfunc.load_model`` (and so by ``mlflow models serve``)."""
+    """Called by ``mlflow.pyfunc.load_model`` (and so by ``mlflow models serve``) with the model's ``data`` folder.
+
+    The module is loaded with the public ``mlflow.pytorch.load_model`` from the model's folder, on
+    the device that the model config names, else ``$MLFLOW_DEFAULT_PREDICTION_DEVICE``, else a GPU
+    where there is one (as mlflow.pytorch's own pyfunc does).
+    """
     import mlflow.pytorch
+    import torch
 
     config = dict(model_config or {})
-    inner = mlflow.pytorch._load_pyfunc(path, {"device": config.get("device")})
-    return ProbabilityModel(inner.get_raw_model(), inner.device, config.get("classes") or [],
-                            config.get("input_shape") or [])
+    device = (config.get("device") or os.environ.get("MLFLOW_DEFAULT_PREDICTION_DEVICE")
+              or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = mlflow.pytorch.load_model(os.path.dirname(os.path.abspath(path)), device=device, weights_only=False)
+    return ProbabilityModel(model, device, config.get("classes") or [], config.get("input_shape") or [])
 
 
 class ProbabilityModel:
@@ -101,17 +108,31 @@ def class_probabilities(out: Any) -> Any:
 def model_uri_of_run(run_id: str) -> str:
     """``runs:/<id>/<name>`` of the model that a run logged (train names it after what it is)."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
         outputs = run.outputs.model_outputs if getattr(run, "outputs", None) else []
         names = [client.get_logged_model(o.model_id).name for o in outputs]
-    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no such run here"
+    except MlflowException as err:  # no such run (or not a run id); RestException for a server
         if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
             raise
         raise ConfigError(f"cannot load model of run {run_id}: {str(err).strip().splitlines()[0]}") from None
     return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
+
+
+def load_module(uri: str, device: Any) -> Any:
+    """The ``nn.Module`` of a logged model, on ``device``, in eval mode; a bad URI is bad input (exit 2)."""
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.pytorch.load_model(uri, map_location=device).eval()
+    except (MlflowException, OSError, ImportError) as err:  # no such run, model or file; a scheme without its client
+        if is_store_fault(err):  # the store failed, not the input: exit 1 with what happened
+            raise
+        raise ConfigError(f"cannot load model {uri}: {str(err).strip().splitlines()[0]}") from None
 
 
 def check_servable(model_uri: str, host: str, port: int) -> None:
@@ -119,10 +140,11 @@ def check_servable(model_uri: str, host: str, port: int) -> None:
     import socket
 
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     try:
         mlflow.models.get_model_info(model_uri)
-    except Exception as err:  # noqa: BLE001 - MLflow raises many kinds; all mean "no model there"
+    except (MlflowException, OSError, ImportError) as err:  # no such run, model or file; a scheme without its client
         if is_store_fault(err):
             raise
         raise ConfigError(f"--model-uri {model_uri}: no model there ({str(err).strip().splitlines()[0]})") from None

@@ -123,10 +123,11 @@ def sqlite_file(uri: str) -> tuple[str | None, bool]:
 def check_db_url(uri: str, option: str) -> None:
     """A database URL that can be parsed, with a file name (SQLite) and no unencoded '@' in its password."""
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         url = make_url(uri)
-    except Exception as err:  # noqa: BLE001 - sqlalchemy raises ValueError, ArgumentError, ...
+    except (ArgumentError, ValueError) as err:  # what make_url raises for a string that is not a URL
         raise ConfigError(f"{option} {redact(uri)}: not a database URL ({scrub(err, uri)})") from None
     if url.host and "@" in url.host:
         raise ConfigError(f"{option} {redact(uri)}: the password holds an unencoded '@'; write it as %40, or "

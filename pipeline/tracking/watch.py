@@ -36,6 +36,7 @@ def _http_probe(uri: str) -> Callable[[], str | None]:
 
 def _sql_probe(uri: str) -> Callable[[], str | None]:
     from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
     from pipeline.tracking.stores import postgres_connect_args
@@ -47,7 +48,7 @@ def _sql_probe(uri: str) -> Callable[[], str | None]:
             with engine.connect() as con:
                 con.execute(text("SELECT 1"))
             return None
-        except Exception as err:  # noqa: BLE001 - any failure to answer counts as a miss
+        except (SQLAlchemyError, OSError) as err:  # a miss: the watch counts it, and names it when the store is lost
             return scrub(err, uri)
 
     return probe

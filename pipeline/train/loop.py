@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -108,64 +108,77 @@ def fit(
     cfg = resolve(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
     check_loss(cfg.loss, bundle.task)
-    criterion = make_criterion(cfg.loss)
-    optimizer = make_optimizer(cfg, model.parameters())
+    criterion, optimizer = make_criterion(cfg.loss), make_optimizer(cfg, model.parameters())
     transform = bundle.input_transform(device)
     X, y = place(bundle.train.X, device), place(bundle.train.y, device)
     Xv, yv = place(bundle.val.X, device), place(bundle.val.y, device)
-    n = X.shape[0]
-    bs = cfg.batch_size or n
+    n, bs = X.shape[0], cfg.batch_size or X.shape[0]
     n_batches = math.ceil(n / bs) if not cfg.max_batches else min(cfg.max_batches, math.ceil(n / bs))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    log_interval = cfg.log_interval or 0
-    history = History()
+    gen, history = torch.Generator().manual_seed(cfg.seed), History()
     model.train()
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(n, generator=gen).to(X.device) if bs < n else None
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
         bar = EpochBar(epoch, cfg.epochs, n_batches, progress)
-        for b, (xb, yb) in enumerate(minibatches(X, y, bs, device, transform, order, cfg.max_batches)):
-            optimizer.zero_grad(set_to_none=True)
-            out = model(xb)
-            loss = criterion(out, yb)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * xb.shape[0]
-            correct += correct_count(out.detach(), yb, bundle.task)
-            seen += xb.shape[0]
-            bar.step(loss)
-            if log_interval and b % log_interval == 0:  # the labs' script's progress line
-                bar.echo(echo, f"Train Epoch: {epoch} [{b * bs}/{n} ({100.0 * b / n_batches:.0f}%)]\t"
-                               f"Loss: {loss.item():.6f}")
-        bar.close()
-        train_loss = float(loss_sum) / seen
-        if not math.isfinite(train_loss):  # diverged: the run must not end FINISHED with NaN weights
-            raise NonFiniteLoss(f"the training loss became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "
-                                f"--optimizer {cfg.optimizer}): training diverged; lower --lr")
+        batches = minibatches(X, y, bs, device, transform, order, cfg.max_batches)
+        train_loss, train_acc, last_loss = _one_epoch(model, batches, criterion, optimizer, bundle.task, device, bar,
+                                                      _progress_line(cfg, epoch, bs, n, n_batches, bar, echo))
+        check_finite(train_loss, epoch, cfg)
         if cfg.print_every and (epoch == 1 or epoch % cfg.print_every == 0):
             echo("Epoch %d had training loss %.4f" % (epoch, train_loss))
         val_loss, val_acc = evaluate_split(model, Xv, yv, criterion, bundle.task, batch_size=cfg.test_batch_size,
                                            transform=transform, device=device)
-        metrics = {
-            "train_loss": train_loss,
-            "train_accuracy": int(correct) / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-        }
-        last_batch_loss = float(loss.detach())
+        metrics = {"train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss, "val_accuracy": val_acc}
         if n_batches > 1:
-            metrics["last_batch_loss"] = last_batch_loss
-        if log_interval:
-            nv = Xv.shape[0]
-            echo(f"Epoch {epoch}: final minibatch loss {last_batch_loss:.4f}; validation set: average loss "
-                 f"{val_loss:.4f}, accuracy {round(val_acc * nv)}/{nv} ({100.0 * val_acc:.0f}%)")
+            metrics["last_batch_loss"] = last_loss
+        if cfg.log_interval:
+            echo(f"Epoch {epoch}: final minibatch loss {last_loss:.4f}; validation set: average loss "
+                 f"{val_loss:.4f}, accuracy {round(val_acc * len(Xv))}/{len(Xv)} ({100.0 * val_acc:.0f}%)")
         for k, v in metrics.items():
             getattr(history, k).append(v)
         if on_epoch is not None:
             on_epoch(epoch, metrics)
     return history
+
+
+def check_finite(train_loss: float, epoch: int, cfg: TrainConfig) -> None:
+    """A diverged loss ends the stage: the run must not end FINISHED with NaN weights."""
+    if not math.isfinite(train_loss):
+        raise NonFiniteLoss(f"the training loss became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "
+                            f"--optimizer {cfg.optimizer}): training diverged; lower --lr")
+
+
+def _progress_line(cfg: TrainConfig, epoch: int, bs: int, n: int, n_batches: int, bar: Any,
+                   echo: Callable[[str], None]) -> Callable[[int, Any], None]:
+    """Echoes the labs' script's progress line after every ``log_interval``-th minibatch ``b``."""
+    def say(b: int, loss: Any) -> None:
+        if cfg.log_interval and b % cfg.log_interval == 0:
+            bar.echo(echo, f"Train Epoch: {epoch} [{b * bs}/{n} ({100.0 * b / n_batches:.0f}%)]\t"
+                           f"Loss: {loss.item():.6f}")
+
+    return say
+
+
+def _one_epoch(model: nn.Module, batches: Any, criterion: Any, optimizer: Any, task: str, device: torch.device,
+               bar: Any, say: Callable[[int, Any], None]) -> tuple[float, float, float]:
+    """One pass over ``batches``: (mean loss before each step, accuracy, last minibatch's loss).
+
+    Losses and counts stay on the device until the epoch ends (one host sync)."""
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for b, (xb, yb) in enumerate(batches):
+        optimizer.zero_grad(set_to_none=True)
+        out = model(xb)
+        loss = criterion(out, yb)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * xb.shape[0]
+        correct += correct_count(out.detach(), yb, task)
+        seen += xb.shape[0]
+        bar.step(loss)
+        say(b, loss)
+    bar.close()
+    return float(loss_sum) / seen, int(correct) / seen, float(loss.detach())
 
 
 def check_channels(expected: int | None, bundle: DataBundle, what: str = "the model") -> None:

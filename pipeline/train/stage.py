@@ -18,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -119,10 +119,27 @@ def describe_result(final: dict[str, float], bundle: DataBundle, name: str) -> s
             f"accuracy {final['val_accuracy']:.3f}.{verdict} Model `{name}`.")
 
 
+def final_figures(drawing: Drawing, model: torch.nn.Module, bundle: Any, cfg: TrainConfig, history: Any) -> None:
+    """The trained model's figures, handed to the drawing helper: filters, curves, and its data's own."""
+    final = history.last()
+    log_final_filters(drawing, model, f"{run_name('train', cfg, bundle.name)}: filters after {cfg.epochs} "
+                                      f"epochs (train loss {final['train_loss']:.4f})")
+    log_curves(drawing, history)
+    if bundle.task == "binary" and hasattr(model, "linear"):
+        log_detector_figures(drawing, model, bundle)
+    if bundle.task == "multiclass":
+        log_prediction_heatmap(drawing, model, bundle)
+
+
+def run_tags(cfg: TrainConfig, dataset: str, device: torch.device) -> dict[str, Any]:
+    """What the runs table groups train runs by."""
+    return {"recipe": cfg.recipe, "dataset": dataset, "model": cfg.model, "seed": cfg.seed,
+            "filters": ",".join(map(str, cfg.filters)), "kernel_size": ",".join(map(str, cfg.kernel_size)),
+            "device": str(device), "data_uri": cfg.data_uri}
+
+
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     """Train one model as the (resolved) config says, inside an MLflow run."""
-    import mlflow
-
     drawing = Drawing()  # its helper process starts now, and loads matplotlib while this one trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     cfg, bundle = load_data(cfg)
@@ -133,9 +150,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     device = pick_device(cfg.device)
     model = make_model(cfg, bundle).to(device)
     n_params = count_parameters(model)
-    tags = {"recipe": cfg.recipe, "dataset": bundle.name, "model": cfg.model, "seed": cfg.seed,
-            "filters": ",".join(map(str, cfg.filters)), "kernel_size": ",".join(map(str, cfg.kernel_size)),
-            "device": str(device), "data_uri": cfg.data_uri}
+    tags = run_tags(cfg, bundle.name, device)
     name = artifacts.model_name(cfg.model, cfg.filters, cfg.kernel_size)
     epochs: list[dict[str, float]] = []
     keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
@@ -164,14 +179,8 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             model.cpu().eval()
             final = history.last()
             # the figures go to the helper first: it draws them while the metrics are sent and the model logged
-            log_final_filters(drawing, model, f"{run_name('train', cfg, bundle.name)}: filters after {cfg.epochs} "
-                                              f"epochs (train loss {final['train_loss']:.4f})")
-            log_curves(drawing, history)
-            if bundle.task == "binary" and hasattr(model, "linear"):
-                log_detector_figures(drawing, model, bundle)
-            if bundle.task == "multiclass":
-                log_prediction_heatmap(drawing, model, bundle)
-        mlflow.log_dict(final, "final_metrics.json")
+            final_figures(drawing, model, bundle, cfg, history)
+        artifacts.log_dict(final, "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
                                         name=name, classes=bundle.classes, registered_model_name=cfg.register_model)
         provenance.describe(what, describe_result(final, bundle, name))

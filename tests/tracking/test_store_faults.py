@@ -43,7 +43,7 @@ def test_a_failing_background_thread_is_one_line(capsys):
     assert err.startswith("Error: ") and "unable to open database file" in err and "optuna-heartbeat" in err
 
 
-@pytest.mark.parametrize("where", ["pipeline.evaluate.loading", "pipeline.data.io"])
+@pytest.mark.parametrize("where", ["pipeline.tracking.serving", "pipeline.data.io"])
 def test_a_store_that_fails_while_loading_is_not_bad_input(where, monkeypatch, tracking_uri):
     """A model or data set that cannot be fetched because the server is down is exit 1, not 'no model there'."""
     import importlib
@@ -59,8 +59,8 @@ def test_a_store_that_fails_while_loading_is_not_bad_input(where, monkeypatch, t
     def down(*args, **kwargs):
         raise requests.exceptions.ConnectionError("Connection refused")
 
-    if where == "pipeline.evaluate.loading":
-        from pipeline.evaluate.loading import load_model as call
+    if where == "pipeline.tracking.serving":
+        from pipeline.tracking.serving import load_module as call
 
         monkeypatch.setattr(mlflow_pytorch, "load_model", down)
         args = ("runs:/0123456789abcdef0123456789abcdef/model", torch.device("cpu"))
