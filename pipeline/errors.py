@@ -1,7 +1,8 @@
 """The error types that become one line on stderr, never a traceback, each with its exit status.
 
 ``ConfigError``: bad input (exit 2). ``EnvironmentFault``: the machine or a store failed
-(exit 1). ``Interrupted``: a signal arrived (exit 128 + N); it is a ``KeyboardInterrupt``,
+(exit 1). ``CheckFailed``: a result did not pass its check, e.g. a replay that does not end where
+the run it replays ended (exit 1; the stage's run ends FAILED with it). ``Interrupted``: a signal arrived (exit 128 + N); it is a ``KeyboardInterrupt``,
 so that Optuna fails the current trial and the stage ends its runs KILLED.
 ``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``.
 """
@@ -24,6 +25,12 @@ class NonFiniteLoss(ConfigError):
 
 class EnvironmentFault(RuntimeError):
     """The environment failed (a store that does not answer or is read-only, a full disk): exit 1."""
+
+    exit_code = 1
+
+
+class CheckFailed(RuntimeError):
+    """A result failed its check (not the store, not the input): exit 1 with its one line."""
 
     exit_code = 1
 

@@ -40,3 +40,14 @@ def wait_for_url(url: str, server, timeout_s: float = 120, what: str = "the serv
         except OSError:
             assert server.poll() is None and time.monotonic() < deadline, f"{what} did not start"
             time.sleep(1)
+
+
+def retried_from(trial):
+    """The number of the trial that ``trial`` retries (None for a first try), through Optuna's public API."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from errorpath import error_lines, run_in_process, running_runs
-from helpers import REPO
+from helpers import REPO, retried_from
 
 LONG_TRIAL = ["--seeds", "256", "--epochs", "6000", "--filters", "2,3", "--kernel-sizes", "3", "--sampler", "grid",
               "--progress", "false"]
@@ -95,7 +95,7 @@ def test_ctrl_c_on_a_sweep_fails_the_trial_and_the_next_worker_retries_it(error_
     study = optuna.load_study(study_name="sigint", storage=storage)
     (failed, waiting) = study.trials
     assert failed.state.name == "FAIL" and waiting.state.name == "WAITING"
-    assert waiting.params == failed.params and waiting.system_attrs["failed_trial"] == failed.number
+    assert waiting.params == failed.params and retried_from(waiting) == failed.number
     assert not running_runs(world.uri)
     _, runs = _runs(world, "sigint")
     assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # the worker's parent and the trial
@@ -172,6 +172,6 @@ def test_signals_sent_to_real_processes(error_world, tmp_path):
         _, err = retry.communicate(timeout=300)
         assert retry.returncode == 0, err[-2000:]
         retried = [t for t in optuna.load_study(study_name=name, storage=storage).trials
-                   if t.system_attrs.get("failed_trial") == failed.number]
+                   if retried_from(t) == failed.number]
         assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == failed.params
     assert not running_runs(world.uri)

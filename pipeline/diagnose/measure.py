@@ -26,6 +26,7 @@ from pipeline.diagnose import anatomy
 from pipeline.diagnose.derivatives import DetectorObjective, gradients, hessians, kink_margins, values
 from pipeline.diagnose.replay import Trajectory, long_run, replay
 from pipeline.diagnose.source import CapacitySource
+from pipeline.errors import CheckFailed
 from pipeline.diagnose.verdicts import best_drop, probes
 
 
@@ -99,14 +100,9 @@ def last_switch(switched: np.ndarray) -> np.ndarray:
 REPLAY_TOLERANCE = 1e-2
 
 
-class ReplayMismatch(OSError):
+class ReplayMismatch(CheckFailed):
     """The replayed trainings do not end where the capacity run's ended: the diagnosis would be of other
-    trainings than the run's. Exit 1 with its one line, the diagnose run ended FAILED with it as its error.
-
-    Not an ``errors.EnvironmentFault``: ``runs.stage_run`` takes every one of those for a lost store (and
-    saves a rescue folder); an ``OSError`` without an errno is a failure of its own, which the CLI prints
-    as its one line with exit 1 (``tracking.faults.describe``).
-    """
+    trainings than the run's. Exit 1 with its one line, the diagnose run ended FAILED with it as its error."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-from pipeline.errors import ConfigError, EnvironmentFault, Interrupted
+from pipeline.errors import CheckFailed, ConfigError, EnvironmentFault, Interrupted
 from pipeline.tracking.redact import redact, scrub
 
 ENV_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EDQUOT, errno.ENOMEM}
@@ -142,7 +142,7 @@ def describe(err: BaseException) -> tuple[int, str]:
         return err.exit_code, f"Error: {err}"
     if isinstance(err, KeyboardInterrupt):
         return 130, f"Error: {Interrupted(2)}"
-    if isinstance(err, (ConfigError, EnvironmentFault)):  # ours: one line already, or its first line
+    if isinstance(err, (ConfigError, EnvironmentFault, CheckFailed)):  # ours: one line already, or its first line
         text = str(err).strip() or type(err).__name__  # whole: it ends with what to do
         return (2 if isinstance(err, ConfigError) else 1), f"Error: {redact(text.splitlines()[0])}"
     if isinstance(err, MemoryError):

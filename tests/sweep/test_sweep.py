@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from helpers import REPO, run_cli
+from helpers import REPO, retried_from, run_cli
 from pipeline.config.studies import SweepConfig
 from pipeline.sweep import stage as sweep
 
@@ -33,17 +33,6 @@ def _trial_runs(client, study_name):
     exps = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(exps, max_results=5000)
     return [r for r in runs if r.data.tags.get("stage") == "sweep-trial" and r.data.tags.get("study_name") == study_name]
-
-
-def _retried_from(trial):
-    """The number of the trial that ``trial`` retries (None for a first try), through Optuna's public API."""
-    import warnings
-
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def _load(study_name, storage):
@@ -163,7 +152,7 @@ def test_killed_worker_trial_is_failed_retried_and_its_run_closed(client, tmp_pa
     study = _load("kill", storage)
     killed = study.trials[running.number]
     assert killed.state.name == "FAIL"
-    retried = [t for t in study.trials if _retried_from(t) == running.number]
+    retried = [t for t in study.trials if retried_from(t) == running.number]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert retried[0].params == killed.params
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
