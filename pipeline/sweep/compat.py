@@ -1,6 +1,6 @@
 """Every Optuna name outside its public API that the sweep relies on, each with why, and what it saves.
 
-``tests/sweep/test_compat.py`` checks each one against the installed Optuna and fails naming this
+``tests/sweep/test_optuna_compat.py`` checks each one against the installed Optuna and fails naming this
 module when Optuna changes underneath it.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every private name of MLflow that the pipeline uses, and only here.
 
 Each use says why no public API serves, what it saves, and what happens without it (the
-public fallback). ``tests/tracking/test_compat.py`` fails, naming MLflow and this module,
+public fallback). ``tests/tracking/test_mlflow_compat.py`` fails, naming MLflow and this module,
 when an MLflow release renames or removes one of them.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import contextlib
 import os
 from typing import Iterator
 
-# (module, name) of each private MLflow name used below: what test_compat checks
+# (module, name) of each private MLflow name used below: what test_mlflow_compat checks
 PRIVATE_NAMES = (
     ("mlflow.utils.requirements_utils", "_MODULES_TO_PACKAGES"),
     ("mlflow.tracking.fluent", "_get_experiment_id"),
@@ -75,7 +75,7 @@ def forget_active_experiment() -> None:
 
     Why private: MLflow can set the active experiment but has no public call to unset it.
     Saves: a fresh Python process per test that changes the experiment (about 4 s of imports each).
-    Fallback: none is needed where the name is gone; test_compat then fails, naming this module.
+    Fallback: none is needed where the name is gone; test_mlflow_compat then fails, naming this module.
     """
     from mlflow.tracking import fluent
 
