@@ -19,6 +19,7 @@ Used by ``multiseed.py``, which owns the initial weights, the SGD step and the r
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,9 +83,25 @@ class WindowIndex:
             n=n,
         )
 
+    @classmethod
+    def cached(cls, X: torch.Tensor, y: torch.Tensor, kernel_size: int) -> "WindowIndex":
+        """``build``, remembered for the last few (data, k): a grid's cells of one k share their data, and
+        building costs more than a cell's training (``build`` reads X and y as float64, so does the key).
+        The index is shared: nothing may change it in place (the passes here only read it)."""
+        x = torch.as_tensor(X).detach().to(device="cpu", dtype=torch.float64).numpy()
+        labels = torch.as_tensor(y).detach().to(device="cpu", dtype=torch.float64).numpy()
+        return _built(x.tobytes(), x.shape, labels.tobytes(), labels.shape, kernel_size)
+
     def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "WindowIndex":
         return WindowIndex(self.windows.to(device, dtype), self.ids.to(device), self.groups,
                            self.count.to(device, dtype), self.positives.to(device, dtype), self.n)
+
+
+@functools.lru_cache(maxsize=8)
+def _built(x: bytes, x_shape: tuple, labels: bytes, labels_shape: tuple, kernel_size: int) -> WindowIndex:
+    X = torch.from_numpy(np.frombuffer(x, dtype=np.float64).reshape(x_shape).copy())
+    y = torch.from_numpy(np.frombuffer(labels, dtype=np.float64).reshape(labels_shape).copy())
+    return WindowIndex.build(X, y, kernel_size)
 
 
 # --------------------------------------------------------------------------- forward/backward

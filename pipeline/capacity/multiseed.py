@@ -198,7 +198,7 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
 def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
                   epochs, history_every, X_test, y_test, device, dtype, on_record=None) -> list[MultiSeedResult]:
     """One computation for all filter counts in ``filters`` with kernel size ``k``."""
-    index = WindowIndex.build(X, y, k).to(device, dtype)
+    index = WindowIndex.cached(X, y, k).to(device, dtype)
     S = len(seeds)
     units, const, batch = stack_initial(filters, k, seeds, device, dtype)
     record = _history_epochs(epochs, history_every)
@@ -219,7 +219,7 @@ def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, l
     with torch.no_grad():
         test_acc = None
         if X_test is not None:
-            test_index = WindowIndex.build(X_test, y_test, k).to(device, dtype)
+            test_index = WindowIndex.cached(X_test, y_test, k).to(device, dtype)
             test_acc = accuracy(forward(units, const, test_index, batch)[0], test_index)
     units, const = units.cpu(), const.cpu()
     out, start = [], 0

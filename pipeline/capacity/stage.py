@@ -39,6 +39,7 @@ from pipeline.tracking.rescue import Keep
 
 if TYPE_CHECKING:
     from pipeline.capacity.images.stage import ImageCapacityResult
+    from pipeline.tracking.drawing import Drawing
 
 @dataclass(frozen=True)
 class CapacityResult:
@@ -57,9 +58,11 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         return images.run(cfg, echo)
     from pipeline.data.io import log_bundle_input
     from pipeline.data.load import synthetic_bundle
+    from pipeline.tracking.drawing import Drawing
 
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
+    drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     seeds = study.seeds_of(cfg)
     tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
@@ -69,12 +72,15 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     with study.torch_threads(cfg.threads), studies.study_run(
             "capacity", cfg, f"capacity {grid_text}", {**tags, "grid": grid_text}, Keep(config=cfg, seeds=tables),
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
-                 "estimates P(success) with 95% Wilson intervals.") as run_id:
+                 "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
         log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-        seconds = _train_grid(cfg, seeds, settings, tags, tables)
+        cell_seconds = _train_grid(cfg, seeds, settings, tables)
+        seconds = sum(cell_seconds.values())
         table = pd.concat(tables, ignore_index=True)
         summary = summarize(table, cfg.tau)
         lottery = lottery_fit(summary)
+        _draw(drawing, table, summary, lottery, cfg.tau)  # drawn in the helper while the runs below are logged
+        _log_children(summary, cell_seconds, cfg, tags)
         _log_parent(table, summary, lottery, cfg, seconds)
         provenance.describe(description(summary, lottery, cfg.tau))
         study.write_table(table, cfg.table)
@@ -82,47 +88,61 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     return CapacityResult(run_id, table, summary, lottery, seconds)
 
 
-def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings, tags: dict,
-                tables: list[pd.DataFrame]) -> float:
-    """Train and log every configuration, appending its per-seed table to ``tables``; the training seconds."""
+def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings,
+                tables: list[pd.DataFrame]) -> dict[tuple[int, int], float]:
+    """Train every configuration, appending its per-seed table to ``tables``; the training seconds per (F, k)."""
     from tqdm import tqdm
 
-    seconds = 0.0
+    seconds: dict[tuple[int, int], float] = {}
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
         for f, k in bar:
             bar.set_postfix_str(f"F={f} k={k}")
             t0 = time.perf_counter()
-            part = seed_table(f, k, seeds, settings)
-            dt = time.perf_counter() - t0
-            seconds += dt
-            tables.append(part)
-            _log_child(part, f, k, cfg, tags, dt)
+            tables.append(seed_table(f, k, seeds, settings))
+            seconds[(f, k)] = time.perf_counter() - t0
     return seconds
 
 
-def _log_child(part: pd.DataFrame, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
-    """One child run per configuration: its P(success), interval and generalisation, in one batch."""
-    row = summarize(part, cfg.tau).iloc[0]
+def _log_children(summary: pd.DataFrame, seconds: dict[tuple[int, int], float], cfg: CapacityConfig,
+                  tags: dict) -> None:
+    """One child run per configuration, in the grid's order: its P(success), interval and generalisation.
+
+    Each row of ``summary`` is what ``summarize`` gives for that configuration's seeds alone (it
+    summarises each (F, k) on its own), so the grid's statistics are computed once, not twice."""
+    rows = summary.set_index(["filters", "kernel_size"])
+    for f, k in seconds:
+        _log_child(rows.loc[(f, k)], f, k, cfg, tags, seconds[(f, k)])
+
+
+def _log_child(row: pd.Series, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
+    """One child run: its metrics and params in one batch, its description in words."""
+    n = int(row.n)
     metrics = {"p_success": row.p_success, "p_success_lo": row.p_success_lo, "p_success_hi": row.p_success_hi,
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
-               "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(part)}
+               "train_seconds": seconds, "ms_per_training": 1000 * seconds / n}
     metrics.update({c: row[c] for c in row.index if c.startswith("p_success_tau_")})
     for c in ("test_accuracy_success", "test_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
     params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=f, kernel_size=k)
     studies.log_child("capacity", f"capacity F{f} k{k}", {**tags, "filters": f, "kernel_size": k}, metrics, params,
-                      description=(f"Trains the 1D detector with {f} filters of width {k} from {len(part)} seeds "
+                      description=(f"Trains the 1D detector with {f} filters of width {k} from {n} seeds "
                                    "at once.",
                                    f"P(success) = {row.p_success:.3f} [{row.p_success_lo:.3f}, "
-                                   f"{row.p_success_hi:.3f}]: {int(row.successes)} of {int(row.n)} seeds reached "
+                                   f"{row.p_success_hi:.3f}]: {int(row.successes)} of {n} seeds reached "
                                    f"loss < {cfg.tau:g}; median final loss {row.median_final_loss:.3f}."))
 
 
-def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
-    from pipeline.capacity.plots import curves_figure, heatmap_figure, histogram_figure
+def _draw(drawing: Drawing, table: pd.DataFrame, summary: pd.DataFrame, lottery: pd.DataFrame, tau: float) -> None:
+    """The parent's three figures, handed to the drawing helper (logged when the study's block ends)."""
+    plots = "pipeline.capacity.plots"
+    drawing.figure("figures/p_success_heatmap.png", f"{plots}:heatmap_figure", summary)
+    drawing.figure("figures/p_success_vs_filters.png", f"{plots}:curves_figure", summary, lottery)
+    drawing.figure("figures/final_loss_histogram.png", f"{plots}:histogram_figure", table, tau)
 
+
+def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) -> None:
     metrics = {"trainings": len(table), "train_seconds": seconds, "ms_per_training": 1000 * seconds / len(table),
                "p_success_overall": float(table["success"].mean()), **summary_metrics(summary)}
     for k, part in lottery.groupby("kernel_size"):
@@ -132,11 +152,7 @@ def _log_parent(table, summary, lottery, cfg: CapacityConfig, seconds: float) ->
             metrics[f"lottery_p_value_k{k}"] = part["p_value"].iloc[0]
         metrics[f"lottery_max_abs_deviation_k{k}"] = float(part["deviation"].abs().max())
     studies.log_results(
-        {"tables/seeds.csv": table, "tables/summary.csv": summary, "tables/lottery_fit.csv": lottery},
-        {"figures/p_success_heatmap.png": lambda: heatmap_figure(summary),
-         "figures/p_success_vs_filters.png": lambda: curves_figure(summary, lottery),
-         "figures/final_loss_histogram.png": lambda: histogram_figure(table, cfg.tau)},
-        metrics)
+        {"tables/seeds.csv": table, "tables/summary.csv": summary, "tables/lottery_fit.csv": lottery}, {}, metrics)
 
 
 def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: float, trainings: int) -> list[str]:

@@ -35,11 +35,16 @@ def describe(what: str, result: str | None = None, run_id: str | None = None) ->
     """The run's description (``mlflow.note.content``, Markdown): what it does, then what came of it."""
     import mlflow
 
-    text = redact(what if result is None else f"{what}\n\n{result}")  # it may quote a URL the user gave
+    text = note(what, result)
     if run_id is None:
         mlflow.set_tag(NOTE_TAG, text)
     else:
         mlflow.MlflowClient().set_tag(run_id, NOTE_TAG, text)
+
+
+def note(what: str, result: str | None = None) -> str:
+    """The description's text, with passwords hidden (it may quote a URL the user gave)."""
+    return redact(what if result is None else f"{what}\n\n{result}")
 
 
 def run_settings(run_id: str, echo: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, str]]:

@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import artifacts, experiments, faults, provenance, runs
 from pipeline.tracking.metrics import MetricBuffer, log_batch
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
+
+PARENT_TAG, NAME_TAG = "mlflow.parentRunId", "mlflow.runName"  # what MLflow's UI nests and names runs by
 
 
 @contextlib.contextmanager
@@ -33,17 +35,58 @@ def study_run(stage: str, cfg: Any, run_name: str, tags: Mapping[str, Any], keep
 def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mapping[str, float],
               params: Mapping[str, Any], description: tuple[str, str] | None = None,
               curves: Iterable[tuple[int, Mapping[str, float]]] = ()) -> None:
-    """One child run of a study, nested under its parent: metrics at step 0 and params in one batch, the
-    ``(what, result)`` description when given, and ``curves`` as (step, metrics) pairs."""
-    with runs.stage_run(stage, run_name=run_name, tags=tags) as child:
-        if description is not None:
-            provenance.describe(*description)
-        log_batch(child.info.run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
+    """One child run of a study, nested under the active run: metrics at step 0 and params in one batch,
+    the ``(what, result)`` description when given, and ``curves`` as (step, metrics) pairs.
+
+    In four calls to the store (its name checked, the run created with every tag, one batch, its end)
+    where ``runs.stage_run`` takes six: a grid logs dozens of children, at ~20 ms per SQLite call.
+    Its tags are those ``stage_run`` gives a nested run (MLflow's context tags, ``stage``,
+    ``git_commit``); it ends FINISHED, FAILED (tagged with the error) or KILLED, as a stage's run does.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run_id = _create_child(client, stage, run_name, tags, description)
+    status = "FAILED"
+    try:
+        log_batch(run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
         curves = list(curves)
         if curves:
-            with MetricBuffer(child.info.run_id) as buffer:
+            with MetricBuffer(run_id) as buffer:
                 for step, values in curves:
                     buffer.log(values, step=step)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED" if faults.lost() is None else "FAILED"
+        raise
+    except BaseException as err:
+        if faults.is_store_fault(err):
+            faults.mark_lost(faults.reason(err))  # the parent's stage_run saves what it holds
+        else:
+            runs.best_effort(client.set_tag, run_id, "error", faults.describe(err)[1].removeprefix("Error: ")[:500])
+        raise
+    finally:
+        if not faults.lost():
+            faults.retry_locked(client.set_terminated, run_id, status)
+
+
+def _create_child(client: Any, stage: str, run_name: str, tags: Mapping[str, Any],
+                  description: tuple[str, str] | None) -> str:
+    """A RUNNING child of the active run with a name unique in its experiment and every tag; its id."""
+    import mlflow
+    from mlflow.tracking.context.registry import resolve_tags  # what mlflow.start_run adds: user, source
+
+    parent = mlflow.active_run()
+    name = experiments.unique_run_name(redact(run_name), parent.info.experiment_id, client)
+    commit = runs.git_commit()
+    given = {"stage": stage, **({"git_commit": commit} if commit else {}),
+             **{k: redact(v) for k, v in tags.items() if v is not None}}
+    if description is not None:
+        given[experiments.NOTE_TAG] = provenance.note(*description)
+    given.update({PARENT_TAG: parent.info.run_id, NAME_TAG: name})
+    run = faults.retry_locked(client.create_run, parent.info.experiment_id,
+                              tags={k: str(v) for k, v in resolve_tags(given).items()}, run_name=name)
+    return run.info.run_id
 
 
 def log_results(tables: Mapping[str, Any], figures: Mapping[str, Callable[[], Any]],
