@@ -179,6 +179,8 @@ class MainConfig(TrackingFields):
                                    "puts P(success) against F on the front page (0 = no grid)")
     storage: str = opt("sqlite:///optuna.db", "Optuna storage of the closing sweep (sqlite:///FILE, "
                                               "postgresql://..., FILE.journal)", SETTING)
+    rerun: bool = opt(False, "run every stage again, even one that a finished run of the same configuration, code "
+                             "and data in this experiment has done (by default that run is reused)", SETTING)
 
     def __post_init__(self) -> None:
         check_fields(self)
