@@ -193,6 +193,12 @@ class MainConfig(TrackingFields):
 
 
 @dataclass(frozen=True)
+class ReproduceConfig(TrackingFields):
+    """reproduce: a finished run again from its config.json, compared with the original value by value (the run id
+    is the command's argument; the reproduction goes to the original's experiment)."""
+
+
+@dataclass(frozen=True)
 class InspectConfig(EvaluateConfig):
     """inspect: what a trained model learned (activation maximisation, saliency, Sobel scores)."""
 

@@ -13,7 +13,7 @@ Every stage run carries (``stage_run`` and ``provenance.log_config`` set them):
 - ``identity.torch``, ``identity.mlflow``, ``identity.optuna``, ``identity.device``;
 - ``identity.key``: the digest of config, code and inputs: two runs with the same key did the same
   work on the same code and data (a dirty tree gives no key);
-- ``identity.request``: the key of what ``pipeline main`` asked of the stage (``requested``), by
+- ``identity.request``: the key of what ``pipeline main`` asked of the stage (``first_run_tags``), by
   which the next ``main`` finds the run to reuse (``find_requested``).
 
 One ``git`` call per process (``git describe --always --dirty``, about 10 ms), cached.
@@ -184,23 +184,27 @@ def data_tag(context: str) -> str:
     return f"{PREFIX}data.{context}"
 
 
-_pending: list[str] = []  # the request key that the next run to start takes (``requested``)
+_pending: dict[str, str] = {}  # the tags that the next run to start takes (``first_run_tags``)
 
 
 @contextlib.contextmanager
-def requested(key: str | None) -> Iterator[None]:
-    """The first run started inside is tagged ``identity.request=<key>``: what ``pipeline main`` asked of a stage,
-    before the stage resolved it (recipe, data), so that the next ``main`` finds the run (``find_requested``)."""
-    _pending[:] = [key] if key else []
+def first_run_tags(tags: Mapping[str, str | None]) -> Iterator[None]:
+    """The first run started inside gets ``tags`` (those with a value): e.g. ``identity.request=<key>``, what
+    ``pipeline main`` asked of a stage before the stage resolved it (recipe, data), by which the next ``main``
+    finds the run (``find_requested``); or ``reproduces=<id>``."""
+    _pending.clear()
+    _pending.update({k: v for k, v in tags.items() if v})
     try:
         yield
     finally:
         _pending.clear()
 
 
-def take_request() -> dict[str, str]:
-    """The pending ``identity.request`` tag, for the run that starts now (then no other run gets it)."""
-    return {REQUEST: _pending.pop()} if _pending else {}
+def take_pending() -> dict[str, str]:
+    """The pending tags, for the run that starts now (then no other run gets them)."""
+    out = dict(_pending)
+    _pending.clear()
+    return out
 
 
 def find_requested(key: str | None, experiment_id: str) -> Any | None:

@@ -95,7 +95,7 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
             commit = identity.git_commit()
-            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(), **identity.take_request(),
+            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(), **identity.take_pending(),
                              **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
             yield run
     except StoreLost:

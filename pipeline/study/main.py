@@ -22,7 +22,7 @@ from pipeline.config.studies import CapacityConfig, SweepConfig
 from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
-from pipeline.tracking import artifacts, identity, provenance, reuse as reading, runs
+from pipeline.tracking import artifacts, identity, provenance, reuse as reading, runs, serving
 from pipeline.tracking.links import ui_link
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
@@ -52,7 +52,7 @@ class Reuse:
         key = identity.key_of(stage_cfg, identity.inputs_digest(stage_cfg))
         found = None if self.cfg.rerun else identity.find_requested(key, self.experiment_id)
         if found is None:
-            with identity.requested(key):
+            with identity.first_run_tags({identity.REQUEST: key}):
                 return fresh(stage_cfg)
         run_id = found.info.run_id
         self.echo(f"reused run {run_id} ({found.info.run_name}): same configuration, code and data "
@@ -75,7 +75,7 @@ def reused_training(run_id: str) -> train.TrainResult:
     last = reading.last_metrics(run_id)
     history = History(**reading.curves(run_id, ("train_loss", "train_accuracy", "val_loss", "val_accuracy")))
     final = {k: last[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in last}
-    return train.TrainResult(run_id, reading.model_uri(run_id), final, history, None)
+    return train.TrainResult(run_id, serving.model_uri_of_run(run_id), final, history, None)
 
 
 def reused_evaluation(run_id: str) -> evaluate.EvalResult:
@@ -111,6 +111,36 @@ def sweep_config(cfg: MainConfig) -> SweepConfig:
                        seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False, worker_index=0)  # one worker
 
 
+def train_and_measure(cfg: MainConfig, reuse: Reuse, echo: Callable[[str], None]) -> tuple[dict, dict, Any]:
+    """prepare-data, train and evaluate both filter counts, the capacity grid: each run, or reused."""
+    small, large = cfg.small_filters, cfg.large_filters
+    echo("== prepare-data")
+    data_uri = reuse("prepare-data", PrepareDataConfig(), lambda c: prepare_data.run(c, echo=echo).data_uri,
+                     lambda run_id: f"runs:/{run_id}/data")
+    trained: dict[int, train.TrainResult] = {}
+    evaluated: dict[int, evaluate.EvalResult] = {}
+    for f in (small, large):
+        echo(f"== train: {f} filters, seed {cfg.seed}")
+        trained[f] = reuse(f"train F{f}", TrainConfig(data_uri=data_uri, filters=(f,), seed=cfg.seed,
+                                                      epochs=cfg.epochs), lambda c: train.run(c, echo=echo),
+                           reused_training)
+    for f, result in trained.items():
+        echo(f"== evaluate: {f} filters")
+        evaluated[f] = reuse(f"evaluate F{f}", EvaluateConfig(model_uri=result.model_uri),
+                             lambda c: evaluate.run(c, echo=echo), reused_evaluation)
+    echo("")
+    echo("filters  final train loss  train acc  test acc")
+    for f in trained:
+        echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
+             f"  {evaluated[f].test_accuracy:8.3f}")
+    grid = None
+    if cfg.capacity_seeds:
+        echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
+        grid = reuse("capacity", CapacityConfig(seeds=cfg.capacity_seeds, epochs=cfg.epochs),
+                     lambda c: capacity.run(c, echo=echo), reused_grid)
+    return trained, evaluated, grid
+
+
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
     if cfg.sweep_trials:  # what the closing sweep would refuse is found now, not after all the training
@@ -123,30 +153,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         provenance.describe("The whole offline study, running: prepare-data, train and evaluate the detector with "
                             f"{small} and {large} filters, a capacity grid, an Optuna sweep.")
         reuse = Reuse(cfg, parent.info.experiment_id, echo)
-        echo("== prepare-data")
-        data_uri = reuse("prepare-data", PrepareDataConfig(), lambda c: prepare_data.run(c, echo=echo).data_uri,
-                         lambda run_id: f"runs:/{run_id}/data")
-        trained: dict[int, train.TrainResult] = {}
-        evaluated: dict[int, evaluate.EvalResult] = {}
-        for f in (small, large):
-            echo(f"== train: {f} filters, seed {cfg.seed}")
-            trained[f] = reuse(f"train F{f}", TrainConfig(data_uri=data_uri, filters=(f,), seed=cfg.seed,
-                                                          epochs=cfg.epochs), lambda c: train.run(c, echo=echo),
-                               reused_training)
-        for f, result in trained.items():
-            echo(f"== evaluate: {f} filters")
-            evaluated[f] = reuse(f"evaluate F{f}", EvaluateConfig(model_uri=result.model_uri),
-                                 lambda c: evaluate.run(c, echo=echo), reused_evaluation)
-        echo("")
-        echo("filters  final train loss  train acc  test acc")
-        for f in trained:
-            echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
-                 f"  {evaluated[f].test_accuracy:8.3f}")
-        grid = None
-        if cfg.capacity_seeds:
-            echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
-            grid = reuse("capacity", CapacityConfig(seeds=cfg.capacity_seeds, epochs=cfg.epochs),
-                         lambda c: capacity.run(c, echo=echo), reused_grid)
+        trained, evaluated, grid = train_and_measure(cfg, reuse, echo)
         swept = None
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
