@@ -1,6 +1,7 @@
 """``pipeline reproduce <run id>``: a finished run of train, evaluate, capacity (1D and images) or
 capacity-pattern run again from its ``config.json``, in a new run tagged ``reproduces=<id>``, and
-compared with the original: every metric at every step, and the weights of its model.
+compared with the original: every metric at every step (but timings: ``TIMINGS``), and the
+weights of its model.
 
 Same code, data and environment on the CPU: every value is equal, and one line says how many were
 compared. Otherwise the first difference (metric, step, both values) and what differs (code, data,
@@ -9,6 +10,7 @@ environment: ``identity.differences``) are printed, and the exit status is 1.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,6 +24,7 @@ from pipeline.evaluate import stage as evaluate
 from pipeline.tracking import identity, reuse as reading, runs, studies
 from pipeline.train import stage as train
 
+TIMINGS = re.compile(r"(^ms_per_|_seconds$|^system/)")  # how long it took, and the machine's load: never equal
 NOT_REPLAYED = ("tracking_uri", "experiment_name", "table", "register_model")  # where results go, not what they are
 
 
@@ -87,6 +90,8 @@ def compare(a: str, b: str) -> tuple[int, str | None]:
     count = 0
     theirs = reading.all_curves(b)
     for key, history in reading.all_curves(a).items():
+        if TIMINGS.search(key):
+            continue
         other = theirs.get(key, [])
         for i, (step, value) in enumerate(history):
             if i >= len(other) or other[i] != (step, value):
