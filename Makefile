@@ -18,9 +18,11 @@ setup: $(STAMP)
 PORT       ?= 5001
 EXPERIMENT ?= convnet-study
 
-## run: the main job, `mlflow run .` on the built-in synthetic data (offline), into the experiment convnet-study
+## run: the main job, `mlflow run .` on the built-in synthetic data (offline), into the experiment convnet-study;
+## a stage already done (same configuration, code and data) is reused: `make run RERUN=1` runs every stage again
+RERUN ?=
 run: setup
-	mlflow run . --env-manager local --experiment-name $(EXPERIMENT)
+	mlflow run . --env-manager local --experiment-name $(EXPERIMENT)$(if $(RERUN), -P rerun=true)
 
 ## ui: the MLflow UI on the store that `make run` fills (http://127.0.0.1:5000)
 ui: setup

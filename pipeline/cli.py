@@ -20,8 +20,8 @@ from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.options import config_options
 from pipeline.config.recipes import RECIPES
-from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ServeConfig,
-                                    TrainConfig)
+from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ReproduceConfig,
+                                    ServeConfig, TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import interrupt_signals
 from pipeline.tracking.links import results_line
@@ -34,15 +34,15 @@ _OWN_PROCESS = False
 
 @contextlib.contextmanager
 def stage_imports(tracked: bool = True) -> Iterator[None]:
-    """Load a stage: its modules, and mlflow if it tracks; in a process of its own with the cyclic
-    garbage collector paused, and what was loaded then frozen.
+    """Load a stage: its modules, and mlflow if it tracks; in a process of its own with the cyclic garbage collector
+    paused, and what was loaded then frozen.
 
-    Importing torch and mlflow creates millions of long-lived objects, and the collector scans
-    them again and again while they load (about a third of the import time). Frozen, they are
-    never scanned again: not by the collections during the run, nor by those at exit. Process-wide
-    by nature (the collector is), so only where ``main`` owns the process, never in a caller's.
-    benchmarks/bench_train.py ("frozen GC") measures it: `pipeline train` without it took 7.9 s
-    longer (1.44x, median of 3) and 10.2 s (2.06x, one run) on the shared 2-core test machine.
+    Importing torch and mlflow creates millions of long-lived objects, and the collector scans them again and
+    again while they load (about a third of the import time). Frozen, they are never scanned again: not by the
+    collections during the run, nor by those at exit. Process-wide by nature (the collector is), so only where
+    ``main`` owns the process, never in a caller's. benchmarks/bench_train.py ("frozen GC") measures it: `pipeline
+    train` without it took 7.9 s longer (1.44x, median of 3) and 10.2 s (2.06x, one run) on the shared 2-core test
+    machine.
     """
     paused = _OWN_PROCESS and gc.isenabled()
     if paused:
@@ -175,10 +175,21 @@ def main_cmd(config: MainConfig) -> None:
     """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
     capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
     with stage_imports():
-        from pipeline import main as main_stage
+        from pipeline.study import main as main_stage
 
     result = main_stage.run(config)
     click.echo(results_line(result.run_id))
+
+
+@cli.command("reproduce")
+@click.argument("run_id")
+@config_options(ReproduceConfig)
+def reproduce_cmd(config: ReproduceConfig, run_id: str) -> None:
+    """A finished run again (tagged reproduces=<id>), every metric and weight compared: exit 0 equal, 1 not."""
+    with stage_imports():
+        from pipeline.study import reproduce
+    result = reproduce.run(config, run_id, echo=lambda line: click.echo(line, err=True))
+    raise click.exceptions.Exit(click.echo(result.line()) or (0 if result.equal else 1))
 
 
 @cli.command("sweep")
@@ -227,9 +238,9 @@ def recipes_cmd() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: every failure is one line on stderr, never a traceback.
 
-    Exit 2: bad input. Exit 1: the environment failed (a store that does not answer or is
-    read-only, a full disk). Exit 128 + N: signal N (SIGINT, SIGTERM, SIGHUP end the runs
-    KILLED). ``--debug`` anywhere on the line, or ``PIPELINE_DEBUG=1``, adds the traceback.
+    Exit 2: bad input. Exit 1: the environment failed (a store that does not answer or is read-only, a full
+    disk). Exit 128 + N: signal N (SIGINT, SIGTERM, SIGHUP end the runs KILLED). ``--debug`` anywhere on the
+    line, or ``PIPELINE_DEBUG=1``, adds the traceback.
     """
     global _OWN_PROCESS
     _OWN_PROCESS = argv is None
@@ -240,8 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
     code = 0
-    # A background thread's failure (Optuna's heartbeat, the store watch) would print Python's traceback;
-    # replaced for this call only (restored below) so that it too is one line, as the README promises.
+    # a background thread's failure (Optuna's heartbeat, the store watch): one line too, for this call only
     old_hook = threading.excepthook
     threading.excepthook = lambda hook_args: _thread_error(hook_args, debug)
     try:

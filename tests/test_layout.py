@@ -27,7 +27,7 @@ RANKS = {
     "capacity": 5,
     "sweep": 6,
     "diagnose": 6,
-    "main": 7,
+    "study": 7,
     "cli": 8,
     "__main__": 9,
 }

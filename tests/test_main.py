@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import main
+from pipeline.study import main
 from pipeline.config.stages import MainConfig
 from pipeline.tracking import compat
 from pipeline.tracking.experiments import DEFAULT_EXPERIMENT, KIND, KIND_TAG, NOTE_TAG
@@ -108,3 +108,44 @@ def test_main_is_the_front_page(study):
             "figures/sweep_contour.png"} <= figures
     children = sorted(r.data.tags["stage"] for r in runs if r.data.tags.get("mlflow.parentRunId") == result.run_id)
     assert children == ["capacity", "evaluate", "evaluate", "prepare-data", "sweep", "train", "train"]
+
+
+def test_main_again_reuses_every_stage_and_rerun_runs_them_again(tmp_path, monkeypatch):
+    """A second `main` on the same store and commit trains nothing; its front page links what it reused."""
+    import mlflow
+
+    from pipeline.tracking import identity
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setattr(identity, "code_version", lambda: ("a" * 40, False))  # a clean tree at one commit
+    compat.forget_active_experiment()
+    mlflow.set_tracking_uri(uri)
+    small = MainConfig(epochs=5, sweep_trials=0, capacity_seeds=2)
+    client = mlflow.MlflowClient(uri)
+
+    def counts() -> dict[str, int]:
+        found = client.search_runs([e.experiment_id for e in client.search_experiments()], max_results=1000)
+        out: dict[str, int] = {}
+        for r in found:
+            out[r.data.tags["stage"]] = out.get(r.data.tags["stage"], 0) + 1
+        return out
+
+    first = main.run(small, echo=lambda s: None)
+    after_first = counts()
+    second = main.run(small, echo=lambda s: None)
+    after_second = counts()
+    assert after_first["train"] == 2 and after_first["main"] == 1
+    assert {k: v - after_first[k] for k, v in after_second.items() if v != after_first[k]} == {"main": 1}  # a parent
+    assert second.train[3].run_id == first.train[3].run_id
+    assert second.train[3].final == pytest.approx(first.train[3].final)
+    assert second.evaluate[4].test_accuracy == first.evaluate[4].test_accuracy
+    parent = client.get_run(second.run_id)
+    assert parent.data.tags["reused.train F3"] == first.train[3].run_id
+    assert "**Reused**" in parent.data.tags[NOTE_TAG] and first.capacity.run_id in parent.data.tags[NOTE_TAG]
+    assert parent.data.metrics["test_accuracy_F4"] == first.evaluate[4].test_accuracy
+    main.run(MainConfig(epochs=5, sweep_trials=0, capacity_seeds=2, rerun=True), echo=lambda s: None)
+    assert counts()["train"] == 4 and counts()["capacity"] == after_first["capacity"] * 2

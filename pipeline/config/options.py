@@ -30,10 +30,12 @@ _RECIPE_KEYS = {k for r in RECIPES.values() for k in r.values}
 def config_options(cls: type) -> Callable:
     """Add one ``--option`` per field of ``cls``; the command receives ``config=cls(...)``."""
 
+    names = {f.name for f in dataclasses.fields(cls)}
+
     def decorator(fn: Callable) -> Callable:
-        def wrapper(**kwargs: Any) -> Any:
-            given = {k: v for k, v in kwargs.items() if v is not None}
-            return fn(config=build_config(cls, given))
+        def wrapper(**kwargs: Any) -> Any:  # what is not a field (a click.argument) is passed on as it is
+            given = {k: v for k, v in kwargs.items() if v is not None and k in names}
+            return fn(config=build_config(cls, given), **{k: v for k, v in kwargs.items() if k not in names})
 
         wrapper.__name__ = fn.__name__
         wrapper.__doc__ = fn.__doc__

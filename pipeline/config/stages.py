@@ -179,6 +179,8 @@ class MainConfig(TrackingFields):
                                    "puts P(success) against F on the front page (0 = no grid)")
     storage: str = opt("sqlite:///optuna.db", "Optuna storage of the closing sweep (sqlite:///FILE, "
                                               "postgresql://..., FILE.journal)", SETTING)
+    rerun: bool = opt(False, "run every stage again, even one that a finished run of the same configuration, code "
+                             "and data in this experiment has done (by default that run is reused)", SETTING)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -188,6 +190,12 @@ class MainConfig(TrackingFields):
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
         if min(self.small_filters, self.large_filters) < 1:
             raise ConfigError("filter counts must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReproduceConfig(TrackingFields):
+    """reproduce: a finished run again from its config.json, compared with the original value by value (the run id
+    is the command's argument; the reproduction goes to the original's experiment)."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from pipeline.errors import ConfigError
+from pipeline.tracking import identity
 from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
 
@@ -212,4 +213,6 @@ def log_dataset(X: Any, y: Any, name: str, context: str) -> None:
     """Arrays (rows, features) and their targets as an MLflow dataset input of the active run (the UI's Datasets)."""
     import mlflow
 
-    mlflow.log_input(mlflow.data.from_numpy(X, targets=y, name=name), context=context)
+    dataset = mlflow.data.from_numpy(X, targets=y, name=name)
+    mlflow.log_input(dataset, context=context)
+    mlflow.set_tag(identity.data_tag(context), dataset.digest)  # part of the run's identity

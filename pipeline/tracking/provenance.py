@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, Callable
 
 from pipeline.config.parsing import defining_params
+from pipeline.tracking import identity
 from pipeline.tracking.experiments import NOTE_TAG
 from pipeline.tracking.redact import redact, redact_tree
 from pipeline.tracking.faults import is_store_fault
@@ -22,13 +23,15 @@ def config_dict(cfg: Any) -> dict[str, Any]:
 
 
 def log_config(cfg: Any, **extra: Any) -> None:
-    """``config.json`` (every field) and the params that define the run (plus ``extra``, when set)."""
+    """``config.json`` (every field) and the params that define the run (plus ``extra``, when set),
+    and the run's identity tags (``identity.config_tags``)."""
     import mlflow
 
     mlflow.log_dict(config_dict(cfg), "config.json")
     params = defining_params(cfg)
     params.update({k: str(v) for k, v in extra.items() if v is not None and v != ""})
     log_params_safely(params)
+    identity.tag_config(cfg)
 
 
 def describe(what: str, result: str | None = None, run_id: str | None = None) -> None:
@@ -72,3 +75,12 @@ def run_settings(run_id: str, echo: Callable[[str], None] = print) -> tuple[dict
     else:
         settings.update({k: v for k, v in config.items() if v is not None and k not in settings})
     return settings, dict(data.tags)
+
+
+def append_description(text: str) -> None:
+    """Add ``text`` (Markdown) at the end of the active run's description."""
+    import mlflow
+
+    run_id = mlflow.active_run().info.run_id
+    current = mlflow.MlflowClient().get_run(run_id).data.tags.get(NOTE_TAG, "")
+    mlflow.set_tag(NOTE_TAG, redact(f"{current}\n{text}" if current else text))

@@ -7,16 +7,13 @@ directory; every stage runs in its own run, nested under the active run when the
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
-import subprocess
 import sys
-from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError
-from pipeline.tracking import experiments, faults, rescue
+from pipeline.tracking import experiments, faults, identity, rescue
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
 from pipeline.tracking.redact import has_secret, redact, scrub
@@ -24,6 +21,7 @@ from pipeline.tracking.rescue import Keep
 from pipeline.tracking.watch import StoreWatch
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+git_commit = identity.git_commit  # the commit of this checkout (None outside git), as the sweep's trials tag it
 BAD_INPUT_CODES = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE")
 
 
@@ -58,22 +56,6 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
                 raise
             raise ConfigError(f"the MLflow experiment: {scrub(err)}") from None
     return uri
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str | None:
-    """The code version of this checkout (None outside git)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _start(stage: str, run_name: str | None, nested: bool) -> Any:
@@ -112,7 +94,8 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     status = "FINISHED"
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
-            mlflow.set_tags({"stage": stage, **({"git_commit": git_commit()} if git_commit() else {}),
+            commit = identity.git_commit()
+            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(), **identity.take_pending(),
                              **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
             yield run
     except StoreLost:

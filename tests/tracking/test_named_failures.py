@@ -53,7 +53,7 @@ def test_a_dead_store_is_not_taken_for_a_missing_figure(client, monkeypatch, lin
 
 def test_main_fails_on_a_dead_store_while_copying_the_sweeps_figures(monkeypatch):
     """main's front page calls copy_figures with its echo; a store failure there ends main (exit 1)."""
-    from pipeline import main
+    from pipeline.study import main
     from pipeline.tracking import faults
 
     src = open(main.__file__).read()

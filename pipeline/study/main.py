@@ -11,8 +11,8 @@ runs, P(success) against filters, the sweep's history and contour).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
 
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.plots import curves_figure
@@ -22,12 +22,74 @@ from pipeline.config.studies import CapacityConfig, SweepConfig
 from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import artifacts, identity, provenance, reuse as reading, runs, serving
 from pipeline.tracking.links import ui_link
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train import stage as train
+from pipeline.train.loop import History
+
+
+R = TypeVar("R")
+
+
+@dataclass
+class Reuse:
+    """Each stage of ``main`` once per configuration, code and data: a FINISHED run in the experiment that
+    ``main`` asked the same of (``identity.request``) is reused, unless ``--rerun`` or a dirty tree."""
+
+    cfg: MainConfig
+    experiment_id: str
+    echo: Callable[[str], None]
+    reused: dict[str, str] = field(default_factory=dict)  # stage label -> run id
+
+    def __post_init__(self) -> None:
+        if not self.cfg.rerun and identity.code_version()[1]:
+            self.echo("the code has uncommitted changes: every stage runs again (runs are reused only for a commit)")
+
+    def __call__(self, label: str, stage_cfg: Any, fresh: Callable[[Any], R], load: Callable[[str], R]) -> R:
+        key = identity.key_of(stage_cfg, identity.inputs_digest(stage_cfg))
+        found = None if self.cfg.rerun else identity.find_requested(key, self.experiment_id)
+        if found is None:
+            with identity.first_run_tags({identity.REQUEST: key}):
+                return fresh(stage_cfg)
+        run_id = found.info.run_id
+        self.echo(f"reused run {run_id} ({found.info.run_name}): same configuration, code and data "
+                  "(--rerun to run it again)")
+        self.reused[label] = run_id
+        return load(run_id)
+
+    def front_page(self) -> None:
+        """Tag the parent with the reused runs and add them, linked, to its description."""
+        if not self.reused:
+            return
+        reading.tag_reused(self.reused)
+        links = ", ".join(f"[{label}]({ui_link(self.experiment_id, run_id)})" for label, run_id in self.reused.items())
+        provenance.append_description(f"\n**Reused** (same configuration, code and data as a finished run, not run "
+                                      f"again; `--rerun` runs them again): {links}.")
+
+
+def reused_training(run_id: str) -> train.TrainResult:
+    """A finished train run read back: its model, last metrics and curves (the model itself is not loaded)."""
+    last = reading.last_metrics(run_id)
+    history = History(**reading.curves(run_id, ("train_loss", "train_accuracy", "val_loss", "val_accuracy")))
+    final = {k: last[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if k in last}
+    return train.TrainResult(run_id, serving.model_uri_of_run(run_id), final, history, None)
+
+
+def reused_evaluation(run_id: str) -> evaluate.EvalResult:
+    last = reading.last_metrics(run_id)
+    return evaluate.EvalResult(run_id, last["test_loss"], last["test_accuracy"], None, None)
+
+
+def reused_grid(run_id: str) -> capacity.CapacityResult:
+    """A finished capacity run read back from its tables."""
+    from pipeline.tracking import studies
+
+    table, summary, lottery = (studies.load_table(run_id, f"tables/{name}.csv")
+                               for name in ("seeds", "summary", "lottery_fit"))
+    return capacity.CapacityResult(run_id, table, summary, lottery, float("nan"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +111,36 @@ def sweep_config(cfg: MainConfig) -> SweepConfig:
                        seeds=cfg.sweep_seeds, epochs=cfg.epochs, progress=False, worker_index=0)  # one worker
 
 
+def train_and_measure(cfg: MainConfig, reuse: Reuse, echo: Callable[[str], None]) -> tuple[dict, dict, Any]:
+    """prepare-data, train and evaluate both filter counts, the capacity grid: each run, or reused."""
+    small, large = cfg.small_filters, cfg.large_filters
+    echo("== prepare-data")
+    data_uri = reuse("prepare-data", PrepareDataConfig(), lambda c: prepare_data.run(c, echo=echo).data_uri,
+                     lambda run_id: f"runs:/{run_id}/data")
+    trained: dict[int, train.TrainResult] = {}
+    evaluated: dict[int, evaluate.EvalResult] = {}
+    for f in (small, large):
+        echo(f"== train: {f} filters, seed {cfg.seed}")
+        trained[f] = reuse(f"train F{f}", TrainConfig(data_uri=data_uri, filters=(f,), seed=cfg.seed,
+                                                      epochs=cfg.epochs), lambda c: train.run(c, echo=echo),
+                           reused_training)
+    for f, result in trained.items():
+        echo(f"== evaluate: {f} filters")
+        evaluated[f] = reuse(f"evaluate F{f}", EvaluateConfig(model_uri=result.model_uri),
+                             lambda c: evaluate.run(c, echo=echo), reused_evaluation)
+    echo("")
+    echo("filters  final train loss  train acc  test acc")
+    for f in trained:
+        echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
+             f"  {evaluated[f].test_accuracy:8.3f}")
+    grid = None
+    if cfg.capacity_seeds:
+        echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
+        grid = reuse("capacity", CapacityConfig(seeds=cfg.capacity_seeds, epochs=cfg.epochs),
+                     lambda c: capacity.run(c, echo=echo), reused_grid)
+    return trained, evaluated, grid
+
+
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
     if cfg.sweep_trials:  # what the closing sweep would refuse is found now, not after all the training
@@ -60,26 +152,8 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         provenance.log_config(cfg)
         provenance.describe("The whole offline study, running: prepare-data, train and evaluate the detector with "
                             f"{small} and {large} filters, a capacity grid, an Optuna sweep.")
-        echo("== prepare-data")
-        prepared = prepare_data.run(PrepareDataConfig(), echo=echo)
-        trained: dict[int, train.TrainResult] = {}
-        evaluated: dict[int, evaluate.EvalResult] = {}
-        for f in (small, large):
-            echo(f"== train: {f} filters, seed {cfg.seed}")
-            trained[f] = train.run(TrainConfig(data_uri=prepared.data_uri, filters=(f,), seed=cfg.seed,
-                                               epochs=cfg.epochs), echo=echo)
-        for f, result in trained.items():
-            echo(f"== evaluate: {f} filters")
-            evaluated[f] = evaluate.run(EvaluateConfig(model_uri=result.model_uri), echo=echo)
-        echo("")
-        echo("filters  final train loss  train acc  test acc")
-        for f in trained:
-            echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
-                 f"  {evaluated[f].test_accuracy:8.3f}")
-        grid = None
-        if cfg.capacity_seeds:
-            echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
-            grid = capacity.run(CapacityConfig(seeds=cfg.capacity_seeds, epochs=cfg.epochs), echo=echo)
+        reuse = Reuse(cfg, parent.info.experiment_id, echo)
+        trained, evaluated, grid = train_and_measure(cfg, reuse, echo)
         swept = None
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
@@ -89,6 +163,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
         front_page(cfg, trained, evaluated, grid, swept, echo)
+        reuse.front_page()
         run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
     echo(f"parent run {run_id} in {redact(uri)}")
