@@ -7,6 +7,7 @@ Timings are not generated: the pages quote them with the machine they were measu
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import os
@@ -83,8 +84,8 @@ def grid(kernel_sizes: tuple[int, ...] = (3, 5, 7), seeds: int = 200, dataset: s
 def scored(filters: int, seed: int = 0) -> ExactScores:
     """`pipeline evaluate` of `train F k5 s` on its default fresh set: the exact and unseen accuracy."""
     cfg, bundle, _ = detector(filters, seed)
-    evaluated = EvaluateConfig()
-    X_test = make_synthetic(evaluated.n, evaluated.width, evaluated.data_seed)[0]
+    default = {f.name: f.default for f in dataclasses.fields(EvaluateConfig)}
+    X_test = make_synthetic(default["n"], default["width"], default["data_seed"])[0]
     return exact_scores(trained(filters, seed)[0], cfg.width, bundle.train.X, X_test)
 
 
@@ -124,8 +125,8 @@ def p_success_grid() -> str:
             f"It rises steadily with F, from {ends[0].min():.2f}–{ends[0].max():.2f} with one filter to "
             f"{ends[1].min():.2f}–{ends[1].max():.2f} with eight. {lottery_text(grid().lottery)} "
             f"{generalisation_text(summary)} The training set holds {int(seen.sum())} of the {len(dist.X)} distinct "
-            f"sequences, and {repeats} of the {cfg.test_n} rows of the sampled test set repeat one of them: "
-            f"there, seeds that succeed score {succ:.3f} and seeds that fail {fail:.3f}.\n")
+            f"sequences, and {repeats} of the {cfg.test_n} rows of the sampled test set repeat one of them; on that sampled set "
+            f"seeds that succeed score {succ:.3f} and seeds that fail {fail:.3f}.\n")
 
 
 def epoch_line() -> str:
