@@ -120,4 +120,5 @@ def test_seen_repeats_and_the_exact_and_unseen_accuracies_by_hand():
     assert float(unseen) == pytest.approx(1 - (1 / 24 + 1 / 16) / unseen_mass)
     both = torch.stack([correct, torch.ones_like(correct)])  # a batch of two models
     exact2, unseen2 = dist.accuracies(both, seen)
-    assert exact2.tolist() == pytest.approx([float(exact), 1.0]) and unseen2.tolist() == pytest.approx([float(unseen), 1.0])
+    assert exact2.tolist() == pytest.approx([float(exact), 1.0])
+    assert unseen2.tolist() == pytest.approx([float(unseen), 1.0])
