@@ -125,8 +125,8 @@ def p_success_grid() -> str:
             f"It rises steadily with F, from {ends[0].min():.2f}–{ends[0].max():.2f} with one filter to "
             f"{ends[1].min():.2f}–{ends[1].max():.2f} with eight. {lottery_text(grid().lottery)} "
             f"{generalisation_text(summary)} The training set holds {int(seen.sum())} of the {len(dist.X)} distinct "
-            f"sequences, and {repeats} of the {cfg.test_n} rows of the sampled test set repeat one of them; on that sampled set "
-            f"seeds that succeed score {succ:.3f} and seeds that fail {fail:.3f}.\n")
+            f"sequences, and {repeats} of the {cfg.test_n} rows of the sampled test set repeat one of them; on "
+            f"that sampled set seeds that succeed score {succ:.3f} and seeds that fail {fail:.3f}.\n")
 
 
 def epoch_line() -> str:
