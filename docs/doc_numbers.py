@@ -7,6 +7,7 @@ Timings are not generated: the pages quote them with the machine they were measu
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import json
 import os
@@ -20,14 +21,16 @@ import torch
 from pipeline.capacity import replication
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.images import stats as image_stats
-from pipeline.capacity.story import headline, lottery_text
+from pipeline.capacity.story import generalisation_text, headline, lottery_text
 from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.config.pattern import PatternCapacityConfig
 from pipeline.config.recipes import resolve
-from pipeline.config.stages import MainConfig, TrainConfig
+from pipeline.config.stages import EvaluateConfig, MainConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig
 from pipeline.data.load import load_bundle
+from pipeline.data.synthetic import enumerate_synthetic, make_synthetic
 from pipeline.diagnose import stage as diagnose
+from pipeline.evaluate.exact import ExactScores, exact_scores
 from pipeline.models.registry import build_model
 from pipeline.tracking.serving import class_probabilities
 from pipeline.train.loop import fit
@@ -78,14 +81,28 @@ def grid(kernel_sizes: tuple[int, ...] = (3, 5, 7), seeds: int = 200, dataset: s
                         echo=quiet)
 
 
+def scored(filters: int, seed: int = 0) -> ExactScores:
+    """`pipeline evaluate` of `train F k5 s` on its default fresh set: the exact and unseen accuracy."""
+    cfg, bundle, _ = detector(filters, seed)
+    default = {f.name: f.default for f in dataclasses.fields(EvaluateConfig)}
+    X_test = make_synthetic(default["n"], default["width"], default["data_seed"])[0]
+    return exact_scores(trained(filters, seed)[0], cfg.width, bundle.train.X, X_test)
+
+
 def front() -> str:
-    """README: seed 0 with 3 and with 4 filters, and `make run`'s capacity headline over 100 seeds."""
+    """README: seed 0 with 3 and with 4 filters, their exact and unseen accuracy, and `make run`'s capacity
+    headline over 100 seeds."""
     main = MainConfig()
-    small, large = (trained(f)[1].train_loss[-1] for f in (main.small_filters, main.large_filters))
+    small, large = main.small_filters, main.large_filters
+    (h3, s3), (h4, s4) = ((trained(f)[1], scored(f)) for f in (small, large))
     summary = grid(seeds=main.capacity_seeds).summary
-    return (f"With {main.small_filters} filters, seed 0 stalls at a training loss of {small:.2f}; with "
-            f"{main.large_filters} filters the same initial seed reaches {large:.2f}. Over "
-            f"{main.capacity_seeds} seeds: \"{headline(summary, TAU)}\"\n")
+    return (f"With {small} filters, seed 0 fails: its training loss stops at {h3.train_loss[-1]:.2f} with "
+            f"{h3.train_accuracy[-1]:.0%} of the training examples right, and it classifies {s3.unseen_accuracy:.1%} "
+            f"of the {s3.distinct_sequences - s3.distinct_seen_in_training} sequences it never trained on "
+            f"({s3.exact_accuracy:.1%} of the generator's whole distribution, computed exactly). With {large} "
+            f"filters the same initial seed succeeds: loss {h4.train_loss[-1]:.2f}, {s4.unseen_accuracy:.1%} on the "
+            f"unseen sequences, {s4.exact_accuracy:.1%} overall. Over {main.capacity_seeds} seeds: "
+            f"\"{headline(summary, TAU)}\"\n")
 
 
 def p_success_grid() -> str:
@@ -99,11 +116,17 @@ def p_success_grid() -> str:
                                               for c in (cells.loc[(f, k)] for k in ks)) + " |")
     ends = [summary[summary["filters"] == f]["p_success"] for f in (summary["filters"].min(), summary["filters"].max())]
     succ, fail = (summary[c].mean() for c in ("test_accuracy_success", "test_accuracy_failed"))
+    cfg = CapacityConfig()
+    X = make_synthetic(cfg.n, cfg.width, cfg.data_seed)[0]
+    dist = enumerate_synthetic(cfg.width)
+    seen = dist.seen(X)
+    repeats = dist.repeats(make_synthetic(cfg.test_n, cfg.width, cfg.test_seed)[0], seen)
     return ("\n".join(lines) + f"\n\nP(success) [95% Wilson interval] over {int(summary['n'].iloc[0])} seeds each. "
             f"It rises steadily with F, from {ends[0].min():.2f}–{ends[0].max():.2f} with one filter to "
-            f"{ends[1].min():.2f}–{ends[1].max():.2f} with eight. {lottery_text(grid().lottery)} Seeds that "
-            f"succeed score {succ:.3f} on a fresh test set, seeds that fail {fail:.3f} (means over the "
-            "configurations).\n")
+            f"{ends[1].min():.2f}–{ends[1].max():.2f} with eight. {lottery_text(grid().lottery)} "
+            f"{generalisation_text(summary)} The training set holds {int(seen.sum())} of the {len(dist.X)} distinct "
+            f"sequences, and {repeats} of the {cfg.test_n} rows of the sampled test set repeat one of them; on "
+            f"that sampled set seeds that succeed score {succ:.3f} and seeds that fail {fail:.3f}.\n")
 
 
 def epoch_line() -> str:

@@ -100,7 +100,14 @@ def test_main_is_the_front_page(study):
     parent = client.get_run(result.run_id)
     note = parent.data.tags[NOTE_TAG]
     assert "3 filters" in note and "4 filters" in note and "P(success)" in note and "Optuna sweep" in note
+    assert "local minimum" not in note  # main runs no diagnosis: a seed is what the definition says
+    for f, trained in result.train.items():  # success: loss < 0.05 and every training example right
+        ok = trained.final["train_loss"] < 0.05 and trained.final["train_accuracy"] == 1.0
+        said = note.split(f"with {f} filters the training loss ended at ")[1].split(")")[0]
+        assert said.split("(")[1].startswith("succeeded" if ok else "failed"), said
+        assert f"{result.evaluate[f].unseen_accuracy:.3f} on the sequences it never trained on" in said
     metrics = parent.data.metrics
+    assert metrics["unseen_accuracy_F3"] == pytest.approx(result.evaluate[3].unseen_accuracy)
     assert {"train_loss_F3", "train_loss_F4", "test_accuracy_F4", "p_success_F4_k5", "best_value"} <= set(metrics)
     assert metrics["best_value"] == result.sweep.best[0]["values"][0]
     figures = {a.path for a in client.list_artifacts(result.run_id, "figures")}

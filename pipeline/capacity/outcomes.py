@@ -2,7 +2,10 @@
 
 ``seed_table`` is the one way to turn (F, k, seeds, settings) into per-seed outcomes: the
 capacity stage and the sweep's success objective both call it, so both report the same
-P(success) for the same seeds.
+P(success) for the same seeds. Besides the sampled ``test_accuracy`` each seed gets
+``exact_accuracy`` (over every sequence the generator can make, weighted by its probability)
+and ``unseen_accuracy`` (over the sequences absent from the training set), all seeds scored at
+once (``exact_columns``).
 """
 from __future__ import annotations
 
@@ -13,15 +16,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
-from pipeline.capacity.multiseed import train_seeds
+from pipeline.capacity.multiseed import MultiSeedResult, train_seeds
 from pipeline.capacity.stats import is_success
 from pipeline.config.checks import fits_in_memory
 from pipeline.config.studies import CapacityConfig
-from pipeline.data.synthetic import make_synthetic
+from pipeline.data.synthetic import enumerate_synthetic, make_synthetic
 from pipeline.train.batching import pick_device
 
-COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "success"]
+COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "exact_accuracy",
+           "unseen_accuracy", "success"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: S
                     weight_decay=settings.weight_decay, epochs=settings.epochs, X_test=Xt, y_test=yt,
                     device=settings.device, history_every=every if on_progress else 0,
                     on_record=on_record if on_progress else None)
+    exact, unseen = exact_columns(r, X)
     return pd.DataFrame({
         "filters": filters,
         "kernel_size": kernel_size,
@@ -88,5 +94,26 @@ def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: S
         "final_loss": r.final_loss.astype(np.float64),
         "train_accuracy": r.train_accuracy,
         "test_accuracy": r.test_accuracy,
+        "exact_accuracy": exact,
+        "unseen_accuracy": unseen,
         "success": is_success(r.final_loss, r.train_accuracy, settings.tau),
     }, columns=COLUMNS)
+
+
+@torch.no_grad()
+def exact_columns(result: MultiSeedResult, X_train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(exact, unseen) accuracy (S,) of every seed's final detector, over the generator's distribution at the
+    training width (``Distribution.accuracies``), the unseen one over the sequences absent from ``X_train``.
+
+    One tensor computation for all seeds: the S·F filters as the channels of one convolution over the
+    M distinct sequences, then ``Detector1d``'s ReLU, global max and linear layer per seed.
+    """
+    dist = enumerate_synthetic(X_train.shape[-1])
+    S, F, _, k = result.conv_weight.shape
+    maps = torch.nn.functional.conv1d(dist.X, result.conv_weight.reshape(S * F, 1, k).float(),
+                                      result.conv_bias.reshape(S * F).float(), padding=k // 2)  # (M, S·F, W)
+    peaks = maps.amax(-1).clamp_min(0).reshape(-1, S, F)  # (M, S, F): max of ReLU = ReLU of max
+    logits = torch.einsum("msf,sf->sm", peaks, result.linear_weight[:, 0].float()) + result.linear_bias.float()
+    correct = (logits > 0).float() == dist.y[:, 0]  # (S, M)
+    exact, unseen = dist.accuracies(correct, dist.seen(X_train))
+    return exact.numpy(), unseen.numpy()

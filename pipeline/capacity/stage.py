@@ -31,7 +31,7 @@ import pandas as pd
 from pipeline.capacity import study
 from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
-from pipeline.capacity.story import description, grid_label, summary_metrics
+from pipeline.capacity.story import description, generalisation_text, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
 from pipeline.config.studies import CapacityConfig
 from pipeline.tracking import provenance, runs, studies
@@ -122,7 +122,7 @@ def _log_child(row: pd.Series, f: int, k: int, cfg: CapacityConfig, tags: dict, 
                "successes": row.successes, "n_seeds": row.n, "median_final_loss": row.median_final_loss,
                "train_seconds": seconds, "ms_per_training": 1000 * seconds / n}
     metrics.update({c: row[c] for c in row.index if c.startswith("p_success_tau_")})
-    for c in ("test_accuracy_success", "test_accuracy_failed"):
+    for c in ("test_accuracy_success", "test_accuracy_failed", "unseen_accuracy_success", "unseen_accuracy_failed"):
         if not np.isnan(row[c]):
             metrics[c] = row[c]
     params = study.child_params(cfg, ("filters", "kernel_sizes"), filters=f, kernel_size=k)
@@ -172,10 +172,7 @@ def report(summary: pd.DataFrame, lottery: pd.DataFrame, tau: float, seconds: fl
         shifts = ", ".join(f"tau = {c.removeprefix('p_success_tau_')}: {(summary[c] - summary['p_success']).abs().max():.3f}"
                            for c in other)
         lines += ["", f"tau sensitivity, largest change of any P(success) from tau = {tau:g}: {shifts}"]
-    succ, fail = (summary[c].mean() for c in ("test_accuracy_success", "test_accuracy_failed"))
-    lines.append("fresh test set accuracy (mean over configurations): "
-                 + ", ".join(f"{name} seeds " + ("none" if np.isnan(v) else f"{v:.3f}")
-                             for name, v in (("successful", succ), ("failed", fail))))
+    lines.append(generalisation_text(summary))
     lines += ["", "independent-lottery fit P(F) = 1 - (1 - p_k)^F:"]
     for k, part in lottery.groupby("kernel_size"):
         if part["untestable"].iloc[0]:

@@ -71,8 +71,10 @@ def summarize(table: pd.DataFrame, tau: float) -> pd.DataFrame:
         for t in sorted(set(REPORTED_TAUS) - {tau}):
             row[f"p_success_tau_{t:g}"] = p_success(part, t).p
         row["median_final_loss"] = float(part["final_loss"].median())
-        row["test_accuracy_success"] = float(part["test_accuracy"][ok].mean()) if ok.any() else np.nan
-        row["test_accuracy_failed"] = float(part["test_accuracy"][~ok].mean()) if (~ok).any() else np.nan
+        for c in ("test_accuracy", "unseen_accuracy"):  # generalisation by outcome (tables of before lack unseen)
+            values = part[c] if c in part else pd.Series(np.nan, index=part.index)
+            row[f"{c}_success"] = float(values[ok].mean()) if ok.any() else np.nan
+            row[f"{c}_failed"] = float(values[~ok].mean()) if (~ok).any() else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

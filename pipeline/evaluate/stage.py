@@ -5,7 +5,11 @@ Run as ``pipeline evaluate --run-id <train run id>`` (or ``--model-uri runs:/<id
 run that logged it (its recipe, data set, data folder, split), so no data options need
 repeating; explicit options override them. Writes ``test_loss``, ``test_accuracy``,
 confusion counts and figure, and
-- for the 1D detector: a prediction heatmap, which filter implements 0, +1, 0 and its kernel;
+- for the 1D detector: a prediction heatmap, which filter implements 0, +1, 0 and its kernel,
+  and the exact accuracies (``exact.py``): ``exact_accuracy`` over every sequence the generator
+  can make, weighted by its probability, ``unseen_accuracy`` over those the run never trained
+  on, and the counts ``distinct_sequences``, ``distinct_seen_in_training``,
+  ``test_rows_seen_in_training`` (a sampled test set repeats training sequences);
 - for image models (on the test split): per-class accuracy (``test_accuracy_class_<i>``
   and a CSV), the easiest and hardest test examples by true-class probability, the first
   layer's feature maps for one input, and the filters.
@@ -21,7 +25,8 @@ import torch
 from pipeline.config.stages import EvaluateConfig
 from pipeline.data.bundle import DataBundle
 from pipeline.errors import ConfigError
-from pipeline.evaluate.loading import open_model
+from pipeline.evaluate.exact import ExactScores, exact_scores, training_inputs
+from pipeline.evaluate.loading import LoadedModel, open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs
@@ -40,6 +45,8 @@ class EvalResult:
     test_accuracy: float
     detector_filter: int | None  # 1D detector: index of the 0,+1,0 filter
     detector_kernel: list[float] | None
+    exact_accuracy: float | None = None  # 1D detector: over the generator's whole distribution
+    unseen_accuracy: float | None = None  # 1D detector: over the sequences the run never trained on
 
 
 @torch.no_grad()
@@ -75,6 +82,26 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     taps = ", ".join(f"{v:+.3f}" for v in kernel)
     echo(f"detector filter {idx}: kernel [{taps}]")
     return loss, acc, idx, [float(v) for v in kernel]
+
+
+def _score_exactly(model, loaded: LoadedModel, echo) -> ExactScores:
+    """Log and print the exact and unseen accuracy of the 1D detector (``exact.py``)."""
+    X_train = training_inputs(loaded.source_params)
+    X_test = loaded.bundle.train.X
+    width = X_train.shape[-1] if X_train is not None else X_test.shape[-1]
+    scores = exact_scores(model, width, X_train, X_test)
+    log_metrics(scores.metrics())
+    if X_train is None:
+        echo(f"exact_accuracy {scores.exact_accuracy:.4f} (all {scores.distinct_sequences} sequences of width "
+             f"{width}, weighted by probability); the training data is unknown, so no unseen_accuracy")
+        return scores
+    echo(f"exact_accuracy {scores.exact_accuracy:.4f} (all {scores.distinct_sequences} sequences of width {width}, "
+         f"weighted by probability)  unseen_accuracy {scores.unseen_accuracy:.4f} (the "
+         f"{scores.distinct_sequences - scores.distinct_seen_in_training} never trained on)")
+    if scores.test_rows_seen_in_training is not None:
+        echo(f"{scores.test_rows_seen_in_training} of the {len(X_test)} test rows repeat one of the "
+             f"{scores.distinct_seen_in_training} distinct training sequences")
+    return scores
 
 
 def _log_extremes(logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pixels: torch.Tensor,
@@ -157,13 +184,16 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
         provenance.describe(what)
         if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
-            found = f"; the 0,+1,0 detector is filter {idx}"
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
+            scores = _score_exactly(model, loaded, echo)
+            found = (f"; exact accuracy {scores.exact_accuracy:.4f}, on the sequences it never trained on "
+                     f"{scores.unseen_accuracy:.4f}; the 0,+1,0 detector is filter {idx}")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
-            idx = kernel = None
+            idx = kernel = scores = None
             found = ""
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
                  f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
         provenance.describe(what, f"Test loss {loss:.4f}, test accuracy {acc:.4f}{found}.")
-        return EvalResult(active.info.run_id, loss, acc, idx, kernel)
+        return EvalResult(active.info.run_id, loss, acc, idx, kernel,
+                          scores.exact_accuracy if scores else None, scores.unseen_accuracy if scores else None)

@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.plots import curves_figure
+from pipeline.capacity.stats import is_success
 from pipeline.capacity.story import headline
 from pipeline.config.stages import EvaluateConfig, MainConfig, PrepareDataConfig, TrainConfig
 from pipeline.config.studies import CapacityConfig, SweepConfig
@@ -80,7 +81,8 @@ def reused_training(run_id: str) -> train.TrainResult:
 
 def reused_evaluation(run_id: str) -> evaluate.EvalResult:
     last = reading.last_metrics(run_id)
-    return evaluate.EvalResult(run_id, last["test_loss"], last["test_accuracy"], None, None)
+    return evaluate.EvalResult(run_id, last["test_loss"], last["test_accuracy"], None, None,
+                               last.get("exact_accuracy"), last.get("unseen_accuracy"))
 
 
 def reused_grid(run_id: str) -> capacity.CapacityResult:
@@ -129,10 +131,10 @@ def train_and_measure(cfg: MainConfig, reuse: Reuse, echo: Callable[[str], None]
         evaluated[f] = reuse(f"evaluate F{f}", EvaluateConfig(model_uri=result.model_uri),
                              lambda c: evaluate.run(c, echo=echo), reused_evaluation)
     echo("")
-    echo("filters  final train loss  train acc  test acc")
+    echo("filters  final train loss  train acc  test acc  unseen acc")
     for f in trained:
         echo(f"{f:7d}  {trained[f].final['train_loss']:16.4f}  {trained[f].final['train_accuracy']:9.3f}"
-             f"  {evaluated[f].test_accuracy:8.3f}")
+             f"  {evaluated[f].test_accuracy:8.3f}  {evaluated[f].unseen_accuracy:10.3f}")
     grid = None
     if cfg.capacity_seeds:
         echo(f"== capacity: P(success) over {cfg.capacity_seeds} seeds per configuration")
@@ -179,13 +181,15 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, ech
     for f, result in trained.items():
         metrics[f"train_loss_F{f}"] = result.final["train_loss"]
         metrics[f"test_accuracy_F{f}"] = evaluated[f].test_accuracy
+        metrics[f"unseen_accuracy_F{f}"] = evaluated[f].unseen_accuracy
     artifacts.log_figure(learning_curves(trained, cfg.seed), "figures/learning_curves.png")
     tau = CapacityConfig().tau
     lines = ["**Does the lab's tiny ConvNet get stuck?** The 1D detector Conv1d(1, F, 5) → ReLU → max pool → "
              "Linear(F, 1) learns to spot the pattern 0, +1, 0 (the runs under this one hold the details)."]
-    contrast = "; ".join(f"with {f} filters the training loss ended at {r.final['train_loss']:.3f} "
-                         f"({'solved' if r.final['train_loss'] < tau else 'stuck in a local minimum'}, test accuracy "
-                         f"{evaluated[f].test_accuracy:.3f})" for f, r in trained.items())
+    contrast = "; ".join(f"with {f} filters the training loss ended at {r.final['train_loss']:.3f} at "
+                         f"{r.final['train_accuracy']:.0%} training accuracy ({outcome(r.final, tau)}; accuracy "
+                         f"{evaluated[f].unseen_accuracy:.3f} on the sequences it never trained on)"
+                         for f, r in trained.items())
     lines.append(f"- **One seed ({cfg.seed}), {cfg.epochs} epochs:** {contrast}.")
     if grid is not None:
         from pipeline.capacity.story import summary_metrics
@@ -206,6 +210,15 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, ech
                  "bands, the sweep's history and contour.")
     log_metrics(metrics)
     provenance.describe("\n".join(lines[:1]), "\n".join(lines[1:]))
+
+
+def outcome(final: dict[str, float], tau: float) -> str:
+    """What the capacity study's definition calls a training: 'succeeded', or 'failed' and why."""
+    if is_success(final["train_loss"], final["train_accuracy"], tau):
+        return "succeeded"
+    why = [what for what, found in ((f"loss ≥ {tau:g}", final["train_loss"] >= tau),
+                                    ("a training error", final["train_accuracy"] < 1)) if found]
+    return f"failed: {' and '.join(why)}"
 
 
 def learning_curves(trained: dict, seed: int):

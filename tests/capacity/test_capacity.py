@@ -15,11 +15,14 @@ from pipeline.capacity import stage as capacity
 from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.outcomes import COLUMNS, Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, p_success, summarize
+from pipeline.capacity.story import generalisation_text
 from pipeline.config.parsing import build_config
 from pipeline.config.recipes import RECIPES
 from pipeline.config.studies import CapacityConfig
 from pipeline.data.synthetic import make_synthetic
 from pipeline.errors import ConfigError
+from pipeline.evaluate.exact import exact_scores
+from pipeline.models.registry import build_model
 
 
 def table_of(losses, accs, filters=3, k=5):
@@ -60,6 +63,12 @@ def test_seed_table_is_the_tidy_table_of_train_seeds():
     np.testing.assert_array_equal(t["final_loss"], r.final_loss)
     np.testing.assert_array_equal(t["test_accuracy"], r.test_accuracy)
     assert t["success"].tolist() == list((r.final_loss < 0.05) & (r.train_accuracy == 1.0))
+    for i, seed in enumerate([4, 5, 6]):  # the batched exact scores are evaluate's, seed by seed, on Detector1d
+        model = build_model("detector1d", (1, 20), 1, (2,), (3,), seed=0)
+        model.load_state_dict(r.state_dict(i))
+        one = exact_scores(model, 20, X)
+        assert t["exact_accuracy"][i] == pytest.approx(one.exact_accuracy, abs=1e-12), seed
+        assert t["unseen_accuracy"][i] == pytest.approx(one.unseen_accuracy, abs=1e-12), seed
 
 
 def test_p_success_rises_with_filters_and_the_intervals_of_1_and_8_filters_do_not_overlap():
@@ -98,9 +107,13 @@ def test_lottery_fit_recovers_p_k_and_flags_a_deviating_curve():
 def test_summary_reports_other_taus_and_generalisation_of_successes_and_failures():
     t = table_of([0.01, 0.015, 0.03, 0.3], [1.0, 1.0, 1.0, 0.85])
     t["test_accuracy"] = [1.0, 0.99, 0.98, 0.8]
+    t["unseen_accuracy"] = [1.0, 0.97, 0.94, 0.7]
     row = summarize(t, 0.05).iloc[0]
     assert row["p_success"] == 0.75 and row["p_success_tau_0.02"] == 0.5 and row["p_success_tau_0.1"] == 0.75
     assert row["test_accuracy_success"] == pytest.approx(0.99) and row["test_accuracy_failed"] == 0.8
+    assert row["unseen_accuracy_success"] == pytest.approx(0.97) and row["unseen_accuracy_failed"] == 0.7
+    text = generalisation_text(summarize(t, 0.05))
+    assert "seeds that succeed 0.970, seeds that fail 0.700" in text
 
 
 # --------------------------------------------------------------------------- stage
@@ -134,7 +147,7 @@ def test_capacity_run_logs_children_figures_and_tables(client, tmp_path):
 
     local = pd.read_csv(csv)
     assert list(local.columns) == ["filters", "kernel_size", "seed", "final_loss", "train_accuracy",
-                                   "test_accuracy", "success"]
+                                   "test_accuracy", "exact_accuracy", "unseen_accuracy", "success"]
     pd.testing.assert_frame_equal(local, logged)
     assert any("P(success)" in line for line in lines) and any("lottery" in line for line in lines)
 
