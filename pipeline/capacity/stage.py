@@ -1,4 +1,4 @@
-"""Stage `capacity`: how often does the detector escape the local minimum, against F and k?
+"""Stage `capacity`: how often does the detector succeed (loss < τ, every row right), against F and k?
 
 Run as ``pipeline capacity [--filters 1-8] [--kernel-sizes 3,5,7] [--seeds 200]`` or
 ``mlflow run . -e capacity``. Every configuration (F, k) of the grid is trained from

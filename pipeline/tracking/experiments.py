@@ -21,8 +21,8 @@ KIND_TAG = "mlflow.experimentKind"
 KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # what the UI shows as the description of a run or an experiment
 DESCRIPTION = """\
-How small ConvNets learn, in runs: the course lab's 1D detector (does it escape the local
-minimum?), its capacity study over filters x kernel size, Optuna sweeps, and the image labs.
+How small ConvNets learn, in runs: the course lab's 1D detector (does it reach the 0, +1, 0
+detector, and are its stalls local minima?), its capacity study over filters x kernel size, Optuna sweeps, and the image labs.
 
 Start with the run named **main**: its description tells the study's result, and its
 figures compare the runs under it. Group the runs table by the tags `stage`, `filters`,

@@ -109,12 +109,13 @@ def describe_training(cfg: TrainConfig, bundle: DataBundle, n_params: int) -> st
 
 
 def describe_result(final: dict[str, float], bundle: DataBundle, name: str) -> str:
-    """The second line: where training ended (for the 1D detector, whether it escaped the local minimum)."""
+    """The second line: where training ended (for the 1D detector, whether it succeeded: loss < 0.05 at
+    100% training accuracy)."""
     verdict = ""
     if bundle.name == "synthetic":
         solved = final["train_loss"] < 0.05 and final["train_accuracy"] == 1.0
-        verdict = (" Solved: loss < 0.05 at 100% training accuracy." if solved
-                   else " Stalled above loss 0.05: the local minimum.")
+        verdict = (" Succeeded: loss < 0.05 at 100% training accuracy." if solved
+                   else " Failed: loss >= 0.05 or a training error (`pipeline diagnose` says whether it is a minimum).")
     return (f"Final training loss {final['train_loss']:.4f} (accuracy {final['train_accuracy']:.3f}), validation "
             f"accuracy {final['val_accuracy']:.3f}.{verdict} Model `{name}`.")
 
