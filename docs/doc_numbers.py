@@ -50,10 +50,18 @@ def quiet(_: str) -> None:
 
 @functools.cache
 def store() -> str:
-    """A scratch tracking URI for this process, removed at exit."""
+    """A scratch tracking URI for this process, removed at exit. Its experiment keeps its artifacts in the
+    same folder: a new SQLite store would put them under ./mlruns of whatever folder this runs in."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking.experiments import experiment_name
+
     folder = tempfile.mkdtemp(prefix="docs-numbers-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return f"sqlite:///{folder}/mlflow.db"
+    uri = f"sqlite:///{folder}/mlflow.db"
+    if experiment_name(None):  # None: $MLFLOW_EXPERIMENT_ID names one in another store
+        MlflowClient(uri).create_experiment(experiment_name(None), artifact_location=f"{folder}/mlruns")
+    return uri
 
 
 def detector(filters: int, seed: int = 0):

@@ -106,7 +106,7 @@ def test_01_capacity_study(tracking_uri, tmp_path, monkeypatch):
     assert {(f, k): p for f, k, p in probed(nb)} == pytest.approx(share.to_dict())
     trials, best = _optuna_best(tmp_path / "optuna.db")
     shown = re.search(r"study 'nb': (\d+) trials; best \{.*\} -> (\d\.\d{3})", out)
-    assert shown and int(shown.group(1)) == trials == 6 and float(shown.group(2)) == pytest.approx(best, abs=5e-4)
+    assert shown and int(shown.group(1)) == trials == 6 and shown.group(2) == f"{best:.3f}"  # as printed
 
 
 def test_02_what_filters_learn(tracking_uri, tmp_path):
@@ -123,7 +123,8 @@ def test_02_what_filters_learn(tracking_uri, tmp_path):
     # the notebook scores the model it loads from the store; the test scores the trained model in memory
     trained = np.mean([s["best_similarity"] for s in probes.sobel_scores(conv.weight.detach().numpy())])
     shown = re.search(r"mean best similarity: trained (\d\.\d{3}), untrained (\d\.\d{3})", out)
-    assert shown and float(shown.group(1)) == pytest.approx(trained, abs=5e-4)
+    assert shown and float(shown.group(1)) == pytest.approx(trained, abs=5e-4 + 1e-9)  # rounded to 3 places
+    # (the model reloaded from the store may differ from the one in memory by float rounding)
 
 
 def test_05_minima(tracking_uri, tmp_path):
@@ -164,4 +165,4 @@ def test_04_image_capacity(tracking_uri, tmp_path):
     for k in (3, 5):  # each cell's mean test accuracy, from the per-seed results in memory
         means = [cap.table.query(f"filters == {f} and kernel_size == {k}")["test_accuracy"].mean() for f in (1, 4)]
         line = re.search(rf"k = {k}: F = 1: (\d\.\d{{3}}) \[.*F = 4: (\d\.\d{{3}}) \[", out)
-        assert line and [float(line.group(1)), float(line.group(2))] == pytest.approx(means, abs=5e-4)
+        assert line and [line.group(1), line.group(2)] == [f"{m:.3f}" for m in means]  # as printed
