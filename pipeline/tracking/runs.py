@@ -76,12 +76,15 @@ def git_commit() -> str | None:
         return None
 
 
-def _start(stage: str, run_name: str | None, nested: bool) -> Any:
-    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input."""
+def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = None) -> Any:
+    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input.
+    With ``run_id``, that (KILLED or FAILED) run is continued: it is RUNNING again."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
+        if run_id:
+            return mlflow.start_run(run_id=run_id, nested=nested)
         if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
             run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
         return mlflow.start_run(run_name=run_name, nested=nested)
@@ -93,7 +96,7 @@ def _start(stage: str, run_name: str | None, nested: bool) -> Any:
 
 @contextlib.contextmanager
 def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
-              keep: Keep | None = None) -> Iterator[Any]:
+              keep: Keep | None = None, run_id: str | None = None) -> Iterator[Any]:
     """Start the run of one stage (nested under an active run), tag it, and end it honestly.
 
     Under ``mlflow run`` the first stage adopts the run that MLflow created
@@ -101,13 +104,14 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     run ends FINISHED, FAILED on an error (tagged with its one line), KILLED on a signal.
     If the tracking store stops answering (a failed call, or ``StoreWatch`` for a remote
     store), what ``keep`` holds is saved to a local folder and ``StoreLost`` (exit 1) names it.
+    With ``run_id`` (``--resume``), that run is continued in place instead of a new one started.
     """
     import mlflow
 
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    run = _start(stage, run_name, nested)
+    run = _start(stage, run_name, nested, run_id)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:
