@@ -239,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     end = args.index("--") if "--" in args else len(args)
     debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
+    if debug:  # the stages read it too (library logs: tracking/runs.py quiet_library_logs)
+        os.environ["PIPELINE_DEBUG"] = "1"
     code = 0
     # A background thread's failure (Optuna's heartbeat, the store watch) would print Python's traceback;
     # replaced for this call only (restored below) so that it too is one line, as the README promises.

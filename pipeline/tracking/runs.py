@@ -43,6 +43,7 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
+    quiet_library_logs()
     uri = resolve_uri(tracking_uri)
     open_tracking_store(uri)
     mlflow.set_tracking_uri(uri)
@@ -58,6 +59,15 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
                 raise
             raise ConfigError(f"the MLflow experiment: {scrub(err)}") from None
     return uri
+
+
+def quiet_library_logs() -> None:
+    """MLflow's INFO lines ("Creating initial MLflow database tables...") off stderr, unless debugging
+    (``--debug`` or ``PIPELINE_DEBUG=1``): a normal run's stderr holds real warnings only."""
+    import logging
+
+    debug = os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    logging.getLogger("mlflow").setLevel(logging.INFO if debug else logging.WARNING)
 
 
 @functools.lru_cache(maxsize=1)

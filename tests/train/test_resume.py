@@ -179,3 +179,44 @@ def test_sigterm_to_a_real_train_exits_within_5_s_and_resumes(tmp_path):
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert sorted(steps) == list(range(1, 20001))
     assert client.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+def test_image_capacity_stopped_in_its_second_cell_resumes_to_the_same_tables(monkeypatch, tmp_path):
+    """The finished cell is kept (its child run is not logged twice), the stopped one trained again."""
+    import pandas as pd
+
+    from pipeline.capacity.images import stage
+    from pipeline.errors import Interrupted
+
+    args = ["capacity", "--dataset", "digits", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3",
+            "--epochs", "2", "--dropout", "0.2", "--max-batches", "4", "--strategy", "loop"]
+    (tmp_path / "whole").mkdir()
+    code, _, err = _run(args, tmp_path / "whole", "whole")
+    assert code == 0, err[-2000:]
+    real, calls = stage.run_cell, []
+
+    def stop_in_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Interrupted(signal.SIGTERM)
+        return real(*a, **kw)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "run_cell", stop_in_second)
+        code, _, err = _run(args, tmp_path, "cap")
+    assert code == 143 and "pipeline capacity --resume" in error_lines(err)[0], err[-2000:]
+    parent_id = error_lines(err)[0].split("--resume ")[1].rstrip("`")
+    code, _, err = _run(["capacity", "--resume", parent_id], tmp_path, "cap")
+    assert code == 0, err[-2000:]
+    import mlflow
+
+    tables = []
+    for folder, experiment in ((tmp_path / "whole", "whole"), (tmp_path, "cap")):
+        client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+        parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+        assert [r.info.status for r in parents] == ["FINISHED"] and len(runs) == 3  # one child per cell
+        path = mlflow.artifacts.download_artifacts(run_id=parents[0].info.run_id, artifact_path="tables/curves.csv",
+                                                   tracking_uri=client.tracking_uri, dst_path=str(folder / "dl"))
+        tables.append(pd.read_csv(path))
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
