@@ -20,6 +20,7 @@ from typing import Callable
 import pandas as pd
 
 from pipeline.capacity import study
+from pipeline.capacity.images import strategy
 from pipeline.capacity.images.grid import Cell, cells, run_cell
 from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
 from pipeline.config.image_study import train_config
@@ -94,6 +95,7 @@ def _train_grid(cfg: CapacityConfig, grid: list[Cell], bundle, seeds: list[int],
     and checkpoint after each; (per-cell curves, training seconds). A signal stops the cell in progress: the
     resumed run trains it again, from its seeds, to the same bits."""
     curves, seconds = [], 0.0
+    strategy.remember(latest.get("plans", {}))  # the cell that was stopped runs as it began: same numbers
     checkpoints.log(latest, latest["run_id"])
     try:
         with Progress(len(grid), "capacity", "cell") as bar:
@@ -113,6 +115,8 @@ def _train_grid(cfg: CapacityConfig, grid: list[Cell], bundle, seeds: list[int],
                 curves.append(curve)
                 bar.update()
     except Interrupted as err:
+        latest["plans"] = strategy.chosen()  # how the stopped cell ran (auto's pick is timed, so it may vary)
+        checkpoints.log(latest, latest["run_id"])
         err.resume_hint = checkpoints.resume_command("capacity", latest["run_id"])
         raise
     return curves, seconds
