@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     end = args.index("--") if "--" in args else len(args)
     debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
+    if debug:  # the stages read it too (library logs: tracking/runs.py quiet_library_logs)
+        os.environ["PIPELINE_DEBUG"] = "1"
     code = 0
     # a background thread's failure (Optuna's heartbeat, the store watch): one line too, for this call only
     old_hook = threading.excepthook

@@ -4,7 +4,9 @@
 (exit 1). ``CheckFailed``: a result did not pass its check, e.g. a replay that does not end where
 the run it replays ended (exit 1; the stage's run ends FAILED with it). ``Interrupted``: a signal arrived (exit 128 + N); it is a ``KeyboardInterrupt``,
 so that Optuna fails the current trial and the stage ends its runs KILLED.
-``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``.
+``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``; inside
+``deferred_interrupts`` (a training loop that checkpoints) the signal is held until the loop
+calls ``check_interrupt`` at a point where its state is whole.
 """
 from __future__ import annotations
 
@@ -43,7 +45,12 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
         self.exit_code = 128 + signum
 
+        self.resume_hint = ""  # set by a stage that saved a checkpoint: the command that continues it
+
     def __str__(self) -> str:
+        if self.resume_hint:
+            return (f"stopped by {signal.Signals(self.signum).name}: the run was ended KILLED with a checkpoint; "
+                    f"continue it with `{self.resume_hint}`")
         return (f"stopped by {signal.Signals(self.signum).name}: the runs in progress were ended KILLED "
                 "(a sweep's current trial is FAIL and is retried when the study is resumed)")
 
@@ -64,6 +71,9 @@ def interrupt_signals() -> Iterator[None]:
     def handler(signum: int, frame: object) -> None:
         received.append(signum)
         if len(received) == 1:
+            if _held is not None:
+                _held.append(signum)  # raised by check_interrupt, where the loop's state is whole
+                return
             raise Interrupted(signum)
 
     previous = {}
@@ -78,3 +88,30 @@ def interrupt_signals() -> Iterator[None]:
     finally:
         for num, old in previous.items():
             signal.signal(num, old)
+
+
+_held: list[int] | None = None  # signals held while a checkpointing loop runs (None: raise at once)
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold the signals of ``interrupt_signals`` until ``check_interrupt`` (called between minibatches), so that
+    the loop stops where a checkpoint continues it exactly; a signal still held at the end is raised then."""
+    global _held
+    outer, _held = _held, []
+    try:
+        yield
+        check_interrupt()
+    finally:
+        _held = outer
+
+
+def interrupt_pending() -> bool:
+    """Whether a signal is held (long work, such as sending metrics, stops early then)."""
+    return bool(_held)
+
+
+def check_interrupt() -> None:
+    """Raise ``Interrupted`` for a held signal."""
+    if _held:
+        raise Interrupted(_held.pop())

@@ -1,6 +1,7 @@
 """Signals end runs honestly: SIGINT, SIGTERM and SIGHUP end the active runs KILLED, fail the
-sweep's current trial (which the next worker retries), keep the metrics computed so far, and
-exit 128 + N with one line and no traceback.
+sweep's current trial (which the next worker retries), keep the metrics computed so far (a train
+run also a checkpoint that ``--resume`` continues: tests/train/test_resume.py), and exit 128 + N
+with one line and no traceback.
 
 In-process, each stage sends the signal to itself at a chosen point (deterministic); the slow
 test sends SIGTERM and SIGHUP to real train, capacity and sweep processes from outside.
@@ -59,8 +60,9 @@ def test_sigterm_ends_a_train_killed_with_its_metrics(error_world, monkeypatch):
                                   {"MLFLOW_TRACKING_URI": world.uri}, world.root)
     _one_line(code, err, signal.SIGTERM)
     client, (run,) = _runs(world, "sigterm")
-    assert run.info.status == "KILLED"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3]
+    assert run.info.status == "KILLED" and f"pipeline train --resume {run.info.run_id}" in err
+    # the loop stops where its state is whole, after the epoch in progress: a checkpoint continues from there
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the CLI put the handlers back
 
 

@@ -95,7 +95,7 @@ def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings,
 
     seconds: dict[tuple[int, int], float] = {}
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
-    with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False) as bar:
+    with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False, disable=None) as bar:
         for f, k in bar:
             bar.set_postfix_str(f"F={f} k={k}")
             t0 = time.perf_counter()

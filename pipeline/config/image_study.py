@@ -43,6 +43,9 @@ class ImageStudyFields:
                                 "seed, timed on the first minibatch)", SETTING)
     margin: float = opt(0.05, "images: a seed is a bad run when its test accuracy is more than this below the "
                               "best seed of its cell", IMAGES)
+    resume: str | None = opt(None, "images: continue the KILLED or FAILED capacity run with this parent run id (or "
+                                   "a rescue folder) from its checkpoint: finished cells are kept, the one that was "
+                                   "stopped is trained again", SETTING)
 
     def _check_image_study(self) -> None:
         """Fail now, in one line, on what any training of the grid would fail on later."""
@@ -68,12 +71,13 @@ class ImageStudyFields:
 def train_config(study: ImageStudyFields, filters: tuple[int, ...] | None = None,
                  kernel_size: tuple[int, ...] | None = None, seed: int | None = None) -> TrainConfig:
     """The `pipeline train` config of one training of the study (not resolved: None = the recipe's)."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"filters", "kernel_size", "seed"}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"filters", "kernel_size", "seed", "resume"}
     shared = {name: getattr(study, name) for name in names if hasattr(study, name)}
     return TrainConfig(**shared, filters=filters, kernel_size=kernel_size, seed=seed, print_every=0,
                        log_interval=0, image_every=0)
 
 
 def is_image_study(study: DataFields) -> bool:
-    """Whether the recipe or --dataset names image data (else: the synthetic detector's study)."""
-    return study.recipe_value("dataset") != "synthetic"
+    """Whether the recipe or --dataset names image data (else: the synthetic detector's study); a ``--resume``
+    continues an image study (whose settings are in its checkpoint)."""
+    return study.recipe_value("dataset") != "synthetic" or bool(getattr(study, "resume", None))

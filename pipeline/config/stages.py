@@ -7,6 +7,7 @@ explicit option always overrides the recipe.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pipeline.config.fields import (
@@ -71,6 +72,11 @@ class TrainConfig(DataFields, TrackingFields):
                               SETTING, within=THREADS)
     register_model: str | None = opt(None, "also register the logged model under this name in the MLflow Model "
                                            "Registry (a new version each run)", SETTING)
+    checkpoint_every: str = opt("10m", "save a checkpoint (artifact checkpoints/last.pt) every N epochs, or every "
+                                       "duration (30s, 10m, 2h) at an epoch's end; also on SIGTERM/SIGINT/SIGHUP",
+                                SETTING)
+    resume: str | None = opt(None, "continue the KILLED or FAILED train run with this id (or a rescue folder) from "
+                                   "its checkpoint, with its own settings", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -114,6 +120,21 @@ class TrainConfig(DataFields, TrackingFields):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.threads is not None and self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
+        parse_every(self.checkpoint_every)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h)\s*$")
+
+
+def parse_every(text: str) -> tuple[int, float]:
+    """``--checkpoint-every``: (epochs, seconds); '5' -> every 5 epochs, '10m' / '30s' / '2h' -> by time."""
+    text = str(text).strip()
+    if text.isdigit() and int(text) > 0:
+        return int(text), 0.0
+    match = _DURATION.match(text)
+    if match and float(match.group(1)) > 0:
+        return 0, float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+    raise ConfigError(f"--checkpoint-every must be a number of epochs (5) or a duration (30s, 10m, 2h), got {text!r}")
 
 
 def check_loss(loss: str | None, task: str) -> None:

@@ -72,7 +72,7 @@ def _measure_grid(cfg: DiagnoseConfig, src: sources.CapacitySource) -> list[Meas
     from tqdm import tqdm
 
     grid = [(f, k) for k in src.kernel_sizes for f in src.filters]
-    with tqdm(grid, desc="diagnose", unit="config", file=sys.stderr, leave=False) as bar:
+    with tqdm(grid, desc="diagnose", unit="config", file=sys.stderr, leave=False, disable=None) as bar:
         return [measure(f, k, src, cfg.last_epochs, cfg.radius, cfg.long_factor) for f, k in bar]
 
 

@@ -159,7 +159,7 @@ def optimize(study: Any, objective: TrialObjective, cfg: SweepConfig, storage_ur
     t0 = time.monotonic()
     try:  # a diverging trial (NaN loss) fails alone; the sweep goes on
         study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout, catch=(NonFiniteLoss,),
-                       show_progress_bar=cfg.progress, gc_after_trial=False)
+                       show_progress_bar=cfg.progress and sys.stderr.isatty(), gc_after_trial=False)
     finally:
         for trial in objective.stopped:
             line = retry_trial(study, trial, cfg.max_retry, storage_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Mapping
 
+from pipeline.errors import interrupt_pending
 from pipeline.tracking import faults
 
 MAX_BATCH = 1000  # MLflow's limit on metrics per log_batch call
@@ -15,17 +16,21 @@ class MetricBuffer:
 
     Flushes when ``flush_every`` seconds have passed since the last flush (so the UI
     stays live on long runs) and on ``close``; ``on_flush`` runs with every flush (to send
-    other pending work, such as images, at the same pace).
+    other pending work, such as images, at the same pace). A held signal stops a flush early,
+    and ``flush(seconds)`` sends what fits in that time: the rest (``pending``) goes into a
+    checkpoint, and the resumed run sends it first (``restore``). Per metric, the steps up to
+    ``logged_through`` are in the store already (a resumed run recomputes them): not sent again.
     """
 
     def __init__(self, run_id: str | None = None, flush_every: float = 10.0,
-                 on_flush: Callable[[], None] | None = None):
+                 on_flush: Callable[[], None] | None = None, logged_through: Mapping[str, int] | None = None):
         import mlflow
 
         self.client = mlflow.MlflowClient()
         self.run_id = run_id or mlflow.active_run().info.run_id
         self.flush_every = flush_every
         self.on_flush = on_flush
+        self.logged_through = dict(logged_through or {})
         self._pending: list[Any] = []
         self._last = time.monotonic()
 
@@ -33,25 +38,53 @@ class MetricBuffer:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items())
+        self._pending.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items()
+                             if step > self.logged_through.get(k, -1))
         if time.monotonic() - self._last > self.flush_every:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, seconds: float | None = None) -> None:
+        """Send what is pending; with ``seconds``, only what fits in that time (a batch at a time)."""
         if faults.lost():  # the store is gone: keep them for the stage's rescue, do not wait on it
             return
-        for i in range(0, len(self._pending), MAX_BATCH):
-            faults.retry_locked(self.client.log_batch, self.run_id, metrics=self._pending[i : i + MAX_BATCH])
-        self._pending.clear()
+        end = None if seconds is None else time.monotonic() + seconds
+        while self._pending:
+            if end is not None and time.monotonic() > end or end is None and interrupt_pending():
+                return
+            faults.retry_locked(self.client.log_batch, self.run_id, metrics=self._pending[:MAX_BATCH])
+            del self._pending[:MAX_BATCH]
         if self.on_flush is not None:
             self.on_flush()
         self._last = time.monotonic()
+
+    def pending(self) -> list[tuple[str, float, int, int]]:
+        """What is not sent yet, as (key, value, timestamp, step): for a checkpoint."""
+        return [(m.key, m.value, m.timestamp, m.step) for m in self._pending]
+
+    def restore(self, rows: list[tuple[str, float, int, int]]) -> None:
+        """Queue a checkpoint's unsent metrics, first."""
+        from mlflow.entities import Metric
+
+        self._pending[:0] = [Metric(*row) for row in rows if row[3] > self.logged_through.get(row[0], -1)]
+
+    def drop_pending(self) -> None:
+        """Forget what is pending (it is in a checkpoint now)."""
+        self._pending.clear()
 
     def __enter__(self) -> "MetricBuffer":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.flush()  # also on errors: what was measured before a failure is kept
+
+
+def metric_steps(run_id: str) -> dict[str, int]:
+    """Per metric of the run, the last step in the store (what a resumed run must not log again)."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    keys = faults.retry_locked(client.get_run, run_id).data.metrics
+    return {k: max(m.step for m in faults.retry_locked(client.get_metric_history, run_id, k)) for k in keys}
 
 
 def log_batch(run_id: str, metrics: Mapping[str, float], params: Mapping[str, Any] | None = None) -> None:

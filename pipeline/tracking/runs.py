@@ -41,6 +41,7 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep logs readable
+    quiet_library_logs()
     uri = resolve_uri(tracking_uri)
     open_tracking_store(uri)
     mlflow.set_tracking_uri(uri)
@@ -58,12 +59,24 @@ def configure(tracking_uri: str | None = None, experiment_name: str | None = Non
     return uri
 
 
-def _start(stage: str, run_name: str | None, nested: bool) -> Any:
-    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input."""
+def quiet_library_logs() -> None:
+    """MLflow's INFO lines ("Creating initial MLflow database tables...") off stderr, unless debugging
+    (``--debug`` or ``PIPELINE_DEBUG=1``): a normal run's stderr holds real warnings only."""
+    import logging
+
+    debug = os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    logging.getLogger("mlflow").setLevel(logging.INFO if debug else logging.WARNING)
+
+
+def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = None) -> Any:
+    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input.
+    With ``run_id``, that (KILLED or FAILED) run is continued: it is RUNNING again."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
+        if run_id:
+            return mlflow.start_run(run_id=run_id, nested=nested)
         if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
             run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
         return mlflow.start_run(run_name=run_name, nested=nested)
@@ -75,7 +88,7 @@ def _start(stage: str, run_name: str | None, nested: bool) -> Any:
 
 @contextlib.contextmanager
 def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
-              keep: Keep | None = None) -> Iterator[Any]:
+              keep: Keep | None = None, run_id: str | None = None) -> Iterator[Any]:
     """Start the run of one stage (nested under an active run), tag it, and end it honestly.
 
     Under ``mlflow run`` the first stage adopts the run that MLflow created
@@ -83,19 +96,21 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     run ends FINISHED, FAILED on an error (tagged with its one line), KILLED on a signal.
     If the tracking store stops answering (a failed call, or ``StoreWatch`` for a remote
     store), what ``keep`` holds is saved to a local folder and ``StoreLost`` (exit 1) names it.
+    With ``run_id`` (``--resume``), that run is continued in place instead of a new one started.
     """
     import mlflow
 
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    run = _start(stage, run_name, nested)
+    run = _start(stage, run_name, nested, run_id)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
             commit = identity.git_commit()
-            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(), **identity.take_pending(),
+            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(),
+                             **identity.take_pending(),
                              **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
             yield run
     except StoreLost:

@@ -23,10 +23,12 @@ PARENT_TAG, NAME_TAG = "mlflow.parentRunId", "mlflow.runName"  # what MLflow's U
 
 @contextlib.contextmanager
 def study_run(stage: str, cfg: Any, run_name: str, tags: Mapping[str, Any], keep: Keep | None = None,
-              what: str | None = None) -> Iterator[str]:
-    """The parent run of a study, with its ``config.json``, params and (when given) description; yields its id."""
-    with runs.stage_run(stage, run_name=run_name, tags=tags, keep=keep) as parent:
-        provenance.log_config(cfg)
+              what: str | None = None, run_id: str | None = None) -> Iterator[str]:
+    """The parent run of a study, with its ``config.json``, params and (when given) description; yields its id.
+    With ``run_id`` (``--resume``) that run is continued, and has its config already."""
+    with runs.stage_run(stage, run_name=run_name, tags=tags, keep=keep, run_id=run_id) as parent:
+        if run_id is None:
+            provenance.log_config(cfg)
         if what is not None:
             provenance.describe(what)
         yield parent.info.run_id

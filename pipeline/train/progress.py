@@ -46,3 +46,38 @@ class EpochBar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+LOG_EVERY_S = 30.0  # in a log (not a terminal): one plain progress line at most this often
+
+
+class Progress:
+    """Progress over a stage's units of work (cells, trials): a tqdm bar on a terminal; in a log file, one plain
+    line at most every ``LOG_EVERY_S`` seconds, so that a stage shorter than that writes none."""
+
+    def __init__(self, total: int, desc: str, unit: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False, disable=None, file=sys.stderr)
+        self.total, self.desc, self.unit, self.done, self.note = total, desc, unit, 0, ""
+        self.start = self._said = time.monotonic()
+
+    def describe(self, note: str) -> None:
+        """What the current unit is (``F=4 k=3``)."""
+        self.note = note
+        self.bar.set_postfix_str(note)
+
+    def update(self) -> None:
+        self.done += 1
+        self.bar.update()
+        now = time.monotonic()
+        if self.bar.disable and now - self._said >= LOG_EVERY_S:
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit}s done in {now - self.start:.0f} s",
+                  file=sys.stderr, flush=True)
+            self._said = now
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()

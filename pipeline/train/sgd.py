@@ -50,6 +50,14 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.momentum_buffers: list[torch.Tensor | None] = [None] * len(self.params)
 
+    def state_dict(self) -> dict:
+        """The momentum buffers (a checkpoint's optimizer state), as ``torch.optim`` names its own."""
+        return {"momentum_buffers": [None if b is None else b.clone() for b in self.momentum_buffers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.momentum_buffers = [None if b is None else b.to(p.device).clone()
+                                 for b, p in zip(state["momentum_buffers"], self.params)]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             if p.grad is not None:

@@ -31,15 +31,21 @@ from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import artifacts, checkpoints, provenance, runs
+from pipeline.tracking.checkpoints import Checkpoint
 from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.experiments import shape_label
-from pipeline.tracking.metrics import MetricBuffer
+from pipeline.tracking.metrics import MetricBuffer, metric_steps
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
+from pipeline.train.checkpoint import Checkpoints
 from pipeline.train.figures import (log_curves, log_detector_figures, log_filter_image, log_final_filters,
                                     log_prediction_heatmap)
 from pipeline.train.loop import History, check_channels, fit
+
+
+SIGNAL_FLUSH_S = 2.0  # on a signal, metrics are sent for this long at most: the rest go into the checkpoint,
+# so that the stage exits well within `docker stop`'s 10 s grace period
 
 
 @dataclass(frozen=True)
@@ -140,9 +146,15 @@ def run_tags(cfg: TrainConfig, dataset: str, device: torch.device) -> dict[str, 
 
 
 def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
-    """Train one model as the (resolved) config says, inside an MLflow run."""
+    """Train one model as the (resolved) config says, inside an MLflow run (with ``--resume``: the run that
+    a checkpoint continues, with the checkpoint's settings)."""
     drawing = Drawing()  # its helper process starts now, and loads matplotlib while this one trains
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    start = None
+    if cfg.resume:
+        _, start = checkpoints.load(cfg.resume, "train")
+        cfg = dataclasses.replace(start["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
+                                  experiment_name=cfg.experiment_name)
     cfg, bundle = load_data(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
     check_channels(cfg.in_channels, bundle, f"{cfg.model} (--in-channels {cfg.in_channels}, recipe {cfg.recipe})")
@@ -151,32 +163,24 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     device = pick_device(cfg.device)
     model = make_model(cfg, bundle).to(device)
     n_params = count_parameters(model)
-    tags = run_tags(cfg, bundle.name, device)
     name = artifacts.model_name(cfg.model, cfg.filters, cfg.kernel_size)
     epochs: list[dict[str, float]] = []
-    keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
+    latest: dict[str, Any] = {}  # the last checkpoint: saved locally too if the tracking store goes away
+    keep = Keep(config=cfg, metrics=epochs, model=model, checkpoint=lambda: Checkpoint(latest))
     # the run ends after `drawing` has logged every figure (contexts exit innermost first)
-    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep) as active, \
-            drawing:
-        provenance.log_config(cfg)
+    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=run_tags(cfg, bundle.name, device),
+                        keep=keep, run_id=start and start["run_id"]) as active, drawing:
         what = describe_training(cfg, bundle, n_params)
-        provenance.describe(what)
-        artifacts.log_text(model_summary(model, bundle.input_shape), "model_summary.txt")
-        log_bundle_input(bundle, context="training")
-        image_every = cfg.image_every or 0
-        if image_every:
-            log_filter_image(drawing, model, step=0, caption="initial weights")
-        # filter images are logged with the metrics' batches: every 10 s, and at the end
-        with MetricBuffer(active.info.run_id, on_flush=drawing.log_ready) as metrics:
+        if start is None:
+            _log_start(cfg, bundle, model, what, drawing)
+        with MetricBuffer(active.info.run_id, on_flush=drawing.log_ready,
+                          logged_through=_logged_steps(active.info.run_id, start)) as metrics:
+            metrics.restore((start or {}).get("pending_metrics", []))
             metrics.log({"num_parameters": n_params}, step=0)
-
-            def on_epoch(epoch: int, values: dict[str, float]) -> None:
-                epochs.append({"epoch": epoch, **values})
-                metrics.log(values, step=epoch)
-                if image_every and (epoch % image_every == 0 or epoch == cfg.epochs):
-                    log_filter_image(drawing, model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")
-
-            history = fit(model, bundle, cfg, device, on_epoch=on_epoch, echo=echo, progress=True)
+            saver = _Saver(cfg, active.info.run_id, metrics, latest)
+            history = fit(model, bundle, cfg, device, on_epoch=_on_epoch(cfg, model, drawing, metrics, epochs),
+                          echo=echo, progress=True, checkpoints=Checkpoints(saver, cfg.checkpoint_every, start,
+                                                  checkpoints.resume_command("train", active.info.run_id)))
             model.cpu().eval()
             final = history.last()
             # the figures go to the helper first: it draws them while the metrics are sent and the model logged
@@ -186,6 +190,52 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
                                         name=name, classes=bundle.classes, registered_model_name=cfg.register_model)
         provenance.describe(what, describe_result(final, bundle, name))
         return TrainResult(active.info.run_id, model_uri, final, history, model)
+
+
+def _log_start(cfg: TrainConfig, bundle: DataBundle, model: nn.Module, what: str, drawing: Drawing) -> None:
+    """What a new train run logs before training: its config, description, model summary, data, first filters."""
+    provenance.log_config(cfg)
+    provenance.describe(what)
+    artifacts.log_text(model_summary(model, bundle.input_shape), "model_summary.txt")
+    log_bundle_input(bundle, context="training")
+    if cfg.image_every:
+        log_filter_image(drawing, model, step=0, caption="initial weights")
+
+
+def _on_epoch(cfg: TrainConfig, model: nn.Module, drawing: Drawing, metrics: MetricBuffer,
+              epochs: list) -> Callable[[int, dict[str, float]], None]:
+    """Each epoch's metrics (step = epoch) and, every ``image_every`` epochs, its filters (sent with the metrics'
+    batches: every 10 s, and at the end)."""
+    def on_epoch(epoch: int, values: dict[str, float]) -> None:
+        epochs.append({"epoch": epoch, **values})
+        metrics.log(values, step=epoch)
+        if cfg.image_every and (epoch % cfg.image_every == 0 or epoch == cfg.epochs):
+            log_filter_image(drawing, model, step=epoch, caption=f"train loss {values['train_loss']:.4f}")
+
+    return on_epoch
+
+
+def _logged_steps(run_id: str, start: dict[str, Any] | None) -> dict[str, int]:
+    """Per metric, the last step that a resumed run has in the store already (none for a new run)."""
+    return metric_steps(run_id) if start is not None else {}
+
+
+class _Saver:
+    """Sends the loop's checkpoints: with the metrics not sent yet, as ``checkpoints/last.pt``; on a signal,
+    first what metrics fit in ``SIGNAL_FLUSH_S``, and the signal's line then names the resume command."""
+
+    def __init__(self, cfg: TrainConfig, run_id: str, metrics: MetricBuffer, latest: dict[str, Any]):
+        self.cfg, self.run_id, self.metrics, self.latest = cfg, run_id, metrics, latest
+
+    def __call__(self, state: dict[str, Any], interrupted: bool) -> None:
+        if interrupted:
+            self.metrics.flush(seconds=SIGNAL_FLUSH_S)
+        self.latest.clear()
+        self.latest.update(state, stage="train", run_id=self.run_id, pending_metrics=self.metrics.pending(),
+                           config=dataclasses.replace(self.cfg, resume=None))
+        checkpoints.log(self.latest, self.run_id)
+        if interrupted:
+            self.metrics.drop_pending()  # in the checkpoint: the resumed run sends them
 
 
 def summary_line(result: TrainResult) -> str:

@@ -13,21 +13,25 @@ curves (step = epoch). ``--table PATH`` also writes the per-seed table to a loca
 """
 from __future__ import annotations
 
-import sys
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
 
 from pipeline.capacity import study
+from pipeline.capacity.images import strategy
 from pipeline.capacity.images.grid import Cell, cells, run_cell
 from pipeline.capacity.images.stats import bad_runs, curve_summary, report, summarize
 from pipeline.config.image_study import train_config
 from pipeline.capacity.story import grid_label
 from pipeline.config.studies import CapacityConfig
-from pipeline.tracking import provenance, runs, studies
+from pipeline.errors import Interrupted
+from pipeline.tracking import checkpoints, provenance, runs, studies
+from pipeline.tracking.checkpoints import Checkpoint
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import pick_device
+from pipeline.train.progress import Progress
 
 SUMMARY_METRICS = ("test_accuracy_mean", "test_accuracy_std", "test_accuracy_lo", "test_accuracy_hi",
                    "test_accuracy_min", "test_accuracy_max", "bad_run_share", "num_parameters", "n")
@@ -43,11 +47,17 @@ class ImageCapacityResult:
 
 
 def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapacityResult:
-    """Train the grid on the images, log one child run per cell and the tables and figures on the parent."""
+    """Train the grid on the images, log one child run per cell and the tables and figures on the parent
+    (with ``--resume``: continue a stopped parent run from its checkpoint, its finished cells kept)."""
     from pipeline.data.io import log_bundle_input
     from pipeline.train.stage import check_model, load_data
 
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
+    start = None
+    if cfg.resume:
+        _, start = checkpoints.load(cfg.resume, "capacity")
+        cfg = dataclasses.replace(start["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
+                                  experiment_name=cfg.experiment_name)
     base, bundle = load_data(train_config(cfg))
     grid = cells(cfg, base, bundle)
     for cell in grid:  # every cell's seeds train at once: they must fit together, checked before any training
@@ -56,12 +66,18 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
     tables: list = []  # per cell: saved locally if the tracking store goes away
+    latest: dict = {"stage": "capacity", "config": dataclasses.replace(cfg, resume=None),
+                    "cells": list((start or {}).get("cells", []))}  # the checkpoint: finished cells' results
+    keep = Keep(config=cfg, seeds=tables, checkpoint=lambda: Checkpoint(latest))
     with study.torch_threads(cfg.threads), studies.study_run(
             "capacity", cfg, f"capacity {bundle.name} {grid_label(cfg.filters, cfg.kernel_sizes)}",
-            {**tags, "study": "image-capacity", "device": str(device)}, Keep(config=cfg, seeds=tables)) as run_id:
-        studies.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
-        log_bundle_input(bundle, context="training")
-        curves, seconds = _train_grid(cfg, grid, bundle, seeds, device, tags, tables)
+            {**tags, "study": "image-capacity", "device": str(device)}, keep,
+            run_id=start and start["run_id"]) as run_id:
+        if start is None:
+            studies.log_dict(provenance.config_dict(base), "train_config.json")  # passwords hidden
+            log_bundle_input(bundle, context="training")
+        latest["run_id"] = run_id
+        curves, seconds = _train_grid(cfg, grid, bundle, seeds, device, tags, tables, latest)
         table = pd.concat(tables, ignore_index=True)
         table["bad_run"] = bad_runs(table, cfg.margin)
         summary = summarize(table, cfg.margin)
@@ -74,20 +90,35 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
 
 
 def _train_grid(cfg: CapacityConfig, grid: list[Cell], bundle, seeds: list[int], device, tags: dict,
-                tables: list) -> tuple[list[pd.DataFrame], float]:
-    """Train and log every cell, appending its per-seed table to ``tables``; (per-cell curves, training seconds)."""
-    from tqdm import tqdm
-
+                tables: list, latest: dict) -> tuple[list[pd.DataFrame], float]:
+    """Train and log every cell not in the checkpoint ``latest`` yet, appending its per-seed table to ``tables``,
+    and checkpoint after each; (per-cell curves, training seconds). A signal stops the cell in progress: the
+    resumed run trains it again, from its seeds, to the same bits."""
     curves, seconds = [], 0.0
-    with tqdm(grid, desc="capacity", unit="cell", file=sys.stderr, leave=False) as bar:
-        for cell in bar:
-            bar.set_postfix_str(f"F={cell.filters} k={cell.kernel_size}")
-            part, curve, result = run_cell(cell, bundle, seeds, device, strategy=cfg.strategy)
-            studies.set_tag(f"strategy F{cell.filters} k{cell.kernel_size}", result.strategy)  # on the parent
-            seconds += result.seconds
-            tables.append(part)
-            curves.append(curve)
-            _log_child(cell, part, curve, cfg, tags, result.seconds)
+    strategy.remember(latest.get("plans", {}))  # the cell that was stopped runs as it began: same numbers
+    checkpoints.log(latest, latest["run_id"])
+    try:
+        with Progress(len(grid), "capacity", "cell") as bar:
+            for i, cell in enumerate(grid):
+                bar.describe(f"F={cell.filters} k={cell.kernel_size}")
+                if i < len(latest["cells"]):  # finished before the run was stopped: logged already
+                    part, curve, secs = latest["cells"][i]
+                else:
+                    part, curve, result = run_cell(cell, bundle, seeds, device, strategy=cfg.strategy)
+                    studies.set_tag(f"strategy F{cell.filters} k{cell.kernel_size}", result.strategy)  # on the parent
+                    secs = result.seconds
+                    _log_child(cell, part, curve, cfg, tags, secs)
+                    latest["cells"].append((part, curve, secs))
+                    checkpoints.log(latest, latest["run_id"])
+                seconds += secs
+                tables.append(part)
+                curves.append(curve)
+                bar.update()
+    except Interrupted as err:
+        latest["plans"] = strategy.chosen()  # how the stopped cell ran (auto's pick is timed, so it may vary)
+        checkpoints.log(latest, latest["run_id"])
+        err.resume_hint = checkpoints.resume_command("capacity", latest["run_id"])
+        raise
     return curves, seconds
 
 

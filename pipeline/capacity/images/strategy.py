@@ -76,6 +76,16 @@ def choose(plans: list[Plan], key: tuple, step_time: Callable[[Plan], float]) ->
     return _CHOSEN[full]
 
 
+def chosen() -> dict[tuple, Plan]:
+    """What ``auto`` has measured so far (a checkpoint keeps it: a resumed grid runs each cell as it was)."""
+    return dict(_CHOSEN)
+
+
+def remember(plans: dict[tuple, Plan]) -> None:
+    """Take the choices of a checkpoint, so that ``auto`` does not measure (and perhaps pick) again."""
+    _CHOSEN.update(plans)
+
+
 def best_time(run: Callable[[], None], repeats: int = 2) -> float:
     """Seconds of the fastest of ``repeats`` calls of ``run``, after one untimed call (allocations, caches)."""
     run()
