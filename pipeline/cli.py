@@ -11,7 +11,6 @@ import gc
 import os
 import sys
 import threading
-import traceback
 from typing import Iterator
 
 import click
@@ -23,7 +22,8 @@ from pipeline.config.recipes import RECIPES
 from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, PrepareDataConfig, ReproduceConfig,
                                     ServeConfig, TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
-from pipeline.errors import interrupt_signals
+from pipeline.errors import debugging, interrupt_signals
+from pipeline.tracking.faults import report, report_thread_error
 from pipeline.tracking.links import results_line
 from pipeline.tracking.redact import redact
 
@@ -248,14 +248,14 @@ def main(argv: list[str] | None = None) -> None:
         atexit.register(gc.freeze)  # registered first, so run last: the exit then skips scanning for cycles
     args = list(sys.argv[1:] if argv is None else argv)
     end = args.index("--") if "--" in args else len(args)
-    debug = "--debug" in args[:end] or os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
+    debug = "--debug" in args[:end] or debugging()
     args = [a for i, a in enumerate(args) if not (i < end and a == "--debug")]
     if debug:  # the stages read it too (library logs: tracking/runs.py quiet_library_logs)
         os.environ["PIPELINE_DEBUG"] = "1"
     code = 0
     # a background thread's failure (Optuna's heartbeat, the store watch): one line too, for this call only
     old_hook = threading.excepthook
-    threading.excepthook = lambda hook_args: _thread_error(hook_args, debug)
+    threading.excepthook = lambda hook_args: report_thread_error(hook_args, debug)
     try:
         with interrupt_signals():
             try:
@@ -270,33 +270,10 @@ def main(argv: list[str] | None = None) -> None:
                 click.echo(redact(f"Error: {err.format_message()}"), err=True)
                 code = err.exit_code
             except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - every failure becomes one line
-                code = _report(err, debug)
+                code = report(err, debug)
     except KeyboardInterrupt as err:  # a signal that came after the command's own handling
-        code = _report(err, debug)
+        code = report(err, debug)
     finally:
         threading.excepthook = old_hook
     if code:
         sys.exit(code)
-
-
-def _thread_error(args: threading.ExceptHookArgs, debug: bool) -> None:
-    """A background thread's failure (Optuna's heartbeat when its database goes away, say): one line,
-    as for the main thread; the main thread meets the same fault and ends the stage."""
-    if args.exc_type is SystemExit or args.exc_value is None:
-        return
-    from pipeline.tracking.faults import describe
-
-    if debug:
-        traceback.print_exception(args.exc_value)
-    where = f" (in the background thread {args.thread.name})" if args.thread is not None else ""
-    click.echo(describe(args.exc_value)[1] + where, err=True)
-
-
-def _report(err: BaseException, debug: bool) -> int:
-    from pipeline.tracking.faults import describe
-
-    code, line = describe(err)
-    if debug:
-        traceback.print_exception(err)
-    click.echo(line, err=True)
-    return code

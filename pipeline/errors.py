@@ -11,6 +11,7 @@ calls ``check_interrupt`` at a point where its state is whole.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 from typing import Iterator
 
@@ -53,6 +54,11 @@ class Interrupted(KeyboardInterrupt):
                     f"continue it with `{self.resume_hint}`")
         return (f"stopped by {signal.Signals(self.signum).name}: the runs in progress were ended KILLED "
                 "(a sweep's current trial is FAIL and is retried when the study is resumed)")
+
+
+def debugging() -> bool:
+    """``PIPELINE_DEBUG`` is set (``--debug`` sets it): tracebacks and library INFO logs are shown."""
+    return os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
 HANDLED_SIGNALS = tuple(s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s))

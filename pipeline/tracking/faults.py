@@ -13,7 +13,9 @@ from __future__ import annotations
 import errno
 import re
 import sys
+import threading
 import time
+import traceback
 from typing import Any, Callable, Iterator
 
 from pipeline.errors import CheckFailed, ConfigError, EnvironmentFault, Interrupted
@@ -160,3 +162,23 @@ def describe(err: BaseException) -> tuple[int, str]:
         return 1, f"Error: {err.strerror or _first_line(err)}{where}"
     return 1, (f"Error: internal error ({type(err).__name__}: {_first_line(err)}); rerun with --debug "
                "(or PIPELINE_DEBUG=1) for the traceback and report it")
+
+
+def report(err: BaseException, debug: bool) -> int:
+    """Print the one line (and with ``debug`` the traceback) of the exception that ended a command; its exit status."""
+    code, line = describe(err)
+    if debug:
+        traceback.print_exception(err)
+    print(line, file=sys.stderr)
+    return code
+
+
+def report_thread_error(args: threading.ExceptHookArgs, debug: bool) -> None:
+    """A background thread's failure (Optuna's heartbeat when its database goes away, say): one line,
+    as for the main thread; the main thread meets the same fault and ends the stage."""
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    if debug:
+        traceback.print_exception(args.exc_value)
+    where = f" (in the background thread {args.thread.name})" if args.thread is not None else ""
+    print(describe(args.exc_value)[1] + where, file=sys.stderr)

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Iterator, Mapping
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, debugging
 from pipeline.tracking import experiments, faults, identity, rescue
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
@@ -64,8 +64,7 @@ def quiet_library_logs() -> None:
     (``--debug`` or ``PIPELINE_DEBUG=1``): a normal run's stderr holds real warnings only."""
     import logging
 
-    debug = os.environ.get("PIPELINE_DEBUG", "").lower() not in ("", "0", "false", "no")
-    logging.getLogger("mlflow").setLevel(logging.INFO if debug else logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.INFO if debugging() else logging.WARNING)
 
 
 def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = None) -> Any:
@@ -84,6 +83,15 @@ def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = 
         if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
             raise
         raise ConfigError(f"cannot start the {stage} run: {scrub(err)}") from None
+
+
+def _tag(stage: str, tags: Mapping[str, Any] | None) -> None:
+    """The run's tags: its stage, its code version and identity, and the stage's own (passwords hidden)."""
+    import mlflow
+
+    commit = identity.git_commit()
+    mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(),
+                     **identity.take_pending(), **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
 
 
 @contextlib.contextmanager
@@ -108,10 +116,7 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     status = "FINISHED"
     try:
         with contextlib.nullcontext() if nested else StoreWatch(uri):
-            commit = identity.git_commit()
-            mlflow.set_tags({"stage": stage, **({"git_commit": commit} if commit else {}), **identity.code_tags(),
-                             **identity.take_pending(),
-                             **{k: redact(v) for k, v in (tags or {}).items() if v is not None}})
+            _tag(stage, tags)
             yield run
     except StoreLost:
         status = "FAILED"

@@ -22,7 +22,7 @@ def test_a_database_url_is_not_checked_as_a_local_file(tmp_path, monkeypatch):
 
 def test_a_failing_background_thread_is_one_line(capsys):
     """Optuna's heartbeat thread dies with its database: one line like the main thread's, no traceback."""
-    from pipeline.cli import _thread_error
+    from pipeline.tracking.faults import report_thread_error
 
     def boom():
         import sqlite3
@@ -31,7 +31,7 @@ def test_a_failing_background_thread_is_one_line(capsys):
 
     caught = []
     old = threading.excepthook
-    threading.excepthook = lambda args: (caught.append(args), _thread_error(args, debug=False))
+    threading.excepthook = lambda args: (caught.append(args), report_thread_error(args, debug=False))
     try:
         t = threading.Thread(target=boom, name="optuna-heartbeat")
         t.start()
