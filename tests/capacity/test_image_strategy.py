@@ -34,6 +34,21 @@ def test_auto_keeps_the_least_time_per_seed_and_measures_once():
         candidates("fastest", 4)
 
 
+def test_auto_on_the_cpu_is_a_fixed_rule_so_reruns_end_on_the_same_bits():
+    def never(plan):
+        raise AssertionError(f"auto on the CPU timed {plan}")
+
+    assert choose(candidates("auto", 4), ("rule",), never, measure=False) == Plan("grouped", 4, True)
+    assert choose(candidates("auto", 1), ("rule",), never, measure=False) == Plan("loop", 1, False)
+    cfg = dataclasses.replace(DROPOUT, epochs=1, max_batches=3)
+    bundle = load_bundle(cfg)
+    first, again = (train_seeds(cfg, bundle, [0, 1, 2], strategy="auto") for _ in range(2))
+    assert first.strategy == again.strategy == "grouped, channels-last"
+    for i in range(3):
+        for name, w in first.model(i).state_dict().items():
+            assert torch.equal(w, again.model(i).state_dict()[name]), name
+
+
 def test_vmap_is_left_out_of_nets_with_dropout():
     """torch.func draws masks from torch's global generator: auto skips vmap there, and asking for it fails."""
     assert "vmap" not in {p.name for p in candidates("auto", 4, "dropoutnet has dropout (features.drop2)")}

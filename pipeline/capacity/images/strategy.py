@@ -8,13 +8,18 @@
 * ``loop``: one seed per computation (a stacked net of one seed: plain convolutions), one
   seed after another, as a loop over `pipeline train --seed s` runs them.
 
-Grouped convolutions pay for tiny layers and can cost more than dense ones for wide layers,
-and which memory format is faster depends on the layers and the thread count, so ``auto``
-times one training step of each candidate on the first minibatch (throwaway copies of the
-nets: the real seeds are not touched) and keeps the fastest per seed, cached per
-(architecture, input shape, batch, seeds, device, threads). Every candidate trains each seed
-on its own minibatches with its own optimizer and dropout stream, so the choice changes only
-float rounding (see ``trainer``).
+Every candidate trains each seed on its own minibatches with its own optimizer and dropout
+stream, so the choice changes only float rounding (see ``trainer``). In float32 that rounding
+can carry a seed elsewhere over many epochs, so on the CPU ``auto`` follows a fixed rule and a
+run, its resume and its reproduction end on the same bits: grouped, channels-last, wherever a
+group holds more than one seed; the loop, contiguous, where memory allows one seed at a time.
+``benchmarks/bench_image_multiseed.py`` justifies the rule: with 1 thread on the 2-core test
+machine, grouped channels-last was the fastest candidate for every image recipe's net whose
+group holds several seeds (smallconv on digits 4.6x the loop, LeNet 1.5-1.7x), and mnist-rmsprop,
+whose group is one seed, ran fastest contiguous (749 against 1,226 ms per seed-epoch). On a GPU,
+where no run is bit for bit anyway, ``auto`` times one training step of each candidate on the
+first minibatch (throwaway copies of the nets) and keeps the fastest per seed, cached per
+(architecture, input shape, batch, seeds, device, threads).
 """
 from __future__ import annotations
 
@@ -63,12 +68,13 @@ def candidates(strategy: str, group: int, dropout: str = "") -> list[Plan]:
             "auto": grouped + vmapped + loop}[strategy]
 
 
-def choose(plans: list[Plan], key: tuple, step_time: Callable[[Plan], float]) -> Plan:
+def choose(plans: list[Plan], key: tuple, step_time: Callable[[Plan], float], measure: bool = True) -> Plan:
     """The plan with the least time per seed, ``step_time(plan)`` being one step of its first group.
 
-    One plan is taken without a measurement; a measured choice is cached under ``key``.
+    One plan is taken without a measurement; a measured choice is cached under ``key``. Without
+    ``measure`` (``auto`` on the CPU) the first candidate is taken: the rule in this module's docstring.
     """
-    if len(plans) == 1:
+    if len(plans) == 1 or not measure:
         return plans[0]
     full = (*key, tuple(plans), torch.get_num_threads())
     if full not in _CHOSEN:

@@ -267,4 +267,5 @@ def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], devi
 
     shapes = (repr(bundle.input_shape), cfg.model, tuple(cfg.filters), tuple(cfg.kernel_size), cfg.padding,
               cfg.batch_norm, cfg.dropout, cfg.optimizer, bs, len(seeds), str(device))
-    return choose(candidates(strategy, group, dropout_in(cfg, bundle)), shapes, step_time)
+    return choose(candidates(strategy, group, dropout_in(cfg, bundle)), shapes, step_time,
+                  measure=device.type != "cpu")
