@@ -18,6 +18,7 @@ from pipeline.config.fields import (
     THREADS,
     TORCH_SEED,
     DataFields,
+    SystemMetricsFields,
     TrackingFields,
     check_fields,
     opt,
@@ -34,7 +35,7 @@ class PrepareDataConfig(DataFields, TrackingFields):
 
 
 @dataclass(frozen=True)
-class TrainConfig(DataFields, TrackingFields):
+class TrainConfig(SystemMetricsFields, DataFields, TrackingFields):
     """train: fit one model and log its curves, filters, figures and the model itself."""
 
     data_uri: str | None = opt(None, "prepared data from prepare-data (runs:/<id>/data); default: build on the fly",

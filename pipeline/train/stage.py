@@ -31,7 +31,7 @@ from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import artifacts, provenance, runs, system
 from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.experiments import shape_label
 from pipeline.tracking.metrics import MetricBuffer
@@ -155,7 +155,8 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     epochs: list[dict[str, float]] = []
     keep = Keep(config=cfg, metrics=epochs, model=model)  # saved locally if the tracking store goes away
     # the run ends after `drawing` has logged every figure (contexts exit innermost first)
-    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep) as active, \
+    with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=tags, keep=keep,
+                        system_metrics=system.wanted(cfg)) as active, \
             drawing:
         provenance.log_config(cfg)
         what = describe_training(cfg, bundle, n_params)
