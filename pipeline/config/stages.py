@@ -7,6 +7,7 @@ explicit option always overrides the recipe.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pipeline.config.fields import (
@@ -72,6 +73,8 @@ class TrainConfig(SystemMetricsFields, DataFields, TrackingFields):
                               SETTING, within=THREADS)
     register_model: str | None = opt(None, "also register the logged model under this name in the MLflow Model "
                                            "Registry (a new version each run)", SETTING)
+    alias: str | None = opt(None, "with --register-model: point this alias of the registered model at the new "
+                                  "version (e.g. champion), so that models:/NAME@ALIAS serves it", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -115,6 +118,18 @@ class TrainConfig(SystemMetricsFields, DataFields, TrackingFields):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if self.threads is not None and self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
+        check_alias(self.alias, self.register_model)
+
+
+def check_alias(alias: str | None, registered_name: str | None) -> None:
+    """An alias that MLflow's registry takes (letters, digits, _ and -; not ``latest`` or ``v<N>``), for a registered model."""
+    if alias is None:
+        return
+    if not registered_name:
+        raise ConfigError("--alias names a version of a registered model: give --register-model NAME too")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias) or re.fullmatch(r"(?i)latest|v\d+", alias):
+        raise ConfigError(f"--alias {alias!r}: use letters, digits, _ and - (not 'latest' or v<number>, which "
+                          "name versions)")
 
 
 def check_loss(loss: str | None, task: str) -> None:
@@ -226,7 +241,7 @@ class ServeConfig:
     """serve: answer HTTP requests with a logged model: class probabilities and the predicted class."""
 
     run_id: str | None = opt(None, "serve the model that this train run logged")
-    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION")
+    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION, models:/NAME@ALIAS")
     host: str = opt("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     port: int = opt(5001, "port to listen on (the MLflow UI takes 5000)")
     tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")

@@ -25,7 +25,7 @@ from pipeline.tracking import identity, reuse as reading, runs, studies
 from pipeline.train import stage as train
 
 TIMINGS = re.compile(r"(^ms_per_|_seconds$|^system/)")  # how long it took, and the machine's load: never equal
-NOT_REPLAYED = ("tracking_uri", "experiment_name", "table", "register_model")  # where results go, not what they are
+NOT_REPLAYED = ("tracking_uri", "experiment_name", "table", "register_model", "alias")  # where results go, not what they are
 
 
 @dataclass(frozen=True)
