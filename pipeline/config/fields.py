@@ -68,8 +68,8 @@ class TrackingFields:
 
 @dataclass(frozen=True)
 class SystemMetricsFields:
-    no_system_metrics: bool = opt(False, "do not record MLflow's system metrics (CPU, memory, disk, network, GPU; "
-                                         "sampled once per 10 s, so a shorter run has none)", SETTING)
+    no_system_metrics: bool = opt(False, "do not sample the run's system metrics (its System metrics tab in MLflow) "
+                                         "once per 10 s; a shorter run has none anyway", SETTING)
 
 
 @dataclass(frozen=True)
