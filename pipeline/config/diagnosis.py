@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import THREADS, TrackingFields, check_fields, opt
+from pipeline.config.fields import THREADS, SystemMetricsFields, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class DiagnoseConfig(TrackingFields):
+class DiagnoseConfig(SystemMetricsFields, TrackingFields):
     """diagnose: derivatives, verdicts, filter anatomy and the loss landscape of every seed of a capacity run."""
 
     capacity_run: str | None = opt(None, "the capacity run to diagnose: runs:/<id> or the run id (required)")

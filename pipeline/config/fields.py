@@ -67,6 +67,12 @@ class TrackingFields:
 
 
 @dataclass(frozen=True)
+class SystemMetricsFields:
+    no_system_metrics: bool = opt(False, "do not sample the run's system metrics (its System metrics tab in MLflow) "
+                                         "once per 10 s; a shorter run has none anyway", SETTING)
+
+
+@dataclass(frozen=True)
 class DataFields:
     recipe: str | None = opt(None, "preset of data, model and training settings (see `pipeline recipes`); "
                                    "default: the data set's own (mnist -> mnist-small, digits -> digits-lenet, ...)")

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config.fields import THREADS, TORCH_SEED, TrackingFields, check_fields, opt
+from pipeline.config.fields import THREADS, TORCH_SEED, SystemMetricsFields, TrackingFields, check_fields, opt
 from pipeline.errors import ConfigError
 
 VARIANTS = ("both", "trained", "frozen")
 
 
 @dataclass(frozen=True)
-class PatternCapacityConfig(TrackingFields):
+class PatternCapacityConfig(SystemMetricsFields, TrackingFields):
     """capacity-pattern: mean test accuracy and P(accuracy >= success) of the published [1, 1, x, 1] detector."""
 
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7), "filter counts F, e.g. 1-7 (the published range)")

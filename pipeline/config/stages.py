@@ -19,6 +19,7 @@ from pipeline.config.fields import (
     THREADS,
     TORCH_SEED,
     DataFields,
+    SystemMetricsFields,
     TrackingFields,
     check_fields,
     opt,
@@ -35,7 +36,7 @@ class PrepareDataConfig(DataFields, TrackingFields):
 
 
 @dataclass(frozen=True)
-class TrainConfig(DataFields, TrackingFields):
+class TrainConfig(SystemMetricsFields, DataFields, TrackingFields):
     """train: fit one model and log its curves, filters, figures and the model itself."""
 
     data_uri: str | None = opt(None, "prepared data from prepare-data (runs:/<id>/data); default: build on the fly",
@@ -77,6 +78,8 @@ class TrainConfig(DataFields, TrackingFields):
                                 SETTING)
     resume: str | None = opt(None, "continue the KILLED or FAILED train run with this id (or a rescue folder) from "
                                    "its checkpoint, with its own settings", SETTING)
+    alias: str | None = opt(None, "with --register-model: point this alias of the registered model at the new "
+                                  "version (e.g. champion), so that models:/NAME@ALIAS serves it", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -121,6 +124,7 @@ class TrainConfig(DataFields, TrackingFields):
         if self.threads is not None and self.threads < 0:
             raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
         parse_every(self.checkpoint_every)
+        check_alias(self.alias, self.register_model)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|h)\s*$")
@@ -135,6 +139,17 @@ def parse_every(text: str) -> tuple[int, float]:
     if match and float(match.group(1)) > 0:
         return 0, float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
     raise ConfigError(f"--checkpoint-every must be a number of epochs (5) or a duration (30s, 10m, 2h), got {text!r}")
+
+
+def check_alias(alias: str | None, registered_name: str | None) -> None:
+    """An alias that MLflow's registry takes (letters, digits, _ and -; not ``latest`` or ``v<N>``), for a registered model."""
+    if alias is None:
+        return
+    if not registered_name:
+        raise ConfigError("--alias names a version of a registered model: give --register-model NAME too")
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias) or re.fullmatch(r"(?i)latest|v\d+", alias):
+        raise ConfigError(f"--alias {alias!r}: use letters, digits, _ and - (not 'latest' or v<number>, which "
+                          "name versions)")
 
 
 def check_loss(loss: str | None, task: str) -> None:
@@ -246,7 +261,7 @@ class ServeConfig:
     """serve: answer HTTP requests with a logged model: class probabilities and the predicted class."""
 
     run_id: str | None = opt(None, "serve the model that this train run logged")
-    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION")
+    model_uri: str | None = opt(None, "or any model URI: runs:/<id>/<name>, models:/NAME/VERSION, models:/NAME@ALIAS")
     host: str = opt("127.0.0.1", "address to listen on (0.0.0.0: every interface)")
     port: int = opt(5001, "port to listen on (the MLflow UI takes 5000)")
     tracking_uri: str | None = opt(None, "MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")

@@ -13,6 +13,7 @@ from pipeline.config.fields import (
     THREADS,
     TORCH_SEED,
     DataFields,
+    SystemMetricsFields,
     TrackingFields,
     check_fields,
     opt,
@@ -26,7 +27,7 @@ OBJECTIVES = ("success", "accuracy")
 
 
 @dataclass(frozen=True)
-class SweepConfig(DataFields, TrackingFields):
+class SweepConfig(SystemMetricsFields, DataFields, TrackingFields):
     """sweep: an Optuna study over filter counts and kernel sizes, one MLflow child run per trial."""
 
     objective: str = opt("success", "success = P(success) over seeds (synthetic); accuracy = validation accuracy (images)")
@@ -137,7 +138,7 @@ class StudySummaryConfig:
 
 
 @dataclass(frozen=True)
-class CapacityConfig(ImageStudyFields, DataFields, TrackingFields):
+class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, TrackingFields):
     """capacity: P(success) of the synthetic detector, or the test accuracy of an image net (``--dataset``),
     over a grid of filter counts x kernel sizes, many seeds each."""
 

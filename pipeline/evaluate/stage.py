@@ -29,7 +29,7 @@ from pipeline.evaluate.exact import ExactScores, exact_scores, training_inputs
 from pipeline.evaluate.loading import LoadedModel, open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
-from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking import artifacts, provenance, runs, serving
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
@@ -62,8 +62,7 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     tn = int(((pred == 0) & (y == 0)).sum())
     fp = int(((pred == 1) & (y == 0)).sum())
     fn = int(((pred == 0) & (y == 1)).sum())
-    log_metrics({"test_loss": loss, "test_accuracy": acc, "true_positives": tp,
-                 "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
+    log_metrics({"true_positives": tp, "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
     cm = np.array([[tn, fp], [fn, tp]])
     artifacts.log_figure(figures.confusion_figure(cm, bundle.classes), "figures/confusion_matrix.png")
     rows = slice(0, min(75, len(y)))
@@ -84,13 +83,13 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     return loss, acc, idx, [float(v) for v in kernel]
 
 
-def _score_exactly(model, loaded: LoadedModel, echo) -> ExactScores:
-    """Log and print the exact and unseen accuracy of the 1D detector (``exact.py``)."""
+def _score_exactly(model, loaded: LoadedModel, model_id: str | None, echo) -> ExactScores:
+    """Log (linked to the model) and print the exact and unseen accuracy of the 1D detector (``exact.py``)."""
     X_train = training_inputs(loaded.source_params)
     X_test = loaded.bundle.train.X
     width = X_train.shape[-1] if X_train is not None else X_test.shape[-1]
     scores = exact_scores(model, width, X_train, X_test)
-    log_metrics(scores.metrics())
+    log_metrics(scores.metrics(), model_id=model_id)
     if X_train is None:
         echo(f"exact_accuracy {scores.exact_accuracy:.4f} (all {scores.distinct_sequences} sequences of width "
              f"{width}, weighted by probability); the training data is unknown, so no unseen_accuracy")
@@ -146,8 +145,7 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     cm = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).numpy()  # rows: true, cols: predicted
     per_class = pd.DataFrame({"class": list(bundle.classes), "n": cm.sum(axis=1), "correct": np.diag(cm)})
     per_class["accuracy"] = per_class["correct"] / per_class["n"].clip(lower=1)
-    log_metrics({"test_loss": loss, "test_accuracy": acc,
-                 **{f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])}})
+    log_metrics({f"test_accuracy_class_{i}": float(a) for i, a in enumerate(per_class["accuracy"])})
     artifacts.log_table(per_class, "per_class_accuracy.csv")
     artifacts.log_table(pd.DataFrame(cm, index=bundle.classes, columns=bundle.classes).reset_index(names="true"),
                        "confusion_matrix.csv")
@@ -178,6 +176,7 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
     data = (f"a synthetic set ({len(bundle.train)} rows, {source})" if binary else
             f"the test split of {bundle.name} ({len(bundle.test)} images, {bundle.meta.get('test_from', 'held out')})")
     what = f"Evaluates {loaded.what} on {data}."
+    model_id = serving.model_id_of(loaded.uri)  # its test metrics are the model's too
     with runs.stage_run("evaluate", run_name=f"evaluate {loaded.label}", tags=loaded.tags,
                         keep=Keep(config=cfg)) as active:
         provenance.log_config(cfg)
@@ -185,7 +184,7 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
         if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
-            scores = _score_exactly(model, loaded, echo)
+            scores = _score_exactly(model, loaded, model_id, echo)
             found = (f"; exact accuracy {scores.exact_accuracy:.4f}, on the sequences it never trained on "
                      f"{scores.unseen_accuracy:.4f}; the 0,+1,0 detector is filter {idx}")
         else:
@@ -194,6 +193,7 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
             found = ""
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
                  f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
+        log_metrics({"test_loss": loss, "test_accuracy": acc}, model_id=model_id)  # the Models tab compares by them
         provenance.describe(what, f"Test loss {loss:.4f}, test accuracy {acc:.4f}{found}.")
         return EvalResult(active.info.run_id, loss, acc, idx, kernel,
                           scores.exact_accuracy if scores else None, scores.unseen_accuracy if scores else None)

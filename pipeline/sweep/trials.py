@@ -40,7 +40,7 @@ class TrialRun:
         if commit:
             tags["git_commit"] = commit
         self.run_id = sweeps.create_child_run(client, experiment_id, parent_id, f"trial {trial.number} {self.label}",
-                                              tags)
+                                              tags, system_metrics=not cfg.no_system_metrics)
         try:
             trial.set_user_attr("mlflow_run_id", self.run_id)
             trial.set_user_attr("mlflow_parent_run_id", parent_id)

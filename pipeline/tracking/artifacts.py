@@ -58,7 +58,7 @@ def model_name(model: str, filters: Sequence[int], kernel_size: Sequence[int]) -
 
 
 def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequence[str] = (),
-              registered_model_name: str | None = None) -> str:
+              registered_model_name: str | None = None, alias: str | None = None) -> str:
     """Log a torch model as ``name`` with a signature and an input example; returns its runs:/ URI.
 
     Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
@@ -67,7 +67,8 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     ``eval()`` raises, its class is a GraphModule), and exporting costs seconds. MLflow's
     warning about pickles is therefore not printed on every run; the README explains it once.
     Served (pyfunc), it answers with the probability of each of ``classes`` and the predicted
-    class (``serving.py``). ``registered_model_name`` also registers it as a new version. The
+    class (``serving.py``). ``registered_model_name`` also registers it as a new version, which ``alias`` (when
+    given) then names. The
     requirements are written, not inferred (inference loads the model in a subprocess), and
     checked against this environment without scanning it (``compat.without_distribution_scan``).
     """
@@ -86,7 +87,7 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
         extra["serialization_format"] = "pickle"
     input_shape = tuple(np.asarray(input_example).shape[1:])
     with _without_pickle_warning(), without_distribution_scan():
-        Model.log(
+        info = Model.log(
             artifact_path=None,
             name=name,
             flavor=serving,  # mlflow.pytorch's format; the pyfunc flavour answers with probabilities
@@ -99,6 +100,8 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
             input_shape=input_shape,
             **extra,
         )
+    if alias and registered_model_name:
+        mlflow.MlflowClient().set_registered_model_alias(registered_model_name, alias, info.registered_model_version)
     return f"runs:/{mlflow.active_run().info.run_id}/{name}"
 
 

@@ -98,8 +98,10 @@ def log_batch(run_id: str, metrics: Mapping[str, float], params: Mapping[str, An
                         params=[Param(k, str(v)) for k, v in (params or {}).items()])
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Metrics of the active run in one call (for a stage's few summary numbers)."""
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, model_id: str | None = None) -> None:
+    """Metrics of the active run in one call (for a stage's few summary numbers); with ``model_id`` (MLflow 3's
+    LoggedModel, ``serving.model_id_of``) also the model's, so that the UI's Models tab compares models by them."""
     import mlflow
 
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+    linked = {"model_id": model_id} if model_id else {}  # MLflow 2 has no such argument (and no model ids)
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, **linked)

@@ -89,3 +89,16 @@ def experiment_name(experiment_id: str) -> str:
     import mlflow
 
     return mlflow.MlflowClient().get_experiment(experiment_id).name
+
+
+def children(run_id: str) -> dict[str, str]:
+    """The child runs of a run (a capacity grid's cells), by name (without the `` (2)`` that a taken name gets):
+    name -> run id."""
+    import re
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.search_runs([client.get_run(run_id).info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{run_id}'", max_results=50000)
+    return {re.sub(r" \(\d+\)$", "", r.info.run_name): r.info.run_id for r in found}

@@ -13,7 +13,7 @@ import sys
 from typing import Any, Iterator, Mapping
 
 from pipeline.errors import ConfigError, debugging
-from pipeline.tracking import experiments, faults, identity, rescue
+from pipeline.tracking import experiments, faults, identity, rescue, system
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
 from pipeline.tracking.redact import has_secret, redact, scrub
@@ -67,18 +67,22 @@ def quiet_library_logs() -> None:
     logging.getLogger("mlflow").setLevel(logging.INFO if debugging() else logging.WARNING)
 
 
-def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = None) -> Any:
-    """``mlflow.start_run`` under a name unique in the experiment; an experiment that is not there is bad input.
-    With ``run_id``, that (KILLED or FAILED) run is continued: it is RUNNING again."""
+def _start(stage: str, run_name: str | None, nested: bool, run_id: str | None = None,
+           system_metrics: bool | None = None) -> Any:
+    """``mlflow.start_run`` under a name unique in the experiment (sampling system metrics when asked: ``system.py``);
+    an experiment that is not there is bad input. With ``run_id``, that (KILLED or FAILED) run is continued: it is
+    RUNNING again."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if system_metrics:
+        system.quiet()
     try:
         if run_id:
-            return mlflow.start_run(run_id=run_id, nested=nested)
+            return mlflow.start_run(run_id=run_id, nested=nested, log_system_metrics=system_metrics)
         if run_name:  # a name may hold a URL the user gave (evaluate of --data-uri ...)
             run_name = experiments.unique_run_name(redact(run_name), experiments.current_experiment_id())
-        return mlflow.start_run(run_name=run_name, nested=nested)
+        return mlflow.start_run(run_name=run_name, nested=nested, log_system_metrics=system_metrics)
     except MlflowException as err:  # e.g. $MLFLOW_EXPERIMENT_ID names no experiment
         if err.error_code not in BAD_INPUT_CODES or is_store_fault(err):
             raise
@@ -96,8 +100,9 @@ def _tag(stage: str, tags: Mapping[str, Any] | None) -> None:
 
 @contextlib.contextmanager
 def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] | None = None,
-              keep: Keep | None = None, run_id: str | None = None) -> Iterator[Any]:
-    """Start the run of one stage (nested under an active run), tag it, and end it honestly.
+              keep: Keep | None = None, run_id: str | None = None,
+              system_metrics: bool | None = None) -> Iterator[Any]:
+    """Start the run of one stage (nested under an active run; system metrics: ``system.py``), tag it, end it honestly.
 
     Under ``mlflow run`` the first stage adopts the run that MLflow created
     (``MLFLOW_RUN_ID``), which must still be RUNNING: a finished run is never changed. The
@@ -111,7 +116,7 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    run = _start(stage, run_name, nested, run_id)
+    run = _start(stage, run_name, nested, run_id, system_metrics)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
     try:

@@ -10,6 +10,7 @@ binary model (one logit) answers with both classes' probabilities.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -122,6 +123,22 @@ def model_uri_of_run(run_id: str) -> str:
     return f"runs:/{run_id}/{names[0] if names else 'model'}"  # 'model': a run from before models had names
 
 
+def model_id_of(uri: str) -> str | None:
+    """The id of the MLflow 3 LoggedModel at ``uri`` (any model URI), read from its MLmodel file; None for a model
+    saved without one (MLflow 2, a local path) or one whose MLmodel cannot be read (said in one line)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return getattr(mlflow.models.get_model_info(uri), "model_id", None)
+    except (MlflowException, OSError) as err:
+        if is_store_fault(err):
+            raise
+        print(f"Note: the metrics are not linked to model {uri} in the Models tab ({str(err).strip().splitlines()[0]})",
+              file=sys.stderr)
+        return None
+
+
 def load_module(uri: str, device: Any) -> Any:
     """The ``nn.Module`` of a logged model, on ``device``, in eval mode; a bad URI is bad input (exit 2)."""
     import mlflow.pytorch
@@ -162,8 +179,6 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> None:
     this environment's ``bin`` goes first (``mlflow models serve`` alone fails outside an activated
     virtualenv).
     """
-    import sys
-
     import mlflow
 
     tracking_uri = resolve_uri(cfg.tracking_uri)

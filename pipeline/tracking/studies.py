@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from pipeline.tracking import artifacts, experiments, faults, provenance, runs
+from pipeline.tracking import artifacts, experiments, faults, provenance, runs, system
 from pipeline.tracking.metrics import MetricBuffer, log_batch
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
@@ -24,9 +24,11 @@ PARENT_TAG, NAME_TAG = "mlflow.parentRunId", "mlflow.runName"  # what MLflow's U
 @contextlib.contextmanager
 def study_run(stage: str, cfg: Any, run_name: str, tags: Mapping[str, Any], keep: Keep | None = None,
               what: str | None = None, run_id: str | None = None) -> Iterator[str]:
-    """The parent run of a study, with its ``config.json``, params and (when given) description; yields its id.
-    With ``run_id`` (``--resume``) that run is continued, and has its config already."""
-    with runs.stage_run(stage, run_name=run_name, tags=tags, keep=keep, run_id=run_id) as parent:
+    """The parent run of a study, with its ``config.json``, params and (when given) description, sampling system
+    metrics unless ``cfg.no_system_metrics``; yields its id. With ``run_id`` (``--resume``) that run is continued,
+    and has its config already."""
+    with runs.stage_run(stage, run_name=run_name, tags=tags, keep=keep, run_id=run_id,
+                        system_metrics=system.wanted(cfg)) as parent:
         if run_id is None:
             provenance.log_config(cfg)
         if what is not None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pipeline.tracking import faults, runs
+from pipeline.tracking import faults, runs, system
 from pipeline.tracking.redact import redact
+
+_monitors: dict[str, Any] = {}  # run id -> the system metrics monitor of a trial's run, until the run ends
 
 
 def client(tracking_uri: str | None = None) -> Any:
@@ -16,16 +18,21 @@ def client(tracking_uri: str | None = None) -> Any:
 
 
 def create_child_run(mlflow_client: Any, experiment_id: str, parent_id: str, name: str,
-                     tags: Mapping[str, str]) -> str:
-    """A run named ``name`` under ``parent_id``, RUNNING; its id."""
+                     tags: Mapping[str, str], system_metrics: bool = False) -> str:
+    """A run named ``name`` under ``parent_id``, RUNNING, sampling system metrics (``system.py``) until it is
+    ended here when ``system_metrics``; its id."""
     from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
     all_tags = {MLFLOW_PARENT_RUN_ID: parent_id, MLFLOW_RUN_NAME: name, **tags}
-    return mlflow_client.create_run(experiment_id, tags=all_tags).info.run_id
+    run_id = mlflow_client.create_run(experiment_id, tags=all_tags).info.run_id
+    if system_metrics:
+        _monitors[run_id] = system.start(run_id, mlflow_client.tracking_uri)
+    return run_id
 
 
 def fail_run(mlflow_client: Any, run_id: str) -> None:
     """End ``run_id`` FAILED, on the way out of another failure (which this must not hide)."""
+    runs.best_effort(system.stop, _monitors.pop(run_id, None))
     runs.best_effort(faults.retry_locked, mlflow_client.set_terminated, run_id, "FAILED")
 
 
@@ -36,9 +43,10 @@ def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, Any]) -> No
 
 
 def end_run(mlflow_client: Any, run_id: str, status: str, note: str) -> None:
-    """Describe ``run_id`` with ``note`` (the UI's description) and end it as ``status``."""
+    """Describe ``run_id`` with ``note`` (the UI's description), log its last system metrics, and end it as ``status``."""
     from pipeline.tracking.experiments import NOTE_TAG
 
+    system.stop(_monitors.pop(run_id, None))
     faults.retry_locked(mlflow_client.set_tag, run_id, NOTE_TAG, note)
     faults.retry_locked(mlflow_client.set_terminated, run_id, status)
 

@@ -31,7 +31,7 @@ from pipeline.data.io import bundle_from_uri, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.models.registry import build_model, count_parameters, memory_needed
 from pipeline.models.summary import model_summary
-from pipeline.tracking import artifacts, checkpoints, provenance, runs
+from pipeline.tracking import artifacts, checkpoints, provenance, runs, system
 from pipeline.tracking.checkpoints import Checkpoint
 from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.experiments import shape_label
@@ -169,7 +169,8 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     keep = Keep(config=cfg, metrics=epochs, model=model, checkpoint=lambda: Checkpoint(latest))
     # the run ends after `drawing` has logged every figure (contexts exit innermost first)
     with runs.stage_run("train", run_name=run_name("train", cfg, bundle.name), tags=run_tags(cfg, bundle.name, device),
-                        keep=keep, run_id=start and start["run_id"]) as active, drawing:
+                        keep=keep, run_id=start and start["run_id"], system_metrics=system.wanted(cfg)) as active, \
+            drawing:
         what = describe_training(cfg, bundle, n_params)
         if start is None:
             _log_start(cfg, bundle, model, what, drawing)
@@ -187,7 +188,8 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
             final_figures(drawing, model, bundle, cfg, history)
         artifacts.log_dict(final, "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
-                                        name=name, classes=bundle.classes, registered_model_name=cfg.register_model)
+                                        name=name, classes=bundle.classes, registered_model_name=cfg.register_model,
+                                        alias=cfg.alias)
         provenance.describe(what, describe_result(final, bundle, name))
         return TrainResult(active.info.run_id, model_uri, final, history, model)
 

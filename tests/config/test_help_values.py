@@ -23,7 +23,8 @@ NUMBER = re.compile(r"(?<![\w.$/<+-])(-?\d+(?:\.\d+)*)\s*[:=]\s")
 WORD = re.compile(r"(?:^|[|,:]\s*)(auto|none|empty|memory|off|default)(?=\s*(?:[|,(]|$))")
 # inputs that a command cannot build its config without (the runs it reads); any run id will do here
 REQUIRED = {"evaluate": ["--run-id", "0" * 32], "inspect": ["--run-id", "0" * 32],
-            "diagnose": ["--capacity-run", "0" * 32], "serve": ["--run-id", "0" * 32]}
+            "diagnose": ["--capacity-run", "0" * 32], "serve": ["--run-id", "0" * 32],
+            "reproduce": ["0" * 32]}  # its argument: the run to reproduce
 # a help that starts "images: ..." applies where the data are images: the value is passed there
 SCOPES = {"images": ["--dataset", "digits"], "accuracy objective": ["--objective", "accuracy", "--dataset", "digits"]}
 

@@ -56,3 +56,66 @@ def test_changed_training_code_gives_the_first_difference_and_says_the_code_diff
     original = {h.step: h.value for h in client.get_metric_history(run_id, key)}
     again = {h.step: h.value for h in client.get_metric_history(result.reproduction, key)}
     assert float(m.group(3)) == original[step] != again[step] == float(m.group(4))
+
+
+def _sweep_trial(client, tmp_path) -> str:
+    """The run id of a finished trial of a 2-trial P(success) sweep (4 seeds, 60 epochs)."""
+    from pipeline.config.studies import SweepConfig
+    from pipeline.sweep import stage as sweep
+
+    cfg = SweepConfig(study_name="again", filters=(1, 2), kernel_sizes=(3,), seeds=4, epochs=60, report_every=20,
+                      n_trials=2, sampler="grid", progress=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                      no_system_metrics=True)
+    parent = sweep.run(cfg, echo=lambda s: None).run_id
+    trials = client.search_runs([client.get_run(parent).info.experiment_id],
+                                filter_string="tags.stage = 'sweep-trial' and attributes.status = 'FINISHED'")
+    return sorted(trials, key=lambda r: r.data.params["filters"])[-1].info.run_id  # the 2-filter trial
+
+
+def test_a_sweep_trial_reruns_as_a_trial_like_run_equal_in_every_value(trained, tmp_path):
+    client, _ = trained
+    run_id = _sweep_trial(client, tmp_path)
+    result = reproduce.run(ReproduceConfig(), run_id, echo=lambda s: None)
+    original = client.get_run(run_id)
+    values = sum(len(client.get_metric_history(run_id, k)) for k in original.data.metrics)  # every step of each
+    assert result.equal and result.compared == values > len(original.data.metrics), result.line()
+    again = client.get_run(result.reproduction)
+    assert again.data.tags["reproduces"] == run_id and again.data.tags["stage"] == "sweep-trial"
+    assert again.data.params == original.data.params  # its point: filters, kernel_size
+    assert result.differs == []
+
+
+def test_a_sweep_trial_with_other_training_code_differs(trained, tmp_path, monkeypatch):
+    from pipeline.sweep import objectives
+
+    client, _ = trained
+    run_id = _sweep_trial(client, tmp_path)
+    real = objectives.capacity_settings
+    monkeypatch.setattr(objectives, "capacity_settings", lambda cfg: dataclasses.replace(real(cfg), lr=real(cfg).lr * 3))
+    monkeypatch.setattr(identity, "code_version", lambda: ("c" * 40, False))
+    result = reproduce.run(ReproduceConfig(), run_id, echo=lambda s: None)
+    assert not result.equal and "; code differs" in result.line(), result.line()
+
+
+def test_a_capacity_run_compares_its_child_runs_too(trained):
+    from pipeline.capacity import stage as capacity
+    from pipeline.config.studies import CapacityConfig
+
+    client, _ = trained
+    run_id = capacity.run(CapacityConfig(filters=(1, 2), kernel_sizes=(3,), seeds=4, epochs=30, no_system_metrics=True),
+                          echo=lambda s: None).run_id
+    result = reproduce.run(ReproduceConfig(), run_id, echo=lambda s: None)
+
+    def values(rid):
+        return sum(len(client.get_metric_history(rid, k)) for k in client.get_run(rid).data.metrics
+                   if not reproduce.TIMINGS.search(k))
+
+    kids = client.search_runs([client.get_run(run_id).info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(kids) == 2
+    assert result.equal and result.compared == values(run_id) + sum(values(k.info.run_id) for k in kids), result.line()
+    gone = client.search_runs([client.get_run(run_id).info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{result.reproduction}'")[0]
+    client.delete_run(gone.info.run_id)  # a grid cell that the reproduction lacks
+    name = gone.info.run_name.split(" (")[0]
+    assert reproduce.compare(run_id, result.reproduction)[1] == f"child run {name!r}: none in the reproduction"
