@@ -164,6 +164,7 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
     diagnose = ("--capacity-run", capacity, "--pairs", "1", "--slice-points", "5", "--long-factor", "2")
     cli("diagnose", *diagnose)
     cli("study-summary", "--storage", storage, "--study-name", "s")
+    cli("reproduce", trained)
 
     # every MLproject entry point (main runs every stage again, nested): the tracking URI with its
     # password in the environment, the storage's password in PGPASSWORD, as the README says, never in -P
@@ -189,7 +190,8 @@ def test_no_stage_and_no_entry_point_leaks_the_password(postgres_server, tmp_pat
             ("sweep", f"storage={bare['opt']}", "study_name=p", *small_p, "n_trials=2", "progress=false"),
             ("main", "epochs=5", "sweep_trials=2", "sweep_seeds=4", f"storage={bare['opt']}"),
             ("capacity_pattern", "filters=1,2", "seeds=4", "steps=20", "test_pairs=50"),
-            ("diagnose", f"capacity_run={capacity}", "pairs=1", "slice_points=5", "long_factor=2")]))
+            ("diagnose", f"capacity_run={capacity}", "pairs=1", "slice_points=5", "long_factor=2"),
+            ("reproduce", f"run_id={trained}")]))
 
     import yaml
 
