@@ -188,8 +188,10 @@ def reproduce_cmd(config: ReproduceConfig, run_id: str) -> None:
     """A finished run again (tagged reproduces=<id>), every metric and weight compared: exit 0 equal, 1 not."""
     with stage_imports():
         from pipeline.study import reproduce
-    result = reproduce.run(config, run_id, echo=lambda line: click.echo(line, err=True))
-    raise click.exceptions.Exit(click.echo(result.line()) or (0 if result.equal else 1))
+    result = reproduce.run(config, run_id, echo=click.echo)  # the rerun's lines, as the stage prints them
+    click.echo(result.line())  # the verdict, last
+    if not result.equal:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("sweep")

@@ -48,12 +48,21 @@ def exact_scores(model: torch.nn.Module, width: int, X_train: torch.Tensor | Non
 
 def training_inputs(params: dict[str, Any]) -> torch.Tensor | None:
     """The training sequences (N, 1, W) of the train run with these params: its prepared data (``data_uri``),
-    else the synthetic set of its ``n``, ``width``, ``data_seed``; None when they are not known."""
+    else the synthetic set of its ``n``, ``width``, ``data_seed``; None when they are not known. Params are read
+    as evaluate inherits them (``resolved.<name>`` first; ``''``, as `mlflow run` logs an empty value, is none)."""
+    import dataclasses
+
+    from pipeline.config.parsing import parse_value
+    from pipeline.config.stages import TrainConfig
     from pipeline.data.io import bundle_from_uri
 
-    if params.get("data_uri"):
-        return bundle_from_uri(str(params["data_uri"])).train.X
-    if "width" not in params:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+    def value(name: str) -> Any:
+        return parse_value(fields[name], params.get(f"resolved.{name}", params.get(name)))
+
+    if value("data_uri"):
+        return bundle_from_uri(str(value("data_uri"))).train.X
+    if value("width") is None:
         return None
-    return make_synthetic(int(float(params.get("n", 75))), int(float(params["width"])),
-                          int(float(params.get("data_seed", 0))))[0]
+    return make_synthetic(value("n") or 75, value("width"), value("data_seed") or 0)[0]

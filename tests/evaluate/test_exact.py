@@ -77,3 +77,21 @@ def test_evaluate_logs_the_exact_and_unseen_accuracy_of_the_run_it_evaluates(cli
     assert m["distinct_sequences"] == 148 and m["distinct_seen_in_training"] == len(seen) == 58
     assert m["test_rows_seen_in_training"] == sum(t in seen for t in test) == 383
     assert any(line.startswith("exact_accuracy ") and "unseen_accuracy" in line for line in lines)
+
+
+def test_the_training_inputs_of_a_run_made_by_mlflow_run():
+    """`mlflow run` logs an empty -P value as the param ``''``: no prepared data, the synthetic set of n, width, seed."""
+    import numpy as np
+
+    from pipeline.evaluate.exact import training_inputs
+
+    params = {"data_uri": "''", "recipe": "''", "n": "75", "width": "20", "data_seed": "0"}
+    np.random.seed(0)  # the lab's generator, written out: the first row of seed 0
+    size = np.random.randint(1, 3)
+    start = np.random.randint(0, 20 - size)
+    value = np.random.choice([-1.0, -0.5, 0.5, 1.0])
+    X = training_inputs(params)
+    assert X.shape == (75, 1, 20) and float(X.sum()) == 7.5  # the lab's set: X sums to 7.5
+    assert np.flatnonzero(X[0, 0].numpy()).tolist() == list(range(start, start + size))
+    assert set(X[0, 0].numpy()[start:start + size]) == {value}
+    assert training_inputs({"data_uri": "''"}) is None  # no width: not known
