@@ -189,7 +189,7 @@ def test_image_capacity_stopped_in_its_second_cell_resumes_to_the_same_tables(mo
     from pipeline.errors import Interrupted
 
     args = ["capacity", "--dataset", "digits", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3",
-            "--epochs", "2", "--dropout", "0.2", "--max-batches", "4", "--strategy", "loop"]
+            "--epochs", "2", "--dropout", "0.2", "--max-batches", "4"]  # --strategy auto: a rule on the CPU
     (tmp_path / "whole").mkdir()
     code, _, err = _run(args, tmp_path / "whole", "whole")
     assert code == 0, err[-2000:]
