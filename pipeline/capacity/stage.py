@@ -74,13 +74,11 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                  "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
         log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-        cell_seconds = _train_grid(cfg, seeds, settings, tables)
-        seconds = sum(cell_seconds.values())
+        seconds = _train_grid(cfg, seeds, settings, tables, tags)
         table = pd.concat(tables, ignore_index=True)
         summary = summarize(table, cfg.tau)
         lottery = lottery_fit(summary)
-        _draw(drawing, table, summary, lottery, cfg.tau)  # drawn in the helper while the runs below are logged
-        _log_children(summary, cell_seconds, cfg, tags)
+        _draw(drawing, table, summary, lottery, cfg.tau)  # drawn in the helper while the parent is logged
         _log_parent(table, summary, lottery, cfg, seconds)
         provenance.describe(description(summary, lottery, cfg.tau))
         study.write_table(table, cfg.table)
@@ -88,31 +86,23 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
     return CapacityResult(run_id, table, summary, lottery, seconds)
 
 
-def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings,
-                tables: list[pd.DataFrame]) -> dict[tuple[int, int], float]:
-    """Train every configuration, appending its per-seed table to ``tables``; the training seconds per (F, k)."""
+def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings, tables: list[pd.DataFrame],
+                tags: dict) -> float:
+    """Train every configuration and log its child run at once (a grid stopped midway keeps the children of the
+    configurations it finished), appending its per-seed table to ``tables``; the training seconds."""
     from tqdm import tqdm
 
-    seconds: dict[tuple[int, int], float] = {}
+    seconds = 0.0
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
     with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False, disable=None) as bar:
         for f, k in bar:
             bar.set_postfix_str(f"F={f} k={k}")
             t0 = time.perf_counter()
             tables.append(seed_table(f, k, seeds, settings))
-            seconds[(f, k)] = time.perf_counter() - t0
+            cell = time.perf_counter() - t0
+            seconds += cell
+            _log_child(summarize(tables[-1], cfg.tau).iloc[0], f, k, cfg, tags, cell)
     return seconds
-
-
-def _log_children(summary: pd.DataFrame, seconds: dict[tuple[int, int], float], cfg: CapacityConfig,
-                  tags: dict) -> None:
-    """One child run per configuration, in the grid's order: its P(success), interval and generalisation.
-
-    Each row of ``summary`` is what ``summarize`` gives for that configuration's seeds alone (it
-    summarises each (F, k) on its own), so the grid's statistics are computed once, not twice."""
-    rows = summary.set_index(["filters", "kernel_size"])
-    for f, k in seconds:
-        _log_child(rows.loc[(f, k)], f, k, cfg, tags, seconds[(f, k)])
 
 
 def _log_child(row: pd.Series, f: int, k: int, cfg: CapacityConfig, tags: dict, seconds: float) -> None:
