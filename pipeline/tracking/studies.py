@@ -70,7 +70,10 @@ def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mappi
             runs.best_effort(client.set_tag, run_id, "error", faults.describe(err)[1].removeprefix("Error: ")[:500])
         raise
     finally:
-        if not faults.lost():
+        if faults.lost():  # as stage_run ends its run: one try, and a store that is really gone is only noted
+            with runs._no_retries():
+                runs.best_effort(client.set_terminated, run_id, status)
+        else:
             faults.retry_locked(client.set_terminated, run_id, status)
 
 
