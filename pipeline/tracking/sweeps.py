@@ -92,6 +92,15 @@ def log_summary(best: list[dict[str, Any]], metrics: Mapping[str, float]) -> Non
 
 
 def tag_best(mlflow_client: Any, run_ids: list[str]) -> None:
-    """Tag the runs of the best trial(s) ``best_trial = true``."""
+    """Tag the runs of the best trial(s) ``best_trial = true``.
+
+    Workers that finish together tag the same best run: on PostgreSQL the losers of that race get a
+    unique violation on the tag's key, which means the tag is there already (checked, not assumed)."""
+    from mlflow.exceptions import MlflowException
+
     for run_id in run_ids:
-        mlflow_client.set_tag(run_id, "best_trial", "true")
+        try:
+            mlflow_client.set_tag(run_id, "best_trial", "true")
+        except MlflowException as err:
+            if "unique" not in str(err).lower() or mlflow_client.get_run(run_id).data.tags.get("best_trial") != "true":
+                raise
