@@ -145,7 +145,7 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
         raise
     finally:
         if faults.lost():
-            with _no_retries():
+            with no_retries():
                 best_effort(faults.retry_locked, mlflow.end_run, status=status)
         else:
             faults.retry_locked(mlflow.end_run, status=status)
@@ -184,7 +184,7 @@ def _check_adopted_run() -> None:
 
 
 @contextlib.contextmanager
-def _no_retries() -> Iterator[None]:
+def no_retries() -> Iterator[None]:
     """One quick try for the calls after the store was lost (ending the run, if it came back)."""
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "2"}
     old = {k: os.environ.get(k) for k in quick}

@@ -71,7 +71,7 @@ def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mappi
         raise
     finally:
         if faults.lost():  # as stage_run ends its run: one try, and a store that is really gone is only noted
-            with runs._no_retries():
+            with runs.no_retries():
                 runs.best_effort(client.set_terminated, run_id, status)
         else:
             faults.retry_locked(client.set_terminated, run_id, status)
