@@ -8,6 +8,7 @@ and refuses a FINISHED run (a finished run is never changed).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
@@ -63,6 +64,18 @@ class Checkpoint:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def kept_config(cfg: Any) -> Any:
+    """The stage's config as its checkpoint keeps it: without ``--resume``, and without the tracking URI,
+    which may hold a password (``torch.save`` writes the config as it is; the resuming command gives its own)."""
+    return dataclasses.replace(cfg, resume=None, tracking_uri=None)
+
+
+def resumed_config(state: dict[str, Any], cfg: Any) -> Any:
+    """The checkpoint's config, run with this command's ``--resume``, tracking URI and experiment."""
+    return dataclasses.replace(state["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
+                               experiment_name=cfg.experiment_name)
 
 
 def log(state: dict[str, Any], run_id: str) -> None:

@@ -154,8 +154,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
     start = None
     if cfg.resume:
         _, start = checkpoints.load(cfg.resume, "train")
-        cfg = dataclasses.replace(start["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
-                                  experiment_name=cfg.experiment_name)
+        cfg = checkpoints.resumed_config(start, cfg)
     cfg, bundle = load_data(cfg)
     check_batch_size(cfg.batch_size, bundle.name)
     check_channels(cfg.in_channels, bundle, f"{cfg.model} (--in-channels {cfg.in_channels}, recipe {cfg.recipe})")
@@ -235,7 +234,7 @@ class _Saver:
             self.metrics.flush(seconds=SIGNAL_FLUSH_S)
         self.latest.clear()
         self.latest.update(state, stage="train", run_id=self.run_id, pending_metrics=self.metrics.pending(),
-                           config=dataclasses.replace(self.cfg, resume=None))
+                           config=checkpoints.kept_config(self.cfg))
         checkpoints.log(self.latest, self.run_id)
         if interrupted:
             self.metrics.drop_pending()  # in the checkpoint: the resumed run sends them

@@ -130,7 +130,9 @@ def test_digits_with_dropout_resumed_mid_epoch_is_the_run_never_stopped(monkeypa
 def test_a_scheduled_checkpoint_is_logged_and_a_finished_run_is_refused(tmp_path):
     import mlflow
 
-    code, _, err = _run(["train", "--epochs", "6", "--image-every", "0", "--checkpoint-every", "2"], tmp_path, "every")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # given on the command line, where a password may be
+    code, _, err = _run(["train", "--epochs", "6", "--image-every", "0", "--checkpoint-every", "2",
+                         "--tracking-uri", uri], tmp_path, "every")
     assert code == 0, err[-2000:]
     client, run = _only_run(tmp_path, "every")
     assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/last.pt"]
@@ -138,7 +140,9 @@ def test_a_scheduled_checkpoint_is_logged_and_a_finished_run_is_refused(tmp_path
                                                tracking_uri=client.tracking_uri, dst_path=str(tmp_path / "dl"))
     import torch
 
-    assert torch.load(path, weights_only=False)["epoch"] == 4  # the last one due before the end (2, 4)
+    state = torch.load(path, weights_only=False)
+    assert state["epoch"] == 4  # the last one due before the end (2, 4)
+    assert state["config"].tracking_uri is None and uri.encode() not in open(path, "rb").read()  # resume gives its own
     code, _, err = _run(["train", "--resume", run.info.run_id], tmp_path, "every")
     lines = error_lines(err)
     assert code == 2 and len(lines) == 1 and "FINISHED" in lines[0], err[-2000:]

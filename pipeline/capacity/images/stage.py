@@ -13,7 +13,6 @@ curves (step = epoch). ``--table PATH`` also writes the per-seed table to a loca
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -56,8 +55,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     start = None
     if cfg.resume:
         _, start = checkpoints.load(cfg.resume, "capacity")
-        cfg = dataclasses.replace(start["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
-                                  experiment_name=cfg.experiment_name)
+        cfg = checkpoints.resumed_config(start, cfg)
     base, bundle = load_data(train_config(cfg))
     grid = cells(cfg, base, bundle)
     for cell in grid:  # every cell's seeds train at once: they must fit together, checked before any training
@@ -66,7 +64,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> ImageCapaci
     device = pick_device(cfg.device)
     tags = {"recipe": base.recipe, "dataset": bundle.name, "model": base.model, "seed": f"{seeds[0]}-{seeds[-1]}"}
     tables: list = []  # per cell: saved locally if the tracking store goes away
-    latest: dict = {"stage": "capacity", "config": dataclasses.replace(cfg, resume=None),
+    latest: dict = {"stage": "capacity", "config": checkpoints.kept_config(cfg),
                     "cells": list((start or {}).get("cells", []))}  # the checkpoint: finished cells' results
     keep = Keep(config=cfg, seeds=tables, checkpoint=lambda: Checkpoint(latest))
     with study.torch_threads(cfg.threads), studies.study_run(
