@@ -1,9 +1,10 @@
 """The MLflow UI in a real browser (Chromium, driven by Playwright) on the store of a fast
 `pipeline main`: the experiment page lists the runs by their names, a train run shows the
-filter image card with its step slider, and the parent run shows its description.
+filter image card with its step slider, the parent run shows its description, the Models tab shows
+each model's test accuracy, and an image train run's System metrics tab shows CPU and memory charts.
 
-Screenshots go to $PIPELINE_SCREENSHOTS (else the test's temporary folder); the README shows
-two of them (docs/images/runs_table.png, filter_slider.png). With $PIPELINE_BROWSER_STORE
+Screenshots go to $PIPELINE_SCREENSHOTS (else the test's temporary folder); the README and
+docs show four of them (docs/images/runs_table.png, filter_slider.png, models_tab.png, system_metrics.png). With $PIPELINE_BROWSER_STORE
 (a folder with the mlflow.db of, say, `make run`) the test looks at that store instead of
 making one. Playwright cannot download its own browser here: it drives Debian's Chromium.
 """
@@ -28,6 +29,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 FAST_MAIN = ["--epochs", "60", "--sweep-trials", "4", "--sweep-seeds", "8", "--capacity-seeds", "3"]
+# an image train whose System metrics tab has charts: sampled 5 times a second here (the stages keep MLflow's
+# default, once per 10 s, and this train takes about 3 s), so that the charts have points
+DIGITS_TRAIN = ["train", "--dataset", "digits", "--epochs", "30", "--experiment-name", "convnet-study"]
 ML_VIEW = "workflowType=machine_learning"  # MLflow 3.17 opens experiments in its GenAI view otherwise
 TIMEOUT_MS = 60_000
 
@@ -58,9 +62,10 @@ def ui(tmp_path_factory):
     store = os.environ.get("PIPELINE_BROWSER_STORE")
     work = Path(store).resolve() if store else tmp_path_factory.mktemp("ui")
     if not store:
-        made = subprocess.run([sys.executable, "-m", "pipeline", "main", *FAST_MAIN], cwd=work, env=env,
-                              capture_output=True, text=True, timeout=900)
-        assert made.returncode == 0, made.stderr[-3000:]
+        for args, extra in ((["main", *FAST_MAIN], {}), (DIGITS_TRAIN, {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.2"})):
+            made = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=work, env={**env, **extra},
+                                  capture_output=True, text=True, timeout=900)
+            assert made.returncode == 0, made.stderr[-3000:]
     client = mlflow.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("convnet-study")
     runs = {r.info.run_name: r.info.run_id for r in client.search_runs([experiment.experiment_id], max_results=5000)}
@@ -159,3 +164,46 @@ def test_the_parent_run_shows_its_description(ui, page, shots):
     page.get_by_text("Does the lab's tiny ConvNet get stuck?").first.wait_for()
     assert page.get_by_text("Optuna sweep").count() >= 1
     page.screenshot(path=shots / "parent_run.png", full_page=True)
+
+
+
+def _metric(base: str, run_id: str, key: str) -> float:
+    """A run's metric, read through the UI server's REST API."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}", timeout=30) as reply:
+        metrics = json.load(reply)["run"]["data"]["metrics"]
+    return next(m["value"] for m in metrics if m["key"] == key)
+
+
+def test_the_models_tab_shows_each_models_test_accuracy(ui, page, shots):
+    """evaluate links test_accuracy to the model it evaluated: the Models tab compares the trained models (after
+    their final epoch's metrics, which train links; the attribute columns that say nothing here are hidden)."""
+    base, experiment_id, runs = ui
+    page.set_viewport_size({"width": 1800, "height": 600})
+    _open(page, f"{base}/#/experiments/{experiment_id}/models?{ML_VIEW}")
+    page.get_by_role("button", name="Columns").click()
+    for column in ("Status", "Logged from", "Registered models", "Dataset"):
+        page.get_by_text(column, exact=True).last.click()
+    page.keyboard.press("Escape")
+    page.get_by_text("test_accuracy", exact=True).first.wait_for()
+    for f in (3, 4):
+        accuracy = _metric(base, runs[f"evaluate F{f} k5 s0"], "test_accuracy")
+        row = page.get_by_role("row").filter(has_text=f"train F{f} k5 s0").first  # the model's metrics
+        assert str(accuracy)[:5] in row.inner_text(), (accuracy, row.inner_text())
+    page.wait_for_timeout(1000)
+    page.screenshot(path=shots / "models_tab.png")
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def test_an_image_train_run_shows_cpu_and_memory_charts(ui, page, shots):
+    base, experiment_id, runs = ui
+    run_id = next(run_id for name, run_id in runs.items() if name.startswith("train digits "))
+    page.set_viewport_size({"width": 1400, "height": 1250})  # every chart of the tab (8, three rows) in view
+    _open(page, f"{base}/#/experiments/{experiment_id}/runs/{run_id}/system-metrics?{ML_VIEW}")
+    for chart in ("cpu_utilization_percentage", "system_memory_usage_megabytes"):  # the charts' titles
+        page.get_by_text(chart, exact=True).first.wait_for()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=shots / "system_metrics.png")
+    page.set_viewport_size({"width": 1400, "height": 900})

@@ -184,16 +184,18 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
         if binary:
             loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
-            scores = _score_exactly(model, loaded, model_id, echo)
-            found = (f"; exact accuracy {scores.exact_accuracy:.4f}, on the sequences it never trained on "
-                     f"{scores.unseen_accuracy:.4f}; the 0,+1,0 detector is filter {idx}")
         else:
             loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
             idx = kernel = scores = None
-            found = ""
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
                  f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")
-        log_metrics({"test_loss": loss, "test_accuracy": acc}, model_id=model_id)  # the Models tab compares by them
+        # the Models tab compares models by them: logged first, they are its first metric columns
+        log_metrics({"test_accuracy": acc, "test_loss": loss}, model_id=model_id)
+        found = ""
+        if binary:
+            scores = _score_exactly(model, loaded, model_id, echo)
+            found = (f"; exact accuracy {scores.exact_accuracy:.4f}, on the sequences it never trained on "
+                     f"{scores.unseen_accuracy:.4f}; the 0,+1,0 detector is filter {idx}")
         provenance.describe(what, f"Test loss {loss:.4f}, test accuracy {acc:.4f}{found}.")
         return EvalResult(active.info.run_id, loss, acc, idx, kernel,
                           scores.exact_accuracy if scores else None, scores.unseen_accuracy if scores else None)

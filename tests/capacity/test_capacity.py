@@ -78,6 +78,25 @@ def test_p_success_rises_with_filters_and_the_intervals_of_1_and_8_filters_do_no
     assert est[1].p < est[4].p < est[8].p
     assert est[1].hi < est[8].lo, est
 
+def test_the_intervals_are_scipys_to_the_bit():
+    """stats computes them without importing scipy.stats (half a second of every capacity process)."""
+    from scipy.special import ndtri
+    from scipy.stats import chi2, t
+
+    from pipeline.capacity.stats import Z95, mean_interval, wilson
+
+    assert Z95 == float(ndtri(0.5 + 0.5 * 0.95))
+    for n in range(1, 201):
+        for k in range(n + 1):
+            ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+            assert wilson(k, n)[3:] == (float(ci.low), float(ci.high)), (k, n)
+    values = np.random.default_rng(0).normal(size=7)
+    mean, std, lo, hi = mean_interval(values)
+    half = float(t.ppf(0.975, 6)) * std / np.sqrt(7)
+    assert (lo, hi) == (mean - half, mean + half)
+    fit = lottery_fit(lottery_summary(0.3, 32))
+    assert fit["p_value"].tolist() == [float(chi2.sf(fit["chi2"].iloc[0], fit["dof"].iloc[0]))] * len(fit)
+
 
 # --------------------------------------------------------------------------- lottery fit
 def lottery_summary(p_k: float, n: int, observed=None) -> pd.DataFrame:
