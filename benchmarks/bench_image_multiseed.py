@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--design", action="store_true", help="also time one step of grouped against torch.func")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default="", help="only the rows whose name contains this (e.g. smallconv); no multi-cell grid")
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats = 1
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"image multi-seed benchmark: {args.epochs} epoch(s), {args.threads} thread(s), {device}, "
           f"torch {torch.__version__}; ms per seed-epoch, loop and batched timed side by side")
     print(f"{'model, data':<36}{'S':>4}{'loop':>10}{'batched':>10}{'speed-up':>10}  strategy")
-    for name, cfg, bundle, S in setups(args.quick):
+    for name, cfg, bundle, S in [row for row in setups(args.quick) if args.only in row[0]]:
         cfg, seeds = dataclasses.replace(cfg, epochs=args.epochs), list(range(S or args.seeds))
         chosen = train_seeds(cfg, bundle, seeds, device).strategy  # warm-up, and auto's measurement (cached)
         loop_over_seeds(cfg, bundle, seeds[:1], device)
@@ -144,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: batched is {loop / batched:.1f}x the loop")
         if args.design:
             design(cfg, bundle, seeds, device, args.repeats)
-    multi_cell(setups(True)[0][1:3], args.seeds, device, args.repeats)
+    if not args.only:
+        multi_cell(setups(True)[0][1:3], args.seeds, device, args.repeats)
 
 
 def multi_cell(row: tuple[TrainConfig, DataBundle], S: int, device, repeats: int, grid=(2, 4, 6, 8)) -> None:
