@@ -11,12 +11,14 @@ Every parameter and buffer of the lab's ``ConvNet2d`` is stacked on a leading se
   max pool runs as pool then ReLU: the same values and gradients (both pick the first
   maximal position; a window whose maximum is <= 0 passes no gradient either way) for a
   quarter of the ReLU's work.
-* **head**: ``(S, B, D)``; a linear layer is one batched matmul (``baddbmm``).
+* **head**: ``(S, B, D)``; a linear layer is one batched matmul (``baddbmm``) of W and hᵀ.
 * **dropout**: each seed draws its masks from its own generator (``mask_generator``), so a
   seed's masks do not depend on which other seeds share the batch. They are not the masks of
   `pipeline train --seed s`, which come from torch's global generator.
 
-A rows tensor with C channels instead of S·C is one batch shared by every seed (scoring).
+A rows tensor with C channels instead of S·C is one batch shared by every seed (scoring): each seed
+gets a copy, so that every convolution is the grouped one (a dense one from C channels to S·F
+ran slower, and from one channel it left its output contiguous, where pooling took 2 ms a batch).
 The stacked tensors are leaves that ``torch.optim`` updates directly: its updates are
 elementwise, so a seed's slice moves exactly as that seed's own model would.
 With ``functional`` set, the forward pass is instead ``torch.func``'s (``vmapped``: ``vmap`` over
@@ -40,6 +42,28 @@ MASK_STREAM = 0x5EED_0000_0000  # a seed's dropout generator is seeded with MASK
 def mask_generator(seed: int, device: torch.device) -> torch.Generator:
     """Seed ``seed``'s own dropout stream (apart from its batch order, torch.Generator().manual_seed(seed))."""
     return torch.Generator(device=device).manual_seed(MASK_STREAM + int(seed))
+
+
+def log_softmax(h: torch.Tensor) -> torch.Tensor:
+    """F.log_softmax(h, dim=-1) of (S, B, classes), the same values, computed over a non-last axis.
+
+    torch's CPU kernel over a short last axis (10 classes) took 80 us on 512 rows, three times
+    what the same kernel over the transposed tensor's middle axis takes.
+    """
+    return F.log_softmax(h.transpose(1, 2), dim=1).transpose(1, 2)
+
+
+class _GradIn(torch.autograd.Function):
+    """The identity, whose backward hands the gradient on in ``memory_format``."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+        ctx.memory_format = memory_format
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.memory_format), None
 
 
 INITIALISED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)  # the layers of a ConvNet2d with parameters
@@ -138,19 +162,18 @@ class StackedNet:
         """(B, S·C, H, W) rows per seed, or (B, C, H, W) rows for all -> (S, B, outputs)."""
         if self.functional:
             return self.vmapped(x)
-        h = x.contiguous(memory_format=self.memory_format)
-        grouped = x.shape[1] != self.template.input_shape[0] or self.size == 1
+        if x.shape[1] == self.template.input_shape[0] and self.size > 1:  # one batch for all: each seed a copy
+            x = x.unsqueeze(1).expand(-1, self.size, *x.shape[1:]).flatten(1, 2)
+        h = x.contiguous(memory_format=self.memory_format)  # (B, S·C, H, W)
         for name, layer in self.layers:
             if isinstance(layer, nn.Conv2d):
-                h = self._conv(name, layer, h, grouped)
-                grouped = True
+                h = self._conv(name, layer, h)
             elif isinstance(layer, nn.BatchNorm2d):
                 h = self._batch_norm(name, layer, h)
             elif isinstance(layer, nn.Flatten):
                 h = self._flatten(h)
             elif isinstance(layer, nn.Linear):
-                w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")
-                h = torch.bmm(h, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+                h = self._linear(name, h)
             elif isinstance(layer, nn.ReLU):
                 h = F.relu(h)
             elif isinstance(layer, nn.MaxPool2d):
@@ -160,7 +183,7 @@ class StackedNet:
                 h = self._dropout(layer.p, h, channels=isinstance(layer, nn.Dropout2d))
             else:
                 raise ConfigError(f"the multi-seed trainer does not know layer {name} ({type(layer).__name__})")
-        return F.log_softmax(h, dim=-1) if self.template.log_softmax else h
+        return log_softmax(h) if self.template.log_softmax else h
 
     def vmapped(self, x: torch.Tensor) -> torch.Tensor:
         """The forward pass as ``torch.func`` runs it: the template's own forward, vmapped over the seeds.
@@ -182,18 +205,26 @@ class StackedNet:
     def _flatten(self, h: torch.Tensor) -> torch.Tensor:
         """(B, S·C, H, W) -> (S, B, C·H·W), each seed's features in torch's order (c, y, x).
 
-        Read through the channels-last order (b, y, x, s, c), so that the gradient flows
-        back channels-last: a ReLU's backward with a channels-last input and a contiguous
-        gradient ran 65x slower than with both alike.
+        Its gradient (which ``_linear`` leaves transposed) is handed back in the conv stack's
+        memory format (``_GradIn``): a ReLU's backward with a channels-last input and a gradient
+        in another layout ran 10-65x slower than with both alike.
         """
         B, SC, H, W = h.shape
-        rows = h.permute(0, 2, 3, 1).reshape(B, H * W, self.size, SC // self.size)  # (B, y·x, S, C)
+        rows = _GradIn.apply(h, self.memory_format).permute(0, 2, 3, 1).reshape(B, H * W, self.size, -1)  # (B, y·x, S, C)
         return rows.permute(2, 0, 3, 1).reshape(self.size, B, -1).contiguous()  # (S, B, C·y·x)
 
-    def _conv(self, name: str, layer: nn.Conv2d, h: torch.Tensor, grouped: bool) -> torch.Tensor:
+    def _linear(self, name: str, h: torch.Tensor) -> torch.Tensor:
+        """(S, B, D) -> (S, B, O), computed as W·hᵀ, stored (S, O, B): on the CPU torch's batched
+        matmuls ran twice as fast so as h·Wᵀ, forward and backward (the weight's gradient comes out in
+        its own layout), and the loss's log-softmax wants classes in the middle (``log_softmax``)."""
+        w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")  # (S, O, D), (S, O)
+        ht = h.transpose(1, 2)  # (S, D, B)
+        return (torch.bmm(w, ht) if b is None else torch.baddbmm(b.unsqueeze(2), w, ht)).transpose(1, 2)
+
+    def _conv(self, name: str, layer: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
         w, b = self.params[f"{name}.weight"], self.params.get(f"{name}.bias")  # (S, F, C, k, k), (S, F)
         return F.conv2d(h, w.reshape(-1, *w.shape[2:]), None if b is None else b.reshape(-1), layer.stride,
-                        layer.padding, layer.dilation, groups=self.size if grouped else 1)  # (B, S·F, H', W')
+                        layer.padding, layer.dilation, groups=self.size)  # (B, S·F, H', W')
 
     def _batch_norm(self, name: str, layer: nn.BatchNorm2d, h: torch.Tensor) -> torch.Tensor:
         """BatchNorm2d per (seed, channel): exactly each seed's own layer, running statistics included."""
