@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, fewer images")
     ap.add_argument("--seeds", type=int, default=16, help="seeds of the 8x8 digits row (28x28 rows: 4)")
     ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch CPU threads for both; 0 (default): torch's, every core, as the image recipes run")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--design", action="store_true", help="also time one step of grouped against torch.func")
     ap.add_argument("--device", default="cpu")
@@ -138,9 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.quick:
         args.repeats = 1
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"image multi-seed benchmark: {args.epochs} epoch(s), {args.threads} thread(s), {device}, "
+    print(f"image multi-seed benchmark: {args.epochs} epoch(s), {torch.get_num_threads()} thread(s), {device}, "
           f"torch {torch.__version__}; ms per seed-epoch, loop and batched timed side by side")
     print(f"{'model, data':<36}{'S':>4}{'loop':>10}{'batched':>10}{'speed-up':>10}  strategy")
     for name, cfg, bundle, S in [row for row in setups(args.quick) if args.only in row[0]]:

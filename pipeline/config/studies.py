@@ -156,13 +156,13 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
     test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC, within=NUMPY_SEED)
     test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
     table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
-    threads: int = opt(1, "torch CPU threads (1 is usually fastest on a shared 2-core machine)", SETTING,
-                       within=THREADS)
+    threads: int | None = opt(None, "torch CPU threads (default: the recipe's: 1 for the tiny 1D models, 0 = "
+                                    "torch's default, every core, for the image nets)", SETTING, within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
-        for name in ("lr", "momentum", "weight_decay", "epochs"):
+        for name in ("lr", "momentum", "weight_decay", "epochs", "threads"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, self.recipe_value(name))
         for name in ("filters", "kernel_sizes"):
@@ -198,8 +198,8 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
             raise ConfigError(f"--width must be >= 3, got {self.width}")
         if self.test_seed == self.data_seed:
             raise ConfigError("--test-seed must differ from --data-seed (the test set must be fresh)")
-        if self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.threads < 0:
+            raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if is_image_study(self):

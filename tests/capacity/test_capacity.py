@@ -197,9 +197,18 @@ def test_capacity_cli_bad_input_is_one_line(args, needle):
 
 
 def test_config_rejects_bad_values():
-    for values in ({"filters": "1,1"}, {"test_seed": "0"}, {"threads": "0"}, {"momentum": "1"}):
+    for values in ({"filters": "1,1"}, {"test_seed": "0"}, {"threads": "-1"}, {"momentum": "1"}):
         with pytest.raises(ConfigError):
             build_config(CapacityConfig, values)
+
+
+def test_threads_default_to_the_recipes():
+    """One thread for the tiny 1D models; every core (torch's default, 0) for the image nets, as `pipeline train`."""
+    from pipeline.config.recipes import get_recipe
+
+    assert CapacityConfig().threads == get_recipe("synthetic").values["threads"] == 1
+    assert CapacityConfig(dataset="digits").threads == get_recipe("digits-lenet").values["threads"] == 0
+    assert CapacityConfig(dataset="digits", threads=1).threads == 1
 
 
 def test_default_grid_runs_in_under_two_minutes(client):

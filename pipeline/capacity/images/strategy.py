@@ -13,10 +13,10 @@ stream, so the choice changes only float rounding (see ``trainer``). In float32 
 can carry a seed elsewhere over many epochs, so on the CPU ``auto`` follows a fixed rule and a
 run, its resume and its reproduction end on the same bits: grouped, channels-last, wherever a
 group holds more than one seed; the loop, contiguous, where memory allows one seed at a time.
-``benchmarks/bench_image_multiseed.py`` justifies the rule: with 1 thread on the 2-core test
-machine, grouped channels-last was the fastest candidate for every image recipe's net whose
-group holds several seeds (smallconv on digits 5.1-5.6x the loop on a quiet machine, 4.1-4.6x beside
-other jobs; LeNet 1.5-1.6x), and mnist-rmsprop,
+``benchmarks/bench_image_multiseed.py`` justifies the rule: on the 2-core test machine, with both
+threads (the image recipes' default, and `pipeline train`'s), grouped channels-last was the fastest
+candidate for every image recipe's net whose group holds several seeds (smallconv on digits
+5.4-7.0x the loop, 4.4-4.6x with 1 thread; LeNet 1.7-2.0x; the dropout net 1.9x), and mnist-rmsprop,
 whose group is one seed, ran fastest contiguous (749 against 1,226 ms per seed-epoch). On a GPU,
 where no run is bit for bit anyway, ``auto`` times one training step of each candidate on the
 first minibatch (throwaway copies of the nets) and keeps the fastest per seed, cached per
