@@ -7,6 +7,8 @@ through MlflowClient; `make run` on a fresh clone leaves the same shape at full 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipeline.study import main
@@ -131,7 +133,7 @@ def test_main_again_reuses_every_stage_and_rerun_runs_them_again(tmp_path, monke
     monkeypatch.setattr(identity, "code_version", lambda: ("a" * 40, False))  # a clean tree at one commit
     compat.forget_active_experiment()
     mlflow.set_tracking_uri(uri)
-    small = MainConfig(epochs=5, sweep_trials=0, capacity_seeds=2)
+    small = MainConfig(epochs=5, sweep_trials=3, sweep_seeds=4, capacity_seeds=2)
     client = mlflow.MlflowClient(uri)
 
     def counts() -> dict[str, int]:
@@ -145,8 +147,9 @@ def test_main_again_reuses_every_stage_and_rerun_runs_them_again(tmp_path, monke
     after_first = counts()
     second = main.run(small, echo=lambda s: None)
     after_second = counts()
-    assert after_first["train"] == 2 and after_first["main"] == 1
+    assert after_first["train"] == 2 and after_first["main"] == 1 and after_first["sweep-trial"] == 3
     assert {k: v - after_first[k] for k, v in after_second.items() if v != after_first[k]} == {"main": 1}  # a parent
+    assert (second.sweep.run_id, second.sweep.best) == (first.sweep.run_id, first.sweep.best)  # its study is whole
     assert second.train[3].run_id == first.train[3].run_id
     assert second.train[3].final == pytest.approx(first.train[3].final)
     assert second.evaluate[4].test_accuracy == first.evaluate[4].test_accuracy
@@ -154,5 +157,9 @@ def test_main_again_reuses_every_stage_and_rerun_runs_them_again(tmp_path, monke
     assert parent.data.tags["reused.train F3"] == first.train[3].run_id
     assert "**Reused**" in parent.data.tags[NOTE_TAG] and first.capacity.run_id in parent.data.tags[NOTE_TAG]
     assert parent.data.metrics["test_accuracy_F4"] == first.evaluate[4].test_accuracy
-    main.run(MainConfig(epochs=5, sweep_trials=0, capacity_seeds=2, rerun=True), echo=lambda s: None)
+    monkeypatch.setattr(main, "finished_trials", lambda cfg: 2)  # a study short of a trial (a stopped sweep)
+    resumed = main.run(small, echo=lambda s: None)
+    assert resumed.sweep.run_id != first.sweep.run_id and counts()["sweep-trial"] == 4  # the trial it lacked
+    assert counts()["train"] == 2  # and nothing else did
+    main.run(dataclasses.replace(small, rerun=True), echo=lambda s: None)
     assert counts()["train"] == 4 and counts()["capacity"] == after_first["capacity"] * 2

@@ -11,7 +11,7 @@ runs, P(success) against filters, the sweep's history and contour).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TypeVar
 
 from pipeline.capacity import stage as capacity
@@ -23,6 +23,8 @@ from pipeline.config.studies import CapacityConfig, SweepConfig
 from pipeline.data import prepare as prepare_data
 from pipeline.evaluate import stage as evaluate
 from pipeline.sweep import stage as sweep
+from pipeline.sweep.report import best_trials, state_counts
+from pipeline.sweep.study import finished_trials, load_existing
 from pipeline.tracking import artifacts, identity, provenance, reuse as reading, runs, serving
 from pipeline.tracking.links import ui_link
 from pipeline.tracking.metrics import log_metrics
@@ -49,10 +51,13 @@ class Reuse:
         if not self.cfg.rerun and identity.code_version()[1]:
             self.echo("the code has uncommitted changes: every stage runs again (runs are reused only for a commit)")
 
-    def __call__(self, label: str, stage_cfg: Any, fresh: Callable[[Any], R], load: Callable[[str], R]) -> R:
+    def __call__(self, label: str, stage_cfg: Any, fresh: Callable[[Any], R], load: Callable[[str], R],
+                 done: Callable[[], bool] = lambda: True) -> R:
+        """The stage's result: ``load`` of the run found, else ``fresh`` (also where ``done()`` says the found
+        run's work is not whole: a sweep whose study holds fewer trials than it asks for resumes it)."""
         key = identity.key_of(stage_cfg, identity.inputs_digest(stage_cfg))
         found = None if self.cfg.rerun else identity.find_requested(key, self.experiment_id)
-        if found is None:
+        if found is None or not done():
             with identity.first_run_tags({identity.REQUEST: key}):
                 return fresh(stage_cfg)
         run_id = found.info.run_id
@@ -83,6 +88,22 @@ def reused_evaluation(run_id: str) -> evaluate.EvalResult:
     last = reading.last_metrics(run_id)
     return evaluate.EvalResult(run_id, last["test_loss"], last["test_accuracy"], None, None,
                                last.get("exact_accuracy"), last.get("unseen_accuracy"))
+
+
+def reused_sweep(cfg: MainConfig) -> Callable[[str], sweep.SweepResult]:
+    """A finished sweep run read back: its study's best trial(s) and counts (its figures stay on the run)."""
+    def load(run_id: str) -> sweep.SweepResult:
+        study = load_existing(sweep_config(cfg))
+        return sweep.SweepResult(run_id, study.study_name, redact(cfg.storage), best_trials(study),
+                                 state_counts(study), 0.0)
+    return load
+
+
+def resumed_sweep(cfg: MainConfig, sweep_cfg: SweepConfig) -> SweepConfig:
+    """The sweep to run: the trials that a study left short (a stopped sweep) lacks; else (a whole study,
+    ``--rerun``, a new one) all of ``--sweep-trials``, added to the study."""
+    short = cfg.sweep_trials - finished_trials(sweep_cfg)
+    return sweep_cfg if cfg.rerun or not 0 < short < cfg.sweep_trials else replace(sweep_cfg, n_trials=short)
 
 
 def reused_grid(run_id: str) -> capacity.CapacityResult:
@@ -159,7 +180,8 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
         swept = None
         if cfg.sweep_trials:
             echo(f"== sweep: {cfg.sweep_trials} trials of P(success) over {cfg.sweep_seeds} seeds each")
-            swept = sweep.run(sweep_config(cfg), echo=echo)
+            swept = reuse("sweep", sweep_config(cfg), lambda c: sweep.run(resumed_sweep(cfg, c), echo=echo),
+                          reused_sweep(cfg), done=lambda: finished_trials(sweep_config(cfg)) >= cfg.sweep_trials)
             if swept.best:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "

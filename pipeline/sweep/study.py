@@ -71,18 +71,37 @@ def open_study(cfg: SweepConfig, tracking_uri: str, sampler_seed: int) -> Any:
     return study
 
 
+def _existing(cfg: SweepConfig) -> tuple[Any, Any] | None:
+    """(study, storage) of ``cfg`` as it stands, read without writing to the storage or making it; None if none."""
+    import optuna
+
+    if not holds_studies(cfg.storage or DEFAULT_STORAGE):
+        return None
+    storage = make_storage(cfg.storage, None, must_exist=True)
+    if cfg.study_name not in optuna.study.get_all_study_names(storage):
+        return None
+    return optuna.load_study(study_name=cfg.study_name, storage=storage), storage
+
+
+def load_existing(cfg: SweepConfig) -> Any | None:
+    """The study of ``cfg`` as it stands (read only), or None if there is none."""
+    found = _existing(cfg)
+    return found and found[0]
+
+
+def finished_trials(cfg: SweepConfig) -> int:
+    """How many trials of the study of ``cfg`` have ended (complete, pruned or failed); 0 without a study."""
+    study = load_existing(cfg)
+    return 0 if study is None else sum(t.state.is_finished() for t in study.get_trials(deepcopy=False))
+
+
 def check_resumable(cfg: SweepConfig, tracking_uri: str) -> None:
     """What ``open_study`` would refuse (other settings, runs in another MLflow store), found without
     writing to the storage and without making it: ``main`` asks before its first stage."""
-    import optuna
-
-    url = cfg.storage or DEFAULT_STORAGE
-    if not holds_studies(url):
+    found = _existing(cfg)
+    if found is None:
         return
-    storage = make_storage(cfg.storage, None, must_exist=True)
-    if cfg.study_name not in optuna.study.get_all_study_names(storage):
-        return
-    study = optuna.load_study(study_name=cfg.study_name, storage=storage)
+    study, storage = found
     check_tracked_here(study, storage, tracking_uri)
     refuse_other_settings(study, storage, stored_settings(study), study_settings(cfg))
 
