@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, TypeVar
 
 from pipeline.capacity import stage as capacity
-from pipeline.capacity.plots import curves_figure
 from pipeline.capacity.stats import is_success
 from pipeline.capacity.story import headline
 from pipeline.config.stages import EvaluateConfig, MainConfig, PrepareDataConfig, TrainConfig
@@ -26,6 +25,7 @@ from pipeline.sweep import stage as sweep
 from pipeline.sweep.report import best_trials, state_counts
 from pipeline.sweep.study import finished_trials, load_existing
 from pipeline.tracking import artifacts, identity, provenance, reuse as reading, runs, serving
+from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.links import ui_link
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
@@ -165,13 +165,14 @@ def train_and_measure(cfg: MainConfig, reuse: Reuse, echo: Callable[[str], None]
 
 
 def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
+    drawing = Drawing()  # its helper process loads matplotlib now, for the front page's figures at the end
     uri = runs.configure(cfg.tracking_uri, cfg.experiment_name)
     if cfg.sweep_trials:  # what the closing sweep would refuse is found now, not after all the training
         sweep.preflight(sweep_config(cfg))
     small, large = cfg.small_filters, cfg.large_filters
     with runs.stage_run("main", run_name=f"main F{small} vs F{large} s{cfg.seed}",
                         tags={"recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
-                              "seed": cfg.seed}, keep=Keep(config=cfg)) as parent:
+                              "seed": cfg.seed}, keep=Keep(config=cfg)) as parent, drawing:
         provenance.log_config(cfg)
         provenance.describe("The whole offline study, running: prepare-data, train and evaluate the detector with "
                             f"{small} and {large} filters, a capacity grid, an Optuna sweep.")
@@ -186,7 +187,7 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
                 p = swept.best[0]["params"]
                 echo(f"best configuration: {p['filters']} filters, kernel size {p['kernel_size']} "
                      f"(P(success) = {swept.best[0]['values'][0]:.2f} over {cfg.sweep_seeds} seeds)")
-        front_page(cfg, trained, evaluated, grid, swept, echo)
+        front_page(cfg, trained, evaluated, grid, swept, drawing, echo)
         reuse.front_page()
         run_id, experiment_id = parent.info.run_id, parent.info.experiment_id
     echo("")
@@ -196,15 +197,18 @@ def run(cfg: MainConfig, echo: Callable[[str], None] = print) -> MainResult:
     return MainResult(run_id, trained, evaluated, grid, swept)
 
 
-def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, echo: Callable[[str], None] = print
-               ) -> None:
-    """The parent's description, metrics and figures: the study's result at a glance."""
+def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, drawing: Drawing,
+               echo: Callable[[str], None] = print) -> None:
+    """The parent's description, metrics and figures (drawn by ``drawing``'s helper process, logged when its
+    block ends): the study's result at a glance."""
     metrics: dict[str, float] = {}
     for f, result in trained.items():
         metrics[f"train_loss_F{f}"] = result.final["train_loss"]
         metrics[f"test_accuracy_F{f}"] = evaluated[f].test_accuracy
         metrics[f"unseen_accuracy_F{f}"] = evaluated[f].unseen_accuracy
-    artifacts.log_figure(learning_curves(trained, cfg.seed), "figures/learning_curves.png")
+    curves = {f"{f} filters, seed {cfg.seed}": (list(r.history.train_loss), list(r.history.val_accuracy))
+              for f, r in trained.items()}
+    drawing.figure("figures/learning_curves.png", "pipeline.tracking.figures:compared_curves", curves)
     tau = CapacityConfig().tau
     lines = ["**Does the lab's tiny ConvNet get stuck?** The 1D detector Conv1d(1, F, 5) → ReLU → max pool → "
              "Linear(F, 1) learns to spot the pattern 0, +1, 0 (the runs under this one hold the details)."]
@@ -217,7 +221,8 @@ def front_page(cfg: MainConfig, trained: dict, evaluated: dict, grid, swept, ech
         from pipeline.capacity.story import summary_metrics
 
         metrics.update(summary_metrics(grid.summary))
-        artifacts.log_figure(curves_figure(grid.summary, grid.lottery), "figures/p_success_vs_filters.png")
+        drawing.figure("figures/p_success_vs_filters.png", "pipeline.capacity.plots:curves_figure", grid.summary,
+                       grid.lottery)
         lines.append(f"- **Over {cfg.capacity_seeds} seeds** (capacity grid): "
                      f"{headline(grid.summary, tau, focus=(cfg.large_filters, cfg.small_filters))}")
     if swept is not None and swept.best:
@@ -241,21 +246,3 @@ def outcome(final: dict[str, float], tau: float) -> str:
     why = [what for what, found in ((f"loss ≥ {tau:g}", final["train_loss"] >= tau),
                                     ("a training error", final["train_accuracy"] < 1)) if found]
     return f"failed: {' and '.join(why)}"
-
-
-def learning_curves(trained: dict, seed: int):
-    """The child train runs' curves on one plot: training loss (log) and validation accuracy per epoch."""
-    import numpy as np
-
-    from pipeline.tracking.figures import plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for f, result in trained.items():
-        epochs = np.arange(1, len(result.history.train_loss) + 1)
-        axes[0].plot(epochs, result.history.train_loss, label=f"{f} filters, seed {seed}")
-        axes[1].plot(epochs, result.history.val_accuracy, label=f"{f} filters, seed {seed}")
-    axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss (log)", title="training loss")
-    axes[1].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
-    axes[0].legend()
-    fig.tight_layout()
-    return fig

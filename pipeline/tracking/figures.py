@@ -121,6 +121,20 @@ def learning_curves(train_loss: Sequence[float], val_loss: Sequence[float], trai
     return fig
 
 
+def compared_curves(curves: dict[str, tuple[Sequence[float], Sequence[float]]]):
+    """Several runs' curves on one plot: label -> (training loss per epoch, validation accuracy per epoch)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, (train_loss, val_accuracy) in curves.items():
+        epochs = np.arange(1, len(train_loss) + 1)
+        axes[0].plot(epochs, train_loss, label=label)
+        axes[1].plot(epochs, val_accuracy, label=label)
+    axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss (log)", title="training loss")
+    axes[1].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
 def kernel_bars(kernel: np.ndarray, title: str):
     """One 1D kernel as a bar chart (red positive, blue negative)."""
     kernel = np.asarray(kernel).ravel()
