@@ -178,8 +178,8 @@ def _metric(base: str, run_id: str, key: str) -> float:
 
 
 def test_the_models_tab_shows_each_models_test_accuracy(ui, page, shots):
-    """evaluate links test_accuracy to the model it evaluated: the Models tab compares the trained models (after
-    their final epoch's metrics, which train links; the attribute columns that say nothing here are hidden)."""
+    """evaluate links test_accuracy to the model it evaluated: the Models tab compares the trained models by it
+    (the attribute columns that say nothing here are hidden)."""
     base, experiment_id, runs = ui
     page.set_viewport_size({"width": 1800, "height": 600})
     _open(page, f"{base}/#/experiments/{experiment_id}/models?{ML_VIEW}")

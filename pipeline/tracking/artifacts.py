@@ -57,8 +57,11 @@ def model_name(model: str, filters: Sequence[int], kernel_size: Sequence[int]) -
     return f"{model}-F{'-'.join(map(str, filters))}-k{'-'.join(map(str, kernel_size))}"
 
 
+NO_METRICS_STEP = -1  # a step at which no run logs metrics (see ``log_model``)
+
+
 def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequence[str] = (),
-              registered_model_name: str | None = None, alias: str | None = None, step: int = 0) -> str:
+              registered_model_name: str | None = None, alias: str | None = None) -> str:
     """Log a torch model as ``name`` with a signature and an input example; returns its runs:/ URI.
 
     Saved as a pickled ``nn.Module``, not MLflow 3's default ``pt2`` (torch.export) program:
@@ -68,8 +71,10 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     warning about pickles is therefore not printed on every run; the README explains it once.
     Served (pyfunc), it answers with the probability of each of ``classes`` and the predicted
     class (``serving.py``). ``registered_model_name`` also registers it as a new version, which ``alias`` (when
-    given) then names. MLflow 3 makes the run's metrics at ``step`` the model's (the Models tab's columns): the
-    final epoch's, not step 0's, where the system metrics' first sample is. The
+    given) then names. MLflow 3 would make the run's metrics at the model's step its own (by logging them again,
+    which PostgreSQL rejects as duplicates, and psycopg then warns): step 0 holds the system metrics' first sample,
+    so the model is logged at step -1, where no metric is, and its metrics are the test metrics that ``evaluate``
+    links to it (the Models tab's columns). The
     requirements are written, not inferred (inference loads the model in a subprocess), and
     checked against this environment without scanning it (``compat.without_distribution_scan``).
     """
@@ -86,7 +91,7 @@ def log_model(model: Any, input_example: Any, name: str = "model", classes: Sequ
     extra = {}
     if "serialization_format" in inspect.signature(mlflow.pytorch.log_model).parameters:  # MLflow >= 3
         extra["serialization_format"] = "pickle"
-        extra["step"] = step
+        extra["step"] = NO_METRICS_STEP
     input_shape = tuple(np.asarray(input_example).shape[1:])
     with _without_pickle_warning(), without_distribution_scan():
         info = Model.log(

@@ -189,7 +189,7 @@ def run(cfg: TrainConfig, echo: Callable[[str], None] = print) -> TrainResult:
         artifacts.log_dict(final, "final_metrics.json")
         model_uri = artifacts.log_model(model, input_example=bundle.input_transform()(bundle.train.X[:2]).numpy(),
                                         name=name, classes=bundle.classes, registered_model_name=cfg.register_model,
-                                        alias=cfg.alias, step=cfg.epochs)  # the final epoch's metrics
+                                        alias=cfg.alias)
         provenance.describe(what, describe_result(final, bundle, name))
         return TrainResult(active.info.run_id, model_uri, final, history, model)
 

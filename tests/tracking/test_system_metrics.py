@@ -23,14 +23,12 @@ def test_a_train_run_longer_than_the_interval_has_cpu_and_memory_charts(client, 
     keys = _system_keys(client, result.run_id)
     assert keys == set() if off else CHARTS <= keys, keys
     assert "no_system_metrics" not in client.get_run(result.run_id).data.params  # how it ran, not what it is
-    # the model (the Models tab) has the final epoch's metrics, none of the samples of the machine
+    # the model (the Models tab) is given none of the run's metrics: not the machine's samples (nor, on
+    # PostgreSQL, MLflow's re-insert of them, which psycopg warns about); evaluate links its test metrics
     import mlflow
 
     (model,) = mlflow.search_logged_models(filter_string=f"source_run_id = '{result.run_id}'", output_format="list")
-    history = client.get_metric_history(result.run_id, "train_loss")
-    linked = {(m.key, m.step): m.value for m in model.metrics}
-    assert linked[("train_loss", 50)] == max(history, key=lambda m: m.step).value
-    assert {key for key, _ in linked} == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}, linked
+    assert not model.metrics, [(m.key, m.step) for m in model.metrics or []]
 
 
 def test_a_train_run_shorter_than_the_interval_is_untouched(client):
