@@ -33,9 +33,10 @@ _OWN_PROCESS = False
 
 
 @contextlib.contextmanager
-def stage_imports(tracked: bool = True) -> Iterator[None]:
+def stage_imports(tracked: bool = True, draws: bool = False) -> Iterator[None]:
     """Load a stage: its modules, and mlflow if it tracks; in a process of its own with the cyclic garbage collector
-    paused, and what was loaded then frozen.
+    paused, and what was loaded then frozen. A stage that ``draws`` in the drawing helper process has it started
+    first, in a process of its own, so that matplotlib loads there while torch and mlflow load here.
 
     Importing torch and mlflow creates millions of long-lived objects, and the collector scans them again and
     again while they load (about a third of the import time). Frozen, they are never scanned again: not by the
@@ -44,6 +45,10 @@ def stage_imports(tracked: bool = True) -> Iterator[None]:
     train` without it took 7.9 s longer (1.44x, median of 3) and 10.2 s (2.06x, one run) on the shared 2-core test
     machine.
     """
+    if draws and _OWN_PROCESS:
+        from pipeline.tracking import drawing
+
+        drawing.start()
     paused = _OWN_PROCESS and gc.isenabled()
     if paused:
         gc.disable()
@@ -74,7 +79,7 @@ def cli(debug: bool) -> None:
 def prepare_data_cmd(config: PrepareDataConfig) -> None:
     """Build a data set and log it: data/data.pt (for train --data-uri), a dataset input,
     class counts and a picture of X beside y."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.data import prepare as prepare_data
 
     result = prepare_data.run(config)
@@ -88,7 +93,7 @@ def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
     figures, and the model, named after what it is: runs:/<id>/detector1d-F4-k5."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.train import stage as train
 
     result = train.run(config)
@@ -101,7 +106,7 @@ def train_cmd(config: TrainConfig) -> None:
 def evaluate_cmd(config: EvaluateConfig) -> None:
     """Evaluate a logged model (--run-id of its train run) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.evaluate import stage as evaluate
 
     result = evaluate.run(config)
@@ -120,7 +125,7 @@ def capacity_cmd(config: CapacityConfig) -> None:
     grid, all seeds of a cell trained at once; reads the data as `train` does; writes
     capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
     the curves and four figures, and a child run per (F, k)."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.capacity import stage as capacity
 
     result = capacity.run(config, echo=click.echo)
@@ -174,7 +179,7 @@ def inspect_cmd(config: InspectConfig) -> None:
 def main_cmd(config: MainConfig) -> None:
     """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
     capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.study import main as main_stage
 
     result = main_stage.run(config)
@@ -186,7 +191,7 @@ def main_cmd(config: MainConfig) -> None:
 @config_options(ReproduceConfig)
 def reproduce_cmd(config: ReproduceConfig, run_id: str) -> None:
     """A finished run again (tagged reproduces=<id>), every metric and weight compared: exit 0 equal, 1 not."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.study import reproduce
     result = reproduce.run(config, run_id, echo=click.echo)  # the rerun's lines, as the stage prints them
     click.echo(result.line())  # the verdict, last
@@ -200,7 +205,7 @@ def sweep_cmd(config: SweepConfig) -> None:
     """Optuna study over filter counts and kernel sizes (and optionally lr). Reads/extends the
     study --study-name in --storage (several workers may share it); writes a parent run with
     the best trial(s), trials.csv and Optuna's plots, and one child run per trial."""
-    with stage_imports():
+    with stage_imports(draws=True):
         from pipeline.sweep import stage as sweep
 
     result = sweep.run(config)

@@ -24,6 +24,7 @@ from pipeline.data.bundle import DataBundle
 from pipeline.data.io import log_bundle_artifact, log_bundle_input
 from pipeline.data.load import load_bundle
 from pipeline.tracking import artifacts, provenance, runs
+from pipeline.tracking.drawing import FIGURES, Drawing
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.rescue import Keep
 
@@ -41,22 +42,18 @@ def class_counts(bundle: DataBundle) -> dict[str, int]:
     return {name: int(c) for name, c in zip(bundle.classes, counts)}
 
 
-def log_data_picture(bundle: DataBundle) -> None:
-    from pipeline.tracking import figures
-
+def log_data_picture(drawing: Drawing, bundle: DataBundle) -> None:
+    """The training set as a picture, drawn by ``drawing``'s helper process (this one never loads matplotlib)."""
     if bundle.train.X.ndim == 3:  # 1D sequences: heatmap of X beside y
-        fig = figures.heatmaps(
-            [("X", bundle.train.X[:, 0].numpy()), ("y", bundle.train.y.numpy())],
-            suptitle=f"{bundle.name}: training set ({len(bundle.train)} rows)",
-            symmetric=[True, False],
-        )
-        artifacts.log_figure(fig, "figures/data.png")
+        drawing.figure("figures/data.png", f"{FIGURES}:heatmaps",
+                       [("X", bundle.train.X[:, 0].numpy()), ("y", bundle.train.y.numpy())],
+                       suptitle=f"{bundle.name}: training set ({len(bundle.train)} rows)", symmetric=[True, False])
     else:  # images: the first 32 training images with their labels
         X, y = bundle.train.X[:32], bundle.train.y[:32]
         pixels = X.float() / 255 if X.dtype == torch.uint8 else X
-        fig = figures.image_grid(pixels.numpy(), [bundle.classes[int(c)] for c in y],
-                               title=f"{bundle.name}: first {len(y)} of {len(bundle.train)} training images")
-        artifacts.log_figure(fig, "figures/samples.png")
+        drawing.figure("figures/samples.png", f"{FIGURES}:image_grid", pixels.numpy(),
+                       [bundle.classes[int(c)] for c in y],
+                       title=f"{bundle.name}: first {len(y)} of {len(bundle.train)} training images")
 
 
 def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareResult:
@@ -65,9 +62,10 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
     bundle = load_bundle(cfg)
     if bundle.meta.get("data_dir"):  # an absolute path, so later stages find it from anywhere
         cfg = dataclasses.replace(cfg, data_dir=str(Path(cfg.data_dir).expanduser().resolve()))
+    drawing = Drawing()  # its helper process loads matplotlib while this one saves the data
     with runs.stage_run("prepare-data", run_name=f"prepare-data {bundle.name}",
-                            tags={"recipe": cfg.recipe, "dataset": bundle.name},
-                            keep=Keep(config=cfg, data=bundle)) as active:
+                        tags={"recipe": cfg.recipe, "dataset": bundle.name},
+                        keep=Keep(config=cfg, data=bundle)) as active, drawing:
         provenance.log_config(cfg)
         data_uri = log_bundle_artifact(bundle)
         log_bundle_input(bundle, context="training")
@@ -77,7 +75,7 @@ def run(cfg: PrepareDataConfig, echo: Callable[[str], None] = print) -> PrepareR
         if bundle.test is not None:
             sizes["n_test"] = len(bundle.test)
         log_metrics({**sizes, **{f"count_class_{i}": c for i, c in enumerate(counts.values())}})
-        log_data_picture(bundle)
+        log_data_picture(drawing, bundle)
         test = f" / {len(bundle.test)} test" if bundle.test is not None else ""
         echo(f"prepared {bundle.name}: {len(bundle.train)} train / {len(bundle.val)} val{test} rows, "
              f"class counts {counts} -> {data_uri}")

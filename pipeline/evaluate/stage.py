@@ -30,11 +30,12 @@ from pipeline.evaluate.loading import LoadedModel, open_model
 from pipeline.evaluate.probes import detector_filter
 from pipeline.models.registry import first_conv
 from pipeline.tracking import artifacts, provenance, runs, serving
+from pipeline.tracking.drawing import FIGURES, Drawing
 from pipeline.tracking.metrics import log_metrics
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
 from pipeline.train.batching import minibatches, place
-from pipeline.train.filters import filters_image
+from pipeline.train.filters import filters_drawing
 from pipeline.train.loop import check_channels, correct_count, make_criterion
 
 
@@ -50,9 +51,8 @@ class EvalResult:
 
 
 @torch.no_grad()
-def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int | None, list[float] | None]:
-    from pipeline.tracking import figures
-
+def _evaluate_binary(model, bundle: DataBundle, echo, drawing: Drawing) -> tuple[float, float, int | None,
+                                                                                   list[float] | None]:
     X, y = bundle.train.X, bundle.train.y
     logits = model(X)
     loss = float(make_criterion("bce")(logits, y))
@@ -64,20 +64,18 @@ def _evaluate_binary(model, bundle: DataBundle, echo) -> tuple[float, float, int
     fn = int(((pred == 0) & (y == 1)).sum())
     log_metrics({"true_positives": tp, "true_negatives": tn, "false_positives": fp, "false_negatives": fn})
     cm = np.array([[tn, fp], [fn, tp]])
-    artifacts.log_figure(figures.confusion_figure(cm, bundle.classes), "figures/confusion_matrix.png")
+    drawing.figure("figures/confusion_matrix.png", f"{FIGURES}:confusion_figure", cm, bundle.classes)
     rows = slice(0, min(75, len(y)))
-    fig = figures.heatmaps(
-        [("X (test inputs)", X[rows, 0].numpy()), ("ŷ = P(pattern)", torch.sigmoid(logits[rows]).numpy()),
-         ("y", y[rows].numpy())],
-        suptitle=f"test set (first {rows.stop} of {len(y)} rows)", symmetric=[True, False, False],
-    )
-    artifacts.log_figure(fig, "figures/test_heatmaps.png")
+    drawing.figure("figures/test_heatmaps.png", f"{FIGURES}:heatmaps",
+                   [("X (test inputs)", X[rows, 0].numpy()), ("ŷ = P(pattern)", torch.sigmoid(logits[rows]).numpy()),
+                    ("y", y[rows].numpy())],
+                   suptitle=f"test set (first {rows.stop} of {len(y)} rows)", symmetric=[True, False, False])
     idx, kernel = detector_filter(model)
     log_metrics({"detector_filter": idx})
     artifacts.log_dict({"filter": idx, "kernel": [float(v) for v in kernel],
                         "linear_weight": float(model.linear.weight[0, idx])}, "detector_kernel.json")
-    artifacts.log_figure(figures.kernel_bars(kernel, f"filter {idx}: the 0,+1,0 detector"),
-                        "figures/detector_kernel.png")
+    drawing.figure("figures/detector_kernel.png", f"{FIGURES}:kernel_bars", kernel,
+                   f"filter {idx}: the 0,+1,0 detector")
     taps = ", ".join(f"{v:+.3f}" for v in kernel)
     echo(f"detector filter {idx}: kernel [{taps}]")
     return loss, acc, idx, [float(v) for v in kernel]
@@ -104,25 +102,21 @@ def _score_exactly(model, loaded: LoadedModel, model_id: str | None, echo) -> Ex
 
 
 def _log_extremes(logp: torch.Tensor, pred: torch.Tensor, y: torch.Tensor, pixels: torch.Tensor,
-                  classes: Sequence[str], examples: int) -> None:
+                  classes: Sequence[str], examples: int, drawing: Drawing) -> None:
     """Figures of the easiest and hardest test examples: highest and lowest probability given to the true class."""
-    from pipeline.tracking import figures
-
     p_true = logp.gather(1, y[:, None])[:, 0].exp()  # (N,)
     order = torch.argsort(p_true)
     shown = min(examples, len(y))
     for name, idx in (("hardest", order[:shown]), ("easiest", order.flip(0)[:shown])):
         captions = [f"{classes[int(y[i])]} -> {classes[int(pred[i])]}\np(true)={float(p_true[i]):.2f}" for i in idx]
-        fig = figures.image_grid(pixels[idx].numpy(), captions,
-                                 title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
-        artifacts.log_figure(fig, f"figures/{name}_examples.png")
+        drawing.figure(f"figures/{name}_examples.png", f"{FIGURES}:image_grid", pixels[idx].numpy(), captions,
+                       title=f"{name} {shown} test examples (true -> predicted, p of the true class)")
 
 
 @torch.no_grad()
-def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo) -> tuple[float, float]:
+def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: torch.device, echo,
+                     drawing: Drawing) -> tuple[float, float]:
     import pandas as pd
-
-    from pipeline.tracking import figures
 
     test = bundle.test
     conv = first_conv(model)
@@ -149,19 +143,17 @@ def _evaluate_images(model, bundle: DataBundle, cfg: EvaluateConfig, device: tor
     artifacts.log_table(per_class, "per_class_accuracy.csv")
     artifacts.log_table(pd.DataFrame(cm, index=bundle.classes, columns=bundle.classes).reset_index(names="true"),
                        "confusion_matrix.csv")
-    artifacts.log_figure(figures.confusion_figure(cm, bundle.classes, title=f"{bundle.name} test split"),
-                        "figures/confusion_matrix.png")
+    drawing.figure("figures/confusion_matrix.png", f"{FIGURES}:confusion_figure", cm, bundle.classes,
+                   title=f"{bundle.name} test split")
 
     pixels = test.X.float() / 255 if test.X.dtype == torch.uint8 else test.X  # what a person sees
-    _log_extremes(logp, pred, y, pixels, bundle.classes, cfg.examples)
+    _log_extremes(logp, pred, y, pixels, bundle.classes, cfg.examples, drawing)
 
     maps = conv(transform(test.X[:1].to(device)))[0].cpu().numpy()  # (F, H', W') of the first test image
-    artifacts.log_figure(figures.feature_maps_figure(pixels[0].numpy(), maps,
-                                                  title=f"first-layer feature maps (test image 0, "
-                                                        f"class {bundle.classes[int(y[0])]})"),
-                        "figures/feature_maps.png")
-    artifacts.log_image(filters_image(model, title="first-layer filters of the evaluated model"),
-                        "figures/filters.png")
+    drawing.figure("figures/feature_maps.png", f"{FIGURES}:feature_maps_figure", pixels[0].numpy(), maps,
+                   title=f"first-layer feature maps (test image 0, class {bundle.classes[int(y[0])]})")
+    draw, args = filters_drawing(model)
+    drawing.image_file("figures/filters.png", draw, *args, title="first-layer filters of the evaluated model")
     worst = per_class.sort_values("accuracy").iloc[0]
     echo(f"per-class accuracy from {per_class['accuracy'].min():.3f} ({worst['class']}) to "
          f"{per_class['accuracy'].max():.3f}")
@@ -177,15 +169,16 @@ def run(cfg: EvaluateConfig, echo: Callable[[str], None] = print) -> EvalResult:
             f"the test split of {bundle.name} ({len(bundle.test)} images, {bundle.meta.get('test_from', 'held out')})")
     what = f"Evaluates {loaded.what} on {data}."
     model_id = serving.model_id_of(loaded.uri)  # its test metrics are the model's too
+    drawing = Drawing()  # its helper process draws the figures: this one never loads matplotlib
     with runs.stage_run("evaluate", run_name=f"evaluate {loaded.label}", tags=loaded.tags,
-                        keep=Keep(config=cfg)) as active:
+                        keep=Keep(config=cfg)) as active, drawing:
         provenance.log_config(cfg)
         provenance.describe(what)
         if binary:
-            loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo)
+            loss, acc, idx, kernel = _evaluate_binary(model.to("cpu"), bundle, echo, drawing)
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.train)} rows, {source})")
         else:
-            loss, acc = _evaluate_images(model, bundle, cfg, device, echo)
+            loss, acc = _evaluate_images(model, bundle, cfg, device, echo, drawing)
             idx = kernel = scores = None
             echo(f"test_loss {loss:.4f}  test_accuracy {acc:.4f}  ({len(bundle.test)} test images of "
                  f"{bundle.name}, {bundle.meta.get('test_from', 'test split')})")

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Callable, Union
 
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
 Drawer = Union[str, Callable[..., Any]]  # a drawing function, or its "module:function"
+FIGURES = "pipeline.tracking.figures"  # the shared drawing functions, named (f"{FIGURES}:heatmaps"): no matplotlib here
 
 
 def _pack(message: Any) -> bytes:
@@ -181,6 +182,12 @@ def _helper() -> _Helper:
         if first:
             atexit.register(lambda: _HELPER.close())
     return _HELPER
+
+
+def start() -> None:
+    """Start this process's helper now, as the first ``Drawing`` would: the CLI calls it before it loads torch and
+    mlflow (about 3 s), so that the helper has loaded matplotlib on the other core before a stage draws."""
+    _helper()
 
 
 class Drawing:

@@ -10,11 +10,9 @@ import torch
 from torch import nn
 
 from pipeline.data.bundle import DataBundle
-from pipeline.tracking.drawing import Drawing
+from pipeline.tracking.drawing import FIGURES, Drawing
 from pipeline.train.filters import filters_drawing
 from pipeline.train.loop import History
-
-FIGURES = "pipeline.tracking.figures"  # the figures' module, named: this process need not import matplotlib
 
 
 def log_filter_image(drawing: Drawing, model: nn.Module, step: int, caption: str = "") -> None:

@@ -167,9 +167,3 @@ def filters_drawing(model) -> tuple[Callable[..., np.ndarray], tuple]:
         linear = getattr(model, "linear", None)
         return detector_image, (w, None if linear is None else linear.weight.detach().cpu().numpy())
     return grid_image, (w,)
-
-
-def filters_image(model, title: str = "") -> np.ndarray:
-    """The first conv layer of ``model`` as an RGB image (the detector layout for the 1D detector)."""
-    draw, args = filters_drawing(model)
-    return draw(*args, title=title)

@@ -1,6 +1,8 @@
 """Figures drawn by the helper process: logged to the run before it ends, in order; a failure fails the run."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -67,3 +69,23 @@ def test_arguments_that_cannot_be_sent_fail_the_caller_at_once(client):
     with runs.stage_run("test"), Drawing() as d:
         with pytest.raises(Exception, match="pickle"):
             d.figure("figures/bad.png", "pipeline.tracking.figures:learning_curves", lambda: None)
+
+
+@pytest.mark.slow
+def test_the_stages_of_main_never_load_matplotlib_themselves(tmp_path):
+    """Every figure of `pipeline main` (its stages' and its front page's) is drawn by the helper process: the
+    stages' process never imports matplotlib (about 0.6 s, and drawing besides). A fresh interpreter, to see it."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    code = ("import atexit, sys; atexit.register(lambda: print('matplotlib loaded:', 'matplotlib' in sys.modules)); "
+            "from pipeline.cli import main; main()")
+    args = ["main", "--epochs", "20", "--sweep-trials", "0", "--sweep-seeds", "5", "--capacity-seeds", "5",
+            "--storage", f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "matplotlib loaded: False" in proc.stdout, proc.stdout[-2000:]
+    assert (tmp_path / "mlflow.db").is_file()
