@@ -1,4 +1,5 @@
-"""What a sweep reports: best trial(s), counts by state, the trials table and Optuna's plots.
+"""What a sweep reports: best trial(s), counts by state, the trials table and Optuna's plots (which
+apply is decided here; the drawing helper process draws them with ``plots.py``).
 
 Used by ``pipeline sweep`` (logged on its parent run) and ``pipeline study-summary``.
 """
