@@ -1,17 +1,23 @@
-"""What a sweep reports: best trial(s), counts by state, the trials table and Optuna's plots.
+"""What a sweep reports: best trial(s), counts by state, the trials table and Optuna's plots (which
+apply is decided here; the drawing helper process draws them with ``plots.py``).
 
 Used by ``pipeline sweep`` (logged on its parent run) and ``pipeline study-summary``.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pipeline.errors import ConfigError
 from pipeline.sweep.storage import make_storage
 from pipeline.tracking import sweeps
-from pipeline.tracking.artifacts import log_figure, log_table
+from pipeline.tracking.artifacts import log_table
+from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.redact import redact
+
+PLOT = "pipeline.sweep.plots:optuna_figure"  # by name: this process never imports Optuna's plots
+# modules that the plots import, loaded in the helper while the trials run (scikit-learn with the importances)
+PLOT_MODULES = ("pipeline.sweep.plots", "optuna.visualization.matplotlib", "optuna.importance")
 
 
 def trial_row(t: Any) -> dict[str, Any]:
@@ -37,12 +43,12 @@ def state_counts(study: Any) -> dict[str, int]:
 
 
 def log_study_summary(study: Any, best: list[dict[str, Any]], names: Sequence[str], objective: str,
-                      metrics: dict[str, float]) -> None:
-    """On the parent run: best trial(s), ``metrics``, the trials table and Optuna's plots."""
+                      metrics: dict[str, float], drawing: Drawing) -> None:
+    """On the parent run: best trial(s), ``metrics``, the trials table and Optuna's plots (logged when
+    ``drawing`` has drawn them)."""
     sweeps.log_summary(best, metrics)
     log_table(trials_table(study), "trials.csv")
-    for name, fig in optuna_figures(study, names, objective):
-        log_figure(fig, f"figures/{name}.png")
+    draw_figures(study, names, objective, drawing)
 
 
 def trials_table(study: Any) -> Any:
@@ -79,48 +85,34 @@ def describe_result(study: Any, best: list[dict[str, Any]], names: Sequence[str]
     return text + " Figures: the optimisation history, the contour over the search space, intermediate values."
 
 
-def optuna_figures(study: Any, names: Sequence[str], objective: str) -> list[tuple[str, Any]]:
-    """Optuna's matplotlib plots that apply to this study (a plot that cannot be drawn is skipped)."""
-    import warnings
-
+def figure_names(study: Any) -> list[str]:
+    """Optuna's plots that apply to this study, decided from counts (the drawing is in ``plots.py``)."""
     import optuna
-    import optuna.visualization.matplotlib as ovm
 
-    from pipeline.tracking.figures import plt
-
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         return []
     multi = len(study.directions) > 1
-    target = (lambda t: t.values[0]) if multi else None
-    target_name = "P(success)" if objective == "success" else "validation accuracy"
-    plots: list[tuple[str, Callable[[], Any]]] = [
-        ("optimization_history", lambda: ovm.plot_optimization_history(study, target=target, target_name=target_name)),
-        ("slice", lambda: ovm.plot_slice(study, params=list(names), target=target, target_name=target_name)),
-    ]
+    names = ["optimization_history", "slice"]
     if len(complete) >= 3:
-        plots.append(("contour", lambda: ovm.plot_contour(study, params=list(names), target=target,
-                                                          target_name=target_name)))
-        plots.append(("param_importances", lambda: ovm.plot_param_importances(study, target=target,
-                                                                              target_name=target_name)))
+        names += ["contour", "param_importances"]
     if multi:
-        plots.append(("pareto_front", lambda: ovm.plot_pareto_front(
-            study, target_names=[target_name, "parameters"])))
-    if not multi and any(t.intermediate_values for t in study.get_trials(deepcopy=False)):  # else Optuna warns
-        plots.append(("intermediate_values", lambda: ovm.plot_intermediate_values(study)))
-    out = []
-    for name, make in plots:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = make()
-                fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-                fig.set_size_inches(max(fig.get_size_inches()[0], 7), max(fig.get_size_inches()[1], 5))
-                fig.tight_layout()
-            out.append((name, fig))
-        except (ValueError, RuntimeError, ZeroDivisionError, IndexError, KeyError):
-            plt.close("all")  # e.g. importances need two distinct parameter values
-    return out
+        names.append("pareto_front")
+    if not multi and any(t.intermediate_values for t in trials):  # else Optuna warns
+        names.append("intermediate_values")
+    return names
+
+
+def draw_figures(study: Any, names: Sequence[str], objective: str, drawing: Drawing) -> None:
+    """Optuna's plots that apply, drawn by the helper process from the study's trials and logged as
+    ``figures/<plot>.png``; a plot that cannot be drawn is skipped."""
+    trials = study.get_trials(deepcopy=False)
+    directions = [d.name.lower() for d in study.directions]
+    target_name = "P(success)" if objective == "success" else "validation accuracy"
+    for name in figure_names(study):
+        drawing.figure(f"figures/{name}.png", PLOT, name, trials, directions, study.metric_names, list(names),
+                       target_name)
 
 
 def format_summary(study_name: str, storage: str, best: list[dict[str, Any]], counts: dict[str, int],

@@ -29,8 +29,8 @@ from pipeline.config.studies import SweepConfig
 from pipeline.errors import ConfigError, NonFiniteLoss
 from pipeline.sweep.objectives import Objective, accuracy_objective, success_objective
 from pipeline.sweep.repeats import earlier_trial, enqueue_untried, replay
-from pipeline.sweep.report import (best_trials, describe_result, describe_sweep, format_summary, log_study_summary,
-                                   state_counts)
+from pipeline.sweep.report import (PLOT_MODULES, best_trials, describe_result, describe_sweep, format_summary,
+                                   log_study_summary, state_counts)
 from pipeline.sweep.settings import study_directions
 from pipeline.sweep.space import grid_space, metric_names, model_name, param_names, suggest
 from pipeline.sweep.storage import DEFAULT_STORAGE
@@ -39,6 +39,7 @@ from pipeline.sweep.trials import TrialRun
 from pipeline.sweep.workers import worker_seed
 from pipeline.tracking import provenance, runs, sweeps
 from pipeline.tracking.connect import check_tracking_store
+from pipeline.tracking.drawing import Drawing
 from pipeline.tracking.faults import is_store_fault
 from pipeline.tracking.redact import redact
 from pipeline.tracking.rescue import Keep
@@ -73,13 +74,14 @@ def run(cfg: SweepConfig, echo: Callable[[str], None] = print,
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     storage_text = redact(storage_url)
     with runs.stage_run("sweep", run_name=f"sweep {cfg.study_name}", tags=parent_tags(cfg, storage_text, seed),
-                        keep=Keep(config=cfg)) as parent:
+                        keep=Keep(config=cfg)) as parent, Drawing() as drawing:
+        drawing.preload(*PLOT_MODULES)  # on the other core while the trials train
         provenance.log_config(cfg)
         what = describe_sweep(cfg)
         provenance.describe(what)
         objective = TrialObjective(cfg, inner, sweeps.client(), parent.info.experiment_id, parent.info.run_id)
         elapsed = optimize(study, objective, cfg, storage_url)
-        best, counts = report(study, cfg, what, elapsed, objective.client)
+        best, counts = report(study, cfg, what, elapsed, objective.client, drawing)
         run_id = parent.info.run_id
     echo(format_summary(cfg.study_name, storage_text, best, counts, study_directions(cfg)))
     return SweepResult(run_id, cfg.study_name, storage_text, best, counts, elapsed)
@@ -168,7 +170,8 @@ def optimize(study: Any, objective: TrialObjective, cfg: SweepConfig, storage_ur
     return time.monotonic() - t0
 
 
-def report(study: Any, cfg: SweepConfig, what: str, elapsed: float, client: Any) -> tuple[list, dict[str, int]]:
+def report(study: Any, cfg: SweepConfig, what: str, elapsed: float, client: Any,
+           drawing: Drawing) -> tuple[list, dict[str, int]]:
     """On the parent run: the best trial(s), counts, this worker's time, the table, the plots and the
     description; the best trials' runs are tagged. Returns (best trials, counts by state)."""
     best = best_trials(study)
@@ -177,7 +180,7 @@ def report(study: Any, cfg: SweepConfig, what: str, elapsed: float, client: Any)
                    if t.state.is_finished() and "repeat_of" not in t.user_attrs})
     metrics = {"worker_seconds": elapsed, "configurations_trained": trained,
                **{f"trials_{k.lower()}": v for k, v in counts.items()}}
-    log_study_summary(study, best, param_names(cfg)[0], cfg.objective, metrics)
+    log_study_summary(study, best, param_names(cfg)[0], cfg.objective, metrics, drawing)
     provenance.describe(what, describe_result(study, best, metric_names(cfg), trained))
     sweeps.tag_best(client, [b["mlflow_run_id"] for b in best if b["mlflow_run_id"]])
     return best, counts

@@ -12,7 +12,10 @@ A drawing function is called as ``function(*args, **kwargs)`` in the helper. It 
 module that imports neither torch nor mlflow (``pipeline.tracking.figures``, ``pipeline.train.filters``),
 so that the helper stays light, and takes plain data (numbers, strings, lists, numpy arrays).
 It is given as the function or by name, ``"module:function"``: by name, the stage's process
-never imports its module (``pipeline.tracking.figures`` imports matplotlib).
+never imports its module (``pipeline.tracking.figures`` imports matplotlib). A figure's drawing
+function may return None: the figure does not apply to this data, and nothing is logged
+(``pipeline.sweep.plots``: an Optuna plot that cannot be drawn). ``preload`` imports a drawing's
+heavy modules in the helper ahead of time, while the stage works.
 """
 from __future__ import annotations
 
@@ -63,11 +66,14 @@ def _call(draw: str, args: tuple, kwargs: dict) -> Any:
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
 
 
-def _png(draw: str, args: tuple, kwargs: dict) -> bytes:
-    """The matplotlib figure that ``draw`` returns, as PNG bytes (as ``mlflow.log_figure`` saves it)."""
+def _png(draw: str, args: tuple, kwargs: dict) -> bytes | None:
+    """The matplotlib figure that ``draw`` returns, as PNG bytes (as ``mlflow.log_figure`` saves it); None
+    for None."""
     import matplotlib.pyplot as plt
 
     fig = _call(draw, args, kwargs)
+    if fig is None:  # nothing to log
+        return None
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -198,9 +204,15 @@ class Drawing:
         _helper()  # started now, so that matplotlib is loaded by the time the figures come
 
     def figure(self, artifact_file: str, draw: Drawer, *args: Any, **kwargs: Any) -> None:
-        """Log the matplotlib figure that ``draw`` returns as ``artifact_file`` (PNG)."""
+        """Log the matplotlib figure that ``draw`` returns as ``artifact_file`` (PNG); nothing if it returns None."""
         future = _helper().submit(True, _name(draw), args, kwargs)
-        self._pending.append((future, lambda png: _log_bytes(png, artifact_file)))
+        self._pending.append((future, lambda png: None if png is None else _log_bytes(png, artifact_file)))
+
+    def preload(self, *modules: str) -> None:
+        """Import ``modules`` in the helper now, so that the figures that need them are quick when they come;
+        an import that fails fails the run like a figure."""
+        future = _helper().submit(False, _name(load), modules, {})
+        self._pending.append((future, lambda _: None))
 
     def image(self, key: str, step: int, draw: Drawer, *args: Any, **kwargs: Any) -> None:
         """Log the RGB array that ``draw`` returns as image ``key`` at ``step`` (the UI's step slider)."""
@@ -238,6 +250,14 @@ class Drawing:
             self.close()
         else:  # the stage failed already: what is still being drawn is not logged
             self._pending = []
+
+
+def load(*modules: str) -> None:
+    """Import ``modules`` (``Drawing.preload``'s job in the helper)."""
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
 
 
 def _name(draw: Drawer) -> str:
