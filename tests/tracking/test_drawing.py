@@ -82,7 +82,7 @@ def test_the_stages_of_main_never_load_matplotlib_themselves(tmp_path):
 
     code = ("import atexit, sys; atexit.register(lambda: print('matplotlib loaded:', 'matplotlib' in sys.modules)); "
             "from pipeline.cli import main; main()")
-    args = ["main", "--epochs", "20", "--sweep-trials", "0", "--sweep-seeds", "5", "--capacity-seeds", "5",
+    args = ["main", "--epochs", "20", "--sweep-trials", "3", "--sweep-seeds", "5", "--capacity-seeds", "5",
             "--storage", f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     proc = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=600)
