@@ -62,7 +62,8 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
-    drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains
+    drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains,
+    drawing.preload("pipeline.capacity.plots")  # and the figures' own imports (pandas)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     seeds = study.seeds_of(cfg)
     tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
