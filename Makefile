@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -c "from pipeline.capacity import fused; fused.warm()"  # numba compiles the 1D trainer once (~15 s)
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TARGET_S, TARGET_X_FLOOR = 5.0, 2.0  # the whole default grid on an existing store
 
 
 def timed(args: list[str], cwd: str, store: str) -> tuple[float, str]:
@@ -64,6 +65,11 @@ def main() -> None:
     for name, values in walls.items():
         print(f"{name:32s} {statistics.median(values):8.2f} {statistics.median(values) / floor:8.2f}")
     print(f"{'  of which training (stage says)':32s} {statistics.median(train):8.2f}")
+    existing = statistics.median(walls["capacity, existing store"])
+    if not a.quick:
+        print(f"target (issue 22): at most {TARGET_S:.0f} s, about {TARGET_X_FLOOR:.0f}x the floor: "
+              f"{existing:.2f} s, {existing / floor:.2f}x: {'OK' if existing <= TARGET_S else 'OVER'} (5 s), "
+              f"{'OK' if existing <= TARGET_X_FLOOR * floor else 'OVER'} (x floor)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ Both sides train the synthetic recipe's detector (F=3, k=5, N=75, W=20, full-bat
 500 epochs) from seeds 0, 1, ...; the one-at-a-time side is the lab's loop (model,
 torch.optim.SGD, BCEWithLogitsLoss, backward, step), the fastest way torch trains one model.
 Each cell is the best of ``--repeats`` timings; the speed-up divides the loop's time by
-multiseed's at the same thread count.
+multiseed's at the same thread count. ``multiseed`` is the CPU's default engine, the compiled
+loop (``capacity/fused.py``); ``multiseed torch`` the same trainings on torch's ops
+(``capacity/kernel.py``, the engine off the CPU), timed beside it.
 """
 from __future__ import annotations
 
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
         loop = best_of(args.repeats, lambda: [lab_loop(F, k, s, X, y, E) for s in range(args.loop_runs)])
         rows.append(("one-at-a-time", 1, t, 1000 * loop / args.loop_runs))
         for S in sizes:
-            sec = best_of(args.repeats, lambda: train_seeds(F, k, range(S), X, y, epochs=E))
-            rows.append(("multiseed", S, t, 1000 * sec / S))
+            for engine in ("fused", "torch"):  # the compiled loop (the CPU's default) and torch's ops
+                sec = best_of(args.repeats, lambda: train_seeds(F, k, range(S), X, y, epochs=E, engine=engine))
+                rows.append(("multiseed" if engine == "fused" else "multiseed torch", S, t, 1000 * sec / S))
 
     print(f"multiseed benchmark: Detector1d(F={F}, k={k}), {E} epochs, N=75, W=20, "
           f"torch {torch.__version__}; ms/run = milliseconds per {E}-epoch training")
@@ -82,6 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     base = {t: ms for m, _, t, ms in rows if m == "one-at-a-time"}
     for method, S, t, ms in rows:
         print(f"{method:<15}{S:>6}{t:>9}{ms:>11.3f}{base[t] / ms:>10.0f}x")
+    for method, S, t, ms in rows:
+        if method == "multiseed torch":
+            fused = next(r[3] for r in rows if r[0] == "multiseed" and r[1:3] == (S, t))
+            print(f"compiled engine at S={S}, {t} thread(s): {ms / fused:.1f}x torch's ops")
     best = min((r for r in rows if r[0] == "multiseed"), key=lambda r: r[3])
     slowest_loop = max(base.values())
     fastest_loop = min(base.values())

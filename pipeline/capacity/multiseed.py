@@ -2,33 +2,36 @@
 
 ``train_seeds(F, k, seeds, X, y)`` runs the same experiment as ``pipeline train --seed s``
 for every seed s (the same initial weights; full-batch SGD with momentum and weight decay
-on BCE-with-logits), as one tensor computation with a hand-written forward and backward.
+on BCE-with-logits), as one computation with a hand-written forward and backward.
 ``train_configs`` does the same for several filter counts at once.
 
-Why it is fast: the model is tiny, so per-op overhead and memory traffic dominate; the
-forward and backward in ``kernel.py`` work on distinct windows and row groups
-with units (model, filter) as columns. The optimizer step is ``train.sgd.sgd_update``, the
-training loop's own, in torch.optim.SGD's exact order: ``d = g + wd·p; buf = m·buf + d``
-(``buf = d`` at step 1); ``p -= lr·buf``.
+Why it is fast: the model is tiny, so per-op overhead and memory traffic dominate. The
+forward and backward work on distinct windows and row groups (``kernel.py``), and
+``sgd_epochs`` runs them on one of two engines: on the CPU the compiled loop of ``fused.py``
+(numba; a tile of seeds at a time stays in the L1 cache for all its epochs, tiles split
+over the stage's threads), elsewhere torch's ops of ``kernel.py`` with units (model,
+filter) as columns. The step is ``train.sgd.sgd_update``'s arithmetic, torch.optim.SGD's
+order: ``d = g + wd·p; buf = m·buf + d`` (``buf = d`` at step 1); ``p -= lr·buf``.
 
-Exactness. In float64 the whole 500-epoch trajectory matches torch's to ~1e-15. In
-float32 the two sum in different orders, so they differ by rounding (~1e-7, no further
-from the float64 path than torch's own float32 run); usually that stays so (tested to 1e-4
-on the final loss), but about one seed in a hundred passes so close to a switch (which
-window is the max, whether a ReLU is on) that the rounding picks the path, and the losses
-part by up to ~2e-3. Torch's float32 run does the same against its float64 run on other
-seeds (F=5, k=5, seed 4: by 1e-5, where this code stays with float64).
+Exactness. In float64 the whole 500-epoch trajectory matches torch's to ~1e-15 on either
+engine. In float32 the two sum in different orders, so they differ by rounding (~1e-7, no
+further from the float64 path than torch's own float32 run); usually that stays so (tested
+to 1e-4 on the final loss), but about one seed in a hundred passes so close to a switch
+(which window is the max, whether a ReLU is on) that the rounding picks the path, and the
+losses part by up to ~2e-3. Torch's float32 run does the same against its float64 run on
+other seeds (F=5, k=5, seed 4: by 1e-5, where this code stays with float64).
 Exact float ties for the maximum do happen (two shifts of a bump can give the same
 pre-activation); torch's max pool then routes the gradient to the first position, so each
 group lists its windows in order of first appearance along the row and a tie goes to the
-first of them. Batching other seeds or configurations alongside changes a result only by
-rounding (reductions vectorise differently with the batch width), so code that must
-reproduce another's numbers bit for bit should batch the same way.
+first of them. On the compiled engine a seed's weights and loss are the same bits whatever
+else is batched beside it (other seeds, other filter counts, other thread counts); on the
+torch engine batching changes a result by rounding (reductions vectorise differently with
+the batch width).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 import torch
@@ -47,26 +50,28 @@ def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tup
     after seeding the CPU generator, which is what the constructor does (a test checks
     the weights bit for bit). The global RNG state is left as it was.
     """
-    convs, biases, linears, consts = [], [], [], []
+    S, F = len(seeds), filters
+    convs, biases, linears, consts = torch.empty(S, F, kernel_size), torch.empty(S, F), torch.empty(S, F), torch.empty(S)
     with torch.random.fork_rng(devices=[]):
         model = build_model("detector1d", (1, kernel_size), 1, (filters,), (kernel_size,), seed=int(seeds[0]))
-        for i, s in enumerate(seeds):
-            if i:
-                torch.default_generator.manual_seed(int(s))
-                for module in model.modules():
-                    if hasattr(module, "reset_parameters"):
-                        module.reset_parameters()
-            convs.append(model.conv.weight.detach()[:, 0].clone())  # (F, k)
-            biases.append(model.conv.bias.detach().clone())  # (F,)
-            linears.append(model.linear.weight.detach()[0].clone())  # (F,)
-            consts.append(model.linear.bias.detach().clone())  # (1,)
-    S, F = len(seeds), filters
-    taps = torch.stack(convs).permute(2, 0, 1).reshape(kernel_size, S * F)  # (k, S·F), unit = s·F + f
-    units = torch.cat([taps, torch.stack(biases).reshape(1, S * F), torch.stack(linears).reshape(1, S * F)])
-    return units.contiguous(), torch.cat(consts)
+        resets = [m.reset_parameters for m in model.modules() if hasattr(m, "reset_parameters")]
+        with torch.no_grad():
+            for i, s in enumerate(seeds):
+                if i:
+                    torch.default_generator.manual_seed(int(s))
+                    for reset in resets:
+                        reset()
+                convs[i], biases[i] = model.conv.weight[:, 0], model.conv.bias
+                linears[i], consts[i] = model.linear.weight[0], model.linear.bias[0]
+    taps = convs.permute(2, 0, 1).reshape(kernel_size, S * F)  # (k, S·F), unit = s·F + f
+    units = torch.cat([taps, biases.reshape(1, S * F), linears.reshape(1, S * F)])
+    return units.contiguous(), consts
 
 
 # --------------------------------------------------------------------------- training
+ENGINES = ("auto", "fused", "torch")
+
+
 @dataclass(frozen=True)
 class MultiSeedResult:
     """Per-seed outcome of one configuration; row i belongs to ``seeds[i]``."""
@@ -116,6 +121,7 @@ def train_configs(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     on_record: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    engine: str = "auto",
 ) -> list[MultiSeedResult]:
     """Train ``Detector1d(F, k)`` for each (F, k) in ``configs`` from every seed, one result each.
 
@@ -124,7 +130,7 @@ def train_configs(
     ``on_record(epoch, loss, accuracy)`` there with every model's training loss and accuracy
     so far (models in the order of ``configs``, seeds within; an exception it raises stops
     the training, e.g. Optuna's pruning). ``dtype`` float64 is for checks: it tells float32
-    rounding apart from a real difference.
+    rounding apart from a real difference. ``engine``: ``sgd_epochs``' (auto: compiled on the CPU).
 
     Configurations with the same kernel size share one computation. A seed's result
     agrees with training it alone up to float rounding (not bit for bit: how a reduction
@@ -140,7 +146,7 @@ def train_configs(
         filters = list(dict.fromkeys(f for f, kk in configs if kk == k))
         out = _train_kernel(filters, k, seeds, X, y, lr=lr, momentum=momentum, weight_decay=weight_decay,
                             epochs=epochs, history_every=history_every, X_test=X_test, y_test=y_test,
-                            device=device, dtype=dtype, on_record=on_record)
+                            device=device, dtype=dtype, on_record=on_record, engine=engine)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
 
@@ -171,24 +177,42 @@ def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: 
     return units, const, Batch(k=k, model_of_unit=owner.to(device), models=len(filters) * S)
 
 
+def engine_of(device: str | torch.device) -> str:
+    """What ``auto`` runs on ``device``: the compiled loop on the CPU, torch's ops elsewhere."""
+    return "fused" if torch.device(device).type == "cpu" else "torch"
+
+
 def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, batch: Batch, *, lr: float,
                momentum: float, weight_decay: float, epochs: int, bufs: Sequence[torch.Tensor] | None = None,
-               on_epoch: Callable | None = None) -> list[torch.Tensor]:
+               on_epoch: Callable | None = None, look_at: Collection[int] | None = None,
+               engine: str = "auto") -> list[torch.Tensor]:
     """``epochs`` full-batch SGD steps on (units, const), in place; returns the momentum buffers.
 
     ``bufs`` continues an optimizer's state (None: a fresh one, ``buf = d`` at its first step).
-    ``on_epoch(epoch, logits, grad_units, grad_const)`` sees every epoch's logits and loss
-    gradient (before weight decay and the step; ``units`` and ``const`` still hold that
-    epoch's weights): the one place a caller looks inside the loop.
+    ``on_epoch(epoch, logits, grad_units, grad_const)`` sees the logits and loss gradient of the
+    epochs in ``look_at`` (None: every epoch), before weight decay and the step (``units`` and
+    ``const`` still hold that epoch's weights): the one place a caller looks inside the loop.
+
+    ``engine``: ``fused`` runs the compiled loop of ``fused.py`` (the CPU's, what ``auto`` picks
+    there), ``torch`` the tensor ops of ``kernel.py`` (any device; what ``auto`` picks elsewhere).
+    Both follow one seed as ``pipeline train --seed s`` does, within float rounding.
     """
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    if (engine_of(units.device) if engine == "auto" else engine) == "fused":
+        from pipeline.capacity import fused
+
+        return fused.sgd_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                epochs=epochs, bufs=bufs, on_epoch=on_epoch, look_at=look_at)
     params, grads = [units, const], [torch.empty_like(units), None]
     bufs = [b.clone() for b in bufs] if bufs else [None, None]
     ws = Workspace(index, units)
+    watched = None if look_at is None else set(look_at)
     with torch.no_grad():
         for epoch in range(1, epochs + 1):
             fwd = forward(units, const, index, batch, ws)
             grads[1] = backward(units, index, batch, fwd, grads[0])
-            if on_epoch is not None:
+            if on_epoch is not None and (watched is None or epoch in watched):
                 on_epoch(epoch, fwd[0], grads[0], grads[1])
             sgd_update(params, grads, bufs, lr=lr, momentum=momentum, weight_decay=weight_decay,
                        grads_are_scratch=True)  # both gradients are this epoch's own tensors
@@ -196,7 +220,8 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
 
 
 def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
-                  epochs, history_every, X_test, y_test, device, dtype, on_record=None) -> list[MultiSeedResult]:
+                  epochs, history_every, X_test, y_test, device, dtype, on_record=None,
+                  engine="auto") -> list[MultiSeedResult]:
     """One computation for all filter counts in ``filters`` with kernel size ``k``."""
     index = WindowIndex.cached(X, y, k).to(device, dtype)
     S = len(seeds)
@@ -214,7 +239,7 @@ def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, l
             last.update(loss=mean_bce(logits, index).cpu().numpy(), accuracy=accuracy(logits, index))
 
     sgd_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
-               on_epoch=on_epoch)
+               on_epoch=on_epoch, look_at={*record, epochs}, engine=engine)
     final_loss, train_acc = last["loss"], last["accuracy"]
     with torch.no_grad():
         test_acc = None

@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -62,6 +63,7 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
 
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
+    warming = _warm_trainer(settings)
     drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains,
     drawing.preload("pipeline.capacity.plots")  # and the figures' own imports (pandas)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
@@ -75,6 +77,9 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                  "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
         log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
+        if warming is not None:
+            warming.result()  # its failure is the grid's: raised here
+        studies.set_tag("trainer", trainer_label(settings.device))
         seconds = _train_grid(cfg, seeds, settings, tables, tags)
         table = pd.concat(tables, ignore_index=True)
         summary = summarize(table, cfg.tau)
@@ -85,6 +90,35 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         study.write_table(table, cfg.table)
     study.finish(report(summary, lottery, cfg.tau, seconds, len(table)), cfg.table, f"parent run {run_id}", echo)
     return CapacityResult(run_id, table, summary, lottery, seconds)
+
+
+def trainer_label(device: str) -> str:
+    """What trains the grid, as the parent run's ``trainer`` tag says: 'fused (compiled, 2 threads)' or 'torch'."""
+    import torch
+
+    from pipeline.capacity.multiseed import engine_of
+
+    engine = engine_of(device)
+    threads = torch.get_num_threads()
+    return f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})" if engine == "fused" else engine
+
+
+def _warm_trainer(settings: Settings) -> Future | None:
+    """On the CPU, the compiled trainer loaded on a thread while the runs open (about 0.5 s: numba and its
+    cached machine code); its future, or None where the grid trains with torch."""
+    if settings.device != "cpu":
+        return None
+    from concurrent.futures import ThreadPoolExecutor
+
+    def warm() -> None:
+        from pipeline.capacity import fused  # numba's import too, off this thread
+
+        fused.warm()
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="warm-trainer")
+    future = pool.submit(warm)
+    pool.shutdown(wait=False)  # the thread ends with the job
+    return future
 
 
 def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings, tables: list[pd.DataFrame],

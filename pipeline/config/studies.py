@@ -156,12 +156,15 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
     test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC, within=NUMPY_SEED)
     test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
     table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
-    threads: int | None = opt(None, "torch CPU threads (default: the recipe's: 1 for the tiny 1D models, 0 = "
-                                    "torch's default, every core, for the image nets)", SETTING, within=THREADS)
+    threads: int | None = opt(None, "CPU threads (default 0 = torch's default, every core: the 1D study's compiled "
+                                    "trainer splits the seeds over them; an image net's, its recipe's)", SETTING,
+                              within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
     def __post_init__(self) -> None:
         self._check_data()
+        if self.threads is None and not is_image_study(self):  # not the recipe's 1: that is for torch's tiny ops
+            object.__setattr__(self, "threads", 0)
         for name in ("lr", "momentum", "weight_decay", "epochs", "threads"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, self.recipe_value(name))

@@ -7,8 +7,11 @@ without torch.optim's import of torch._dynamo.
 torch.optim.SGD runs its single-tensor loop (its foreach kernels are for accelerators);
 ``sgd_update`` runs the same tensor ops in the same order, so every weight and loss is the
 same bit for bit (``tests/train/test_sgd.py`` checks it against torch.optim.SGD). It is the
-one SGD step of the project: ``SGD.step`` (the training loop) and both batched trainers
-(``capacity.multiseed.sgd_epochs``, ``capacity.pattern.train_pattern``) call it.
+one SGD step of the project's torch code: ``SGD.step`` (the training loop) and the batched
+trainers' torch paths (``capacity.multiseed.sgd_epochs``' torch engine,
+``capacity.pattern.train_pattern``) call it. The compiled 1D engine
+(``capacity/fused_loops.py: step``) does the same arithmetic in its loop, each product and sum
+rounded on its own (tests/train/test_sgd.py replays it to the bit).
 """
 from __future__ import annotations
 

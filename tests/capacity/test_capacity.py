@@ -144,6 +144,8 @@ def test_capacity_run_logs_children_figures_and_tables(client, tmp_path):
 
     parent = client.get_run(result.run_id)
     assert parent.data.tags["stage"] == "capacity" and parent.info.status == "FINISHED"
+    threads = torch.get_num_threads()  # the config's 0 keeps torch's (the tests' 1)
+    assert parent.data.tags["trainer"] == f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})"
     assert parent.data.params["filters"] == "1,3" and parent.data.params["seeds"] == "6"
     assert parent.data.metrics["trainings"] == 24
     assert "lottery_p_k5" in parent.data.metrics
@@ -202,11 +204,14 @@ def test_config_rejects_bad_values():
             build_config(CapacityConfig, values)
 
 
-def test_threads_default_to_the_recipes():
-    """One thread for the tiny 1D models; every core (torch's default, 0) for the image nets, as `pipeline train`."""
+def test_threads_default_to_every_core_for_1d_and_to_the_recipes_for_images():
+    """Every core (torch's default, 0) for the 1D study, whose compiled trainer splits the seeds over them
+    (not the synthetic recipe's 1, which is for torch's per-op overhead in `pipeline train`); the recipe's
+    for the image nets, as `pipeline train`."""
     from pipeline.config.recipes import get_recipe
 
-    assert CapacityConfig().threads == get_recipe("synthetic").values["threads"] == 1
+    assert CapacityConfig().threads == 0 and get_recipe("synthetic").values["threads"] == 1
+    assert CapacityConfig(threads=1).threads == 1
     assert CapacityConfig(dataset="digits").threads == get_recipe("digits-lenet").values["threads"] == 0
     assert CapacityConfig(dataset="digits", threads=1).threads == 1
 
@@ -219,6 +224,23 @@ def test_default_grid_runs_in_under_two_minutes(client):
     assert len(result.table) == 8 * 3 * 200
     s = result.summary.set_index(["filters", "kernel_size"])
     assert s.loc[(1, 5), "p_success_hi"] < s.loc[(8, 5), "p_success_lo"]
+
+
+def test_the_default_grid_succeeds_on_the_same_seeds_with_either_engine():
+    """The compiled engine's P(success) table is the torch engine's (the trainer before it), seed for seed:
+    all 4,800 success flags of the default grid (about 6 s)."""
+    from pipeline.capacity.outcomes import datasets
+    from pipeline.capacity.stats import is_success
+
+    s = Settings.from_config(CapacityConfig())
+    X, y, _, _ = datasets(s.n, s.width, s.data_seed, s.test_n, s.test_seed)
+    for k in (3, 5, 7):
+        for f in range(1, 9):
+            flags = [is_success(r.final_loss, r.train_accuracy, s.tau) for r in (
+                train_seeds(f, k, range(200), X, y, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                            epochs=s.epochs, engine=engine) for engine in ("fused", "torch"))]
+            assert np.array_equal(*flags), f"F={f} k={k}"
+            assert 0 < flags[0].sum() < 200
 
 
 def test_a_studys_thread_count_holds_for_its_block_and_zero_keeps_torchs_default():

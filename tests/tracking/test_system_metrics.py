@@ -42,7 +42,8 @@ def test_each_sweep_trial_has_its_own_system_metrics(client, monkeypatch, tmp_pa
     from pipeline.sweep import stage as sweep
 
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.05")
-    cfg = SweepConfig(study_name="sysm", filters=(1, 2), kernel_sizes=(3,), seeds=4, epochs=3000, report_every=500,
+    # trials long enough for samples at 0.05 s: the compiled trainer takes about 0.3 s for each
+    cfg = SweepConfig(study_name="sysm", filters=(1, 2), kernel_sizes=(3,), seeds=200, epochs=10000, report_every=500,
                       n_trials=2, sampler="grid", progress=False, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     result = sweep.run(cfg, echo=lambda s: None)
     trials = client.search_runs([client.get_run(result.run_id).info.experiment_id],

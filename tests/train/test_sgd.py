@@ -91,20 +91,44 @@ def _torch_sgd_replay(initial: list[torch.Tensor], grads_per_step: list[list[tor
     return [p.detach() for p in params]
 
 
-@pytest.mark.parametrize("momentum,weight_decay", [(0.9, 1e-3), (0.0, 1e-3), (0.5, 0.0), (0.0, 0.0)])
-def test_multiseed_steps_are_torch_sgd_bit_for_bit(momentum, weight_decay):
+def _multiseed_steps(engine: str, seeds: int, momentum: float, weight_decay: float):
+    """Six epochs of ``multiseed.sgd_epochs`` on ``engine``: (initial [units, const], final [units, const],
+    every epoch's gradients)."""
     from pipeline.capacity.kernel import WindowIndex
     from pipeline.capacity.multiseed import sgd_epochs, stack_initial
     from pipeline.data.synthetic import make_synthetic
 
     X, y = make_synthetic(40, 20, 0)
-    units, const, batch = stack_initial([2, 3], 5, range(4))
+    units, const, batch = stack_initial([2, 3], 5, range(seeds))
     initial, recorded = [units.clone(), const.clone()], []
     sgd_epochs(units, const, WindowIndex.build(X, y, 5).to("cpu", units.dtype), batch, lr=0.05, momentum=momentum,
                weight_decay=weight_decay, epochs=6, on_epoch=lambda e, logits, gu, gc: recorded.append(
-                   [gu.clone(), gc.clone()]))
+                   [gu.clone(), gc.clone()]), engine=engine)
+    assert len(recorded) == 6
+    return initial, [units, const], recorded
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.9, 1e-3), (0.0, 1e-3), (0.5, 0.0), (0.0, 0.0)])
+def test_multiseed_steps_are_torch_sgd_bit_for_bit(momentum, weight_decay):
+    initial, ours, recorded = _multiseed_steps("torch", 4, momentum, weight_decay)
     theirs = _torch_sgd_replay(initial, recorded, lr=0.05, momentum=momentum, weight_decay=weight_decay)
-    assert torch.equal(units, theirs[0]) and torch.equal(const, theirs[1])
+    assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
+
+
+@pytest.mark.parametrize("momentum,weight_decay", [(0.9, 1e-3), (0.0, 1e-3), (0.5, 0.0)])
+def test_the_compiled_engines_step_is_the_formula_without_fused_multiply_adds(momentum, weight_decay):
+    """capacity/fused_loops.py's step: d = g + wd·p, buf = m·buf + d (d at the first step), p -= lr·buf, each
+    product and sum rounded on its own (torch's vectorised add with alpha fuses them, so it differs in the last
+    bit): replayed here with one torch op per operation, to the bit."""
+    params, ours, recorded = _multiseed_steps("fused", 20, momentum, weight_decay)
+    lr, m, wd = (torch.tensor(v, dtype=torch.float32) for v in (0.05, momentum, weight_decay))
+    bufs = [None, None]
+    for grads in recorded:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            d = torch.add(g, torch.mul(wd, p))
+            bufs[i] = d if bufs[i] is None else torch.add(torch.mul(m, bufs[i]), d)
+            params[i] = torch.sub(p, torch.mul(lr, bufs[i]))
+    assert torch.equal(ours[0], params[0]) and torch.equal(ours[1], params[1])
 
 
 @pytest.mark.parametrize("frozen", [False, True])
