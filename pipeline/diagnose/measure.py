@@ -92,11 +92,13 @@ def last_switch(switched: np.ndarray) -> np.ndarray:
     return np.where(switched.any(axis=0), T - np.argmax(switched[::-1], axis=0), 0)
 
 
-# float rounding is all that may part a replay from its capacity run: diagnose replays on the CPU,
-# possibly with fewer seeds batched (``--seeds``) than the run had, and a float32 rounding difference
-# can pick the other side of a switch (which window holds the max, whether a ReLU is on) for about one
-# seed in a hundred, which parts the final losses by up to ~2e-3 (``capacity.multiseed``'s docstring);
-# a different training (another code version, other settings) differs by far more.
+# float rounding is all that may part a replay from its capacity run. A run trained on the CPU's compiled
+# engine replays to the bit (a seed's numbers do not depend on what is batched beside it); one trained on the
+# torch engine (on a GPU, or by code before the compiled engine, whose final losses measured up to 5.7e-4
+# from it over the default grid) differs by float32 rounding, which can pick the other side of a switch
+# (which window holds the max, whether a ReLU is on) for about one seed in a hundred and part the final
+# losses by up to ~2e-3 (``capacity.multiseed``'s docstring); a different training (another code version,
+# other settings) differs by far more.
 REPLAY_TOLERANCE = 1e-2
 
 

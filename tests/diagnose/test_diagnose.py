@@ -62,6 +62,16 @@ def test_diagnose_logs_the_table_figures_and_summaries(capacity_run, client, tmp
     assert any("verdict shares" in line for line in lines) and any("escaped in the long run" in line for line in lines)
 
 
+def test_a_replay_of_fewer_seeds_and_filter_counts_on_two_threads_ends_on_the_runs_losses_to_the_bit(
+        capacity_run, client):
+    """The compiled engine's numbers for a seed do not depend on what is batched beside it or on the threads:
+    three of the six seeds of one of the two filter counts replay the run's final losses exactly."""
+    result = diagnose.run(DiagnoseConfig(capacity_run=capacity_run.run_id, filters=(2,), seeds=3, pairs=0,
+                                         slice_points=3, long_factor=1, threads=2), echo=quiet)
+    assert client.get_run(result.run_id).data.metrics["replay_max_abs_diff"] == 0
+    assert len(result.table) == 3
+
+
 def test_replay_ends_at_the_capacity_trainers_weights_and_the_long_run_continues_it():
     settings = Settings.from_config(CapacityConfig(epochs=60))
     seeds = (0, 1, 2, 3)
