@@ -45,7 +45,7 @@ def mean_bce(logits, count, positives, n: int):
     x = np.ascontiguousarray(logits.detach().numpy())
     out = np.empty(x.shape[1], x.dtype)
     mean_bce_loop(x, np.ascontiguousarray(count[:, 0].numpy(), x.dtype),
-              np.ascontiguousarray(positives[:, 0].numpy(), x.dtype), x.dtype.type(n), out)
+                  np.ascontiguousarray(positives[:, 0].numpy(), x.dtype), x.dtype.type(n), out)
     return torch.from_numpy(out)
 
 
@@ -113,7 +113,7 @@ def sgd_epochs(units, const, index, batch, *, lr: float, momentum: float, weight
     blocks = _blocks(units, const, batch, bufs)
     first, done = not bufs, 0
     every = range(1, epochs + 1) if look_at is None else look_at
-    for epoch in sorted(e for e in every if 1 <= e <= epochs) if on_epoch is not None else []:
+    for epoch in sorted({e for e in every if 1 <= e <= epochs}) if on_epoch is not None else []:
         _run(blocks, first, data, rates, epoch - done, False)  # stops before this epoch's step
         first = first and epoch - done == 1
         _write(units, const, blocks)
