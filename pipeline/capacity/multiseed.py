@@ -10,8 +10,9 @@ forward and backward work on distinct windows and row groups (``kernel.py``), an
 ``sgd_epochs`` runs them on one of two engines: on the CPU the compiled loop of ``fused.py``
 (numba; a tile of seeds at a time stays in the L1 cache for all its epochs, tiles split
 over the stage's threads), elsewhere torch's ops of ``kernel.py`` with units (model,
-filter) as columns. The step is ``train.sgd.sgd_update``'s arithmetic, torch.optim.SGD's
-order: ``d = g + wd·p; buf = m·buf + d`` (``buf = d`` at step 1); ``p -= lr·buf``.
+filter) as columns. The step is torch.optim.SGD's: ``d = g + wd·p; buf = m·buf + d``
+(``buf = d`` at step 1); ``p -= lr·buf`` (the torch engine calls ``train.sgd.sgd_update``, the
+compiled one rounds each product and sum on its own).
 
 Exactness. In float64 the whole 500-epoch trajectory matches torch's to ~1e-15 on either
 engine. In float32 the two sum in different orders, so they differ by rounding (~1e-7, no
@@ -51,7 +52,8 @@ def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tup
     the weights bit for bit). The global RNG state is left as it was.
     """
     S, F = len(seeds), filters
-    convs, biases, linears, consts = torch.empty(S, F, kernel_size), torch.empty(S, F), torch.empty(S, F), torch.empty(S)
+    convs, biases, linears = torch.empty(S, F, kernel_size), torch.empty(S, F), torch.empty(S, F)
+    consts = torch.empty(S)
     with torch.random.fork_rng(devices=[]):
         model = build_model("detector1d", (1, kernel_size), 1, (filters,), (kernel_size,), seed=int(seeds[0]))
         resets = [m.reset_parameters for m in model.modules() if hasattr(m, "reset_parameters")]
@@ -132,10 +134,11 @@ def train_configs(
     the training, e.g. Optuna's pruning). ``dtype`` float64 is for checks: it tells float32
     rounding apart from a real difference. ``engine``: ``sgd_epochs``' (auto: compiled on the CPU).
 
-    Configurations with the same kernel size share one computation. A seed's result
-    agrees with training it alone up to float rounding (not bit for bit: how a reduction
-    is vectorised depends on the batch width), so callers that must reproduce each other
-    exactly should batch the same way; ``outcomes.seed_table`` is that one way.
+    Configurations with the same kernel size share one computation. On the compiled engine a
+    seed's result is that of training it alone, bit for bit; on the torch engine it agrees up
+    to float rounding (how a reduction is vectorised depends on the batch width), so callers
+    there that must reproduce each other exactly should batch the same way
+    (``outcomes.seed_table`` is that one way).
     """
     seeds = tuple(int(s) for s in seeds)
     configs = [(int(f), int(k)) for f, k in configs]
