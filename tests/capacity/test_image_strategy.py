@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+from pipeline.capacity.images.side_by_side import workers
 from pipeline.capacity.images.strategy import Plan, candidates, choose
 from pipeline.capacity.images.trainer import train_seeds
 from pipeline.config.recipes import resolve
@@ -47,6 +48,22 @@ def test_auto_on_the_cpu_is_a_fixed_rule_so_reruns_end_on_the_same_bits():
     for i in range(3):
         for name, w in first.model(i).state_dict().items():
             assert torch.equal(w, again.model(i).state_dict()[name]), name
+
+
+def test_where_threads_can_be_split_the_loop_splits_them():
+    """A CPU with several threads and several seeds: the loop (and auto's rule for groups of one) splits the
+    threads between seeds; groups of several seeds stay grouped."""
+    split = Plan("loop", 1, False, True)
+    assert candidates("loop", 4, split=True) == [split] and split.label.endswith("threads split between seeds")
+    assert choose(candidates("auto", 1, split=True), ("rule",), print, measure=False) == split
+    assert choose(candidates("auto", 4, split=True), ("rule",), print, measure=False) == Plan("grouped", 4, True)
+    assert candidates("grouped", 1, split=True) == [split]  # one seed per group is the loop
+
+
+def test_split_threads_are_as_few_as_give_the_least_wall_time():
+    # (groups, cores) -> threads: 3 seeds on 2 cores in 3 threads take 1.5 rounds, in 2 threads 2 rounds
+    assert [workers(g, 2) for g in (1, 2, 3, 4, 5, 200)] == [1, 2, 3, 2, 2, 2]
+    assert workers(3, 1) == 1 and workers(6, 4) == 6 and workers(9, 4) == 5
 
 
 def test_vmap_is_left_out_of_nets_with_dropout():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.capacity import study
 from pipeline.capacity.images.stacked import StackedNet, mask_generator
 from pipeline.capacity.images.trainer import group_size, interleave, stacked_net, train_seeds
 from pipeline.config.image_study import STRATEGIES
@@ -91,6 +92,53 @@ def test_four_seeds_batched_agree_in_float32(net, strategy, digits):
     cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=10, **net, **QUIET))
     weights, metrics = worst_differences(cfg, digits, [0, 1, 2, 3], strategy)
     assert weights < 1e-4 and metrics < 1e-4, (weights, metrics)
+
+
+SPLIT = "loop, contiguous, threads split between seeds"
+
+
+def test_the_loop_with_threads_split_between_seeds_ends_each_seed_as_alone(float64):
+    """Two threads (the tests run on one): the loop's seeds run side by side, one torch thread each, and each
+    ends with `pipeline train --seed s`'s weights and losses (float64); torch's thread count comes back."""
+    cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=12, **LENET_BN, **QUIET))
+    with study.torch_threads(2):
+        assert train_seeds(cfg, float64, [0, 1, 2], strategy="loop").strategy == SPLIT
+        assert torch.get_num_threads() == 2
+        weights, metrics = worst_differences(cfg, float64, [0, 1, 2], "loop")
+    assert weights < 1e-9 and metrics < 1e-10, (weights, metrics)
+
+
+def test_the_split_loop_ends_on_the_same_bits_whichever_thread_runs_a_seed(digits):
+    """float32: each seed's arithmetic is its own thread's, so two runs of three seeds on two cores agree bit for
+    bit (the CPU's rule: a rerun or a resume ends where the first run did)."""
+    cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=10, **SMALLCONV, **QUIET))
+    with study.torch_threads(2):
+        first, again = (train_seeds(cfg, digits, [0, 1, 2], seeds_at_once=1) for _ in range(2))
+    assert first.strategy == again.strategy == SPLIT
+    for i in range(3):
+        for name, w in first.model(i).state_dict().items():
+            assert torch.equal(w, again.model(i).state_dict()[name]), (i, name)
+    np.testing.assert_array_equal(first.history["train_loss"], again.history["train_loss"])
+
+
+def test_a_failing_seed_stops_the_others_and_restores_the_threads(digits, monkeypatch):
+    """One seed's error is raised; the seeds beside it stop at their next minibatch instead of ending their epoch."""
+    from pipeline.capacity.images import trainer
+
+    cfg = resolve(TrainConfig(dataset="digits", epochs=3, max_batches=40, **SMALLCONV, **QUIET))
+    steps, step = [], trainer._Group.step
+
+    def failing(self, xb, yb):
+        steps.append(self)
+        if len(steps) == 5:
+            raise RuntimeError("seed failed")
+        return step(self, xb, yb)
+
+    monkeypatch.setattr(trainer._Group, "step", failing)
+    with study.torch_threads(2), pytest.raises(RuntimeError, match="seed failed"):
+        train_seeds(cfg, digits, [0, 1, 2], strategy="loop")
+    assert torch.get_num_threads() == 1  # the tests' own count, restored by torch_threads after the split's
+    assert len(steps) < 5 + 3 * 10, len(steps)  # 3 x 40 x 3 steps had the others run on
 
 
 @pytest.mark.parametrize("optimizer,lr,momentum", [("rmsprop", 1e-3, 0.5), ("adam", 1e-3, None)])

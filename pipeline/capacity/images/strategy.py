@@ -6,7 +6,9 @@
   stacked weights), each seed running the template's own forward; not for nets with dropout
   (torch.func draws masks from torch's global generator, not from each seed's own stream);
 * ``loop``: one seed per computation (a stacked net of one seed: plain convolutions), one
-  seed after another, as a loop over `pipeline train --seed s` runs them.
+  seed after another, as a loop over `pipeline train --seed s` runs them; on a CPU with several
+  threads and several seeds, with the threads split between seeds: the seeds run side by side,
+  each in a thread of its own with one torch thread (``side_by_side.workers`` says how many at once).
 
 Every candidate trains each seed on its own minibatches with its own optimizer and dropout
 stream, so the choice changes only float rounding (see ``trainer``). In float32 that rounding
@@ -17,7 +19,8 @@ group holds more than one seed; the loop, contiguous, where memory allows one se
 threads (the image recipes' default, and `pipeline train`'s), grouped channels-last was the fastest
 candidate for every image recipe's net whose group holds several seeds (smallconv on digits
 5.4-7.0x the loop, 4.4-4.6x with 1 thread; LeNet 1.7-2.0x; the dropout net 1.9x), and mnist-rmsprop,
-whose group is one seed, ran fastest contiguous (749 against 1,226 ms per seed-epoch). On a GPU,
+whose group is one seed, ran fastest contiguous (749 against 1,226 ms per seed-epoch), and faster
+still with the threads split between its seeds (the bench's loop-split row). On a GPU,
 where no run is bit for bit anyway, ``auto`` times one training step of each candidate on the
 first minibatch (throwaway copies of the nets) and keeps the fastest per seed, cached per
 (architecture, input shape, batch, seeds, device, threads).
@@ -43,17 +46,21 @@ class Plan:
     name: str  # grouped | vmap | loop
     seeds_at_once: int  # seeds per computation
     channels_last: bool  # activations stored channels-last
+    split: bool = False  # the groups side by side in threads of one torch thread each (``side_by_side``)
 
     @property
     def label(self) -> str:
         """What the run records, e.g. ``grouped, channels-last``."""
-        return f"{self.name}, {'channels-last' if self.channels_last else 'contiguous'}"
+        text = f"{self.name}, {'channels-last' if self.channels_last else 'contiguous'}"
+        return f"{text}, threads split between seeds" if self.split else text
 
 
-def candidates(strategy: str, group: int, dropout: str = "") -> list[Plan]:
+def candidates(strategy: str, group: int, dropout: str = "", split: bool = False) -> list[Plan]:
     """The plans ``strategy`` may pick from, for groups of at most ``group`` seeds.
 
     ``dropout``: what makes the net draw dropout masks ('' for none), which rules ``vmap`` out.
+    ``split``: the loop may split the threads between seeds (a CPU with several threads, several
+    seeds); the split loop then comes first, as the one the loop and the CPU's rule take.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -62,7 +69,7 @@ def candidates(strategy: str, group: int, dropout: str = "") -> list[Plan]:
                           "masks; use --strategy auto, grouped or loop")
     grouped = [Plan("grouped", group, True), Plan("grouped", group, False)]
     vmapped = [Plan("vmap", group, False)] if not dropout else []
-    loop = [Plan("loop", 1, False), Plan("loop", 1, True)]
+    loop = [Plan("loop", 1, False, True)] * split + [Plan("loop", 1, False), Plan("loop", 1, True)]
     if group == 1:  # a group of one seed is the loop
         grouped = vmapped = []
     return {"grouped": grouped or loop[:1], "vmap": vmapped or loop[:1], "loop": loop[:1],

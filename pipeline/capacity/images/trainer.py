@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 
 from pipeline.capacity.images.stacked import StackedNet, log_softmax
+from pipeline.capacity.images.side_by_side import Halted, side_by_side
 from pipeline.capacity.images.strategy import Plan, best_time, candidates, choose
 from pipeline.config.recipes import resolve
 from pipeline.config.stages import TrainConfig, check_batch_size
@@ -183,6 +185,7 @@ class _Group:
         self.net.functional = plan.name == "vmap"
         self.optimizer = make_optimizer(cfg, self.net.parameters())
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.halt: threading.Event | None = None  # set: the epoch stops at its next minibatch (``side_by_side``)
 
     def step(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step on (B, S·C, H, W) rows and (S, B) targets: the (S, B, classes) outputs and (S,) losses."""
@@ -207,6 +210,8 @@ class _Group:
         net.train()
         for xb, yb in minibatches(X, y, S * bs, self.device, transform, interleave(orders, bs).to(X.device),
                                   cfg.max_batches):
+            if self.halt is not None and self.halt.is_set():
+                raise Halted
             B = yb.shape[0] // S
             xb, yb = xb.view(B, -1, *xb.shape[2:]), yb.view(B, S).T  # (B, S·C, H, W), (S, B)
             out, losses = self.step(xb, yb)
@@ -244,18 +249,16 @@ def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
               for i in range(0, len(seeds), size)]
     history = {k: np.empty((len(seeds), cfg.epochs)) for k in METRICS}
     t0 = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        parts = []
-        for g in groups:
-            values = g.epoch(X, y, transform)
-            values["val_loss"], values["val_accuracy"] = score(g.net, bundle.val, cfg.loss, transform, device,
-                                                               cfg.test_batch_size)
-            parts.append(values)
-        values = {k: np.concatenate([p[k] for p in parts]) for k in METRICS}
-        for k, v in values.items():
-            history[k][:, epoch - 1] = v
-        if on_epoch is not None:
-            on_epoch(epoch, values)
+    with side_by_side(groups, plan.split) as each:
+        for epoch in range(1, cfg.epochs + 1):
+            parts = each(lambda g: {**g.epoch(X, y, transform), **dict(zip(
+                ("val_loss", "val_accuracy"), score(g.net, bundle.val, cfg.loss, transform, device,
+                                                    cfg.test_batch_size)))})
+            values = {k: np.concatenate([p[k] for p in parts]) for k in METRICS}
+            for k, v in values.items():
+                history[k][:, epoch - 1] = v
+            if on_epoch is not None:
+                on_epoch(epoch, values)
     return SeedsResult(seeds, history, tuple(g.net for g in groups), time.perf_counter() - t0, plan.label)
 
 
@@ -276,5 +279,6 @@ def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], devi
 
     shapes = (repr(bundle.input_shape), cfg.model, tuple(cfg.filters), tuple(cfg.kernel_size), cfg.padding,
               cfg.batch_norm, cfg.dropout, cfg.optimizer, bs, len(seeds), str(device))
-    return choose(candidates(strategy, group, dropout_in(cfg, bundle)), shapes, step_time,
+    split = device.type == "cpu" and torch.get_num_threads() > 1 and len(seeds) > 1
+    return choose(candidates(strategy, group, dropout_in(cfg, bundle), split), shapes, step_time,
                   measure=device.type != "cpu")
