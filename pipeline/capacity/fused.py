@@ -34,7 +34,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from pipeline.capacity.fused_loops import mean_bce_loop, run_epochs, step
+from pipeline.capacity.fused_loops import mean_bce_loop, mt19937_draws, run_epochs, step
 
 
 def mean_bce(logits, count, positives, n: int):
@@ -171,3 +171,4 @@ def warm() -> None:
                np.zeros((1, 1), np.int64), np.ones(1, np.int64), one, one, f32(1), f32(0.1), f32(0.9), f32(0.0), 1,
                True, logits, np.empty_like(theta), np.empty(1, f32))
     mean_bce_loop(logits, one, one, f32(1), np.empty(1, f32))
+    mt19937_draws(np.zeros(1, np.int64), np.empty((1, 1), np.uint32))  # initial.initial_weights' draws

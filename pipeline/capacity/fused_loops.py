@@ -155,3 +155,30 @@ def mean_bce_loop(logits, count, positives, n, out):
             out[s] += count[g] * (x if x > 20.0 else np.log1p(np.exp(x))) - positives[g] * x
     for s in range(logits.shape[1]):
         out[s] /= n
+
+
+@numba.njit(cache=True, nogil=True)
+def mt19937_draws(seeds, out):
+    """out[i]: the first ``out.shape[1]`` 32-bit outputs of the Mersenne Twister seeded with ``seeds[i]``, as
+    ``torch.manual_seed(seeds[i])`` seeds torch's CPU generator (mt19937's init_genrand; seeds below 2**32)."""
+    mt = np.empty(624, np.uint32)
+    for i in range(seeds.shape[0]):
+        mt[0] = np.uint32(seeds[i] & 0xFFFFFFFF)
+        for j in range(1, 624):
+            prev = np.uint64(mt[j - 1])
+            mt[j] = np.uint32((np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(j))
+                              & np.uint64(0xFFFFFFFF))
+        at = 624
+        for t in range(out.shape[1]):
+            if at == 624:  # the twist: the next 624 words
+                for j in range(624):
+                    y = (mt[j] & np.uint32(0x80000000)) | (mt[(j + 1) % 624] & np.uint32(0x7FFFFFFF))
+                    v = mt[(j + 397) % 624] ^ (y >> np.uint32(1))
+                    mt[j] = v ^ np.uint32(0x9908B0DF) if y & np.uint32(1) else v
+                at = 0
+            y = mt[at]
+            at += 1
+            y ^= y >> np.uint32(11)
+            y ^= (y << np.uint32(7)) & np.uint32(0x9D2C5680)
+            y ^= (y << np.uint32(15)) & np.uint32(0xEFC60000)
+            out[i, t] = y ^ (y >> np.uint32(18))

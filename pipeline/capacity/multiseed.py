@@ -37,37 +37,10 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 import torch
 
+from pipeline.capacity.initial import initial_weights
 from pipeline.capacity.kernel import Batch, WindowIndex, Workspace, accuracy, backward, forward, mean_bce
 from pipeline.errors import ConfigError
-from pipeline.models.registry import build_model
 from pipeline.train.sgd import sgd_update
-
-
-# --------------------------------------------------------------------------- weights
-def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Initial (unit parameters (k + 2, S·F), linear biases (S,)), exactly as ``build_model(seed=s)``.
-
-    The model is built once; each further seed re-runs its modules' ``reset_parameters``
-    after seeding the CPU generator, which is what the constructor does (a test checks
-    the weights bit for bit). The global RNG state is left as it was.
-    """
-    S, F = len(seeds), filters
-    convs, biases, linears = torch.empty(S, F, kernel_size), torch.empty(S, F), torch.empty(S, F)
-    consts = torch.empty(S)
-    with torch.random.fork_rng(devices=[]):
-        model = build_model("detector1d", (1, kernel_size), 1, (filters,), (kernel_size,), seed=int(seeds[0]))
-        resets = [m.reset_parameters for m in model.modules() if hasattr(m, "reset_parameters")]
-        with torch.no_grad():
-            for i, s in enumerate(seeds):
-                if i:
-                    torch.default_generator.manual_seed(int(s))
-                    for reset in resets:
-                        reset()
-                convs[i], biases[i] = model.conv.weight[:, 0], model.conv.bias
-                linears[i], consts[i] = model.linear.weight[0], model.linear.bias[0]
-    taps = convs.permute(2, 0, 1).reshape(kernel_size, S * F)  # (k, S·F), unit = s·F + f
-    units = torch.cat([taps, biases.reshape(1, S * F), linears.reshape(1, S * F)])
-    return units.contiguous(), consts
 
 
 # --------------------------------------------------------------------------- training

@@ -58,9 +58,11 @@ def torch_grads(m: Detector1d, X, y):
 
 
 # --------------------------------------------------------------------------- initial weights
-@pytest.mark.parametrize("filters,k", [(1, 3), (3, 5), (8, 7)])
+@pytest.mark.parametrize("filters,k", [(1, 3), (3, 5), (8, 7), (5, 201)])
 def test_initial_weights_are_build_models_bit_for_bit(filters, k):
-    seeds = [0, 5, 123, 7]
+    """Drawn without torch, as torch draws them: also past mt19937's first 624 words (k = 201), and for seeds
+    of 32 bits and more (torch seeds its generator with the low 32 bits)."""
+    seeds = [0, 5, 123, 7, 2**31 + 3, 2**32 - 1, 2**32 + 5, 10**12 + 1]
     torch.manual_seed(999)
     before = torch.rand(3)
     torch.manual_seed(999)
@@ -73,6 +75,18 @@ def test_initial_weights_are_build_models_bit_for_bit(filters, k):
         assert torch.equal(units[k, cols], m.conv.bias.detach())
         assert torch.equal(units[k + 1, cols], m.linear.weight.detach()[0])
         assert torch.equal(const[i : i + 1], m.linear.bias.detach())
+
+
+def test_a_torch_that_initialises_otherwise_fails_loudly(monkeypatch):
+    from pipeline.capacity import initial
+
+    initial._check_torch.cache_clear()
+    monkeypatch.setattr(initial, "_uniform", lambda raw, bound: np.zeros(raw.shape, np.float32))
+    with pytest.raises(RuntimeError, match="initialises Detector1d unlike the draws"):
+        ms.initial_weights(2, 3, [0])
+    monkeypatch.undo()
+    initial._check_torch.cache_clear()
+    assert ms.initial_weights(2, 3, [0])[0].shape == (5, 2)
 
 
 # --------------------------------------------------------------------------- one step
