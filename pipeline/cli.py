@@ -33,8 +33,9 @@ _OWN_PROCESS = False
 
 
 @contextlib.contextmanager
-def stage_imports(tracked: bool = True, draws: bool = False) -> Iterator[None]:
-    """Load a stage: its modules, and mlflow if it tracks; in a process of its own with the cyclic garbage collector
+def stage_imports(uri: str | None = None, *, tracked: bool = True, draws: bool = False) -> Iterator[None]:
+    """Load a stage: its modules, and mlflow if it tracks (with MLflow's database store where the tracking URI in
+    force, ``uri`` or the default, is a database); in a process of its own with the cyclic garbage collector
     paused, and what was loaded then frozen. A stage that ``draws`` in the drawing helper process has it started
     first, in a process of its own, so that matplotlib loads there while torch and mlflow load here.
 
@@ -54,13 +55,26 @@ def stage_imports(tracked: bool = True, draws: bool = False) -> Iterator[None]:
         gc.disable()
     try:
         if tracked:
-            import mlflow  # noqa: F401
-
+            _load_tracking(uri)
         yield
     finally:
         if paused:
             gc.freeze()
             gc.enable()
+
+
+def _load_tracking(uri: str | None) -> None:
+    """mlflow, and its SQLAlchemy store where the store is a database: 0.5-0.65 s of imports, 0.12 s of them saved
+    by the paused collector (measured after torch and mlflow). A store that cannot load is reported by
+    ``runs.configure``, in one line, when it opens the store."""
+    import mlflow  # noqa: F401
+
+    from pipeline.tracking.connect import DATABASES, scheme_of
+    from pipeline.tracking.runs import resolve_uri
+
+    if scheme_of(resolve_uri(uri)) in DATABASES:
+        with contextlib.suppress(ImportError):  # named: configure says what is missing, in one line
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -79,7 +93,7 @@ def cli(debug: bool) -> None:
 def prepare_data_cmd(config: PrepareDataConfig) -> None:
     """Build a data set and log it: data/data.pt (for train --data-uri), a dataset input,
     class counts and a picture of X beside y."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.data import prepare as prepare_data
 
     result = prepare_data.run(config)
@@ -93,7 +107,7 @@ def train_cmd(config: TrainConfig) -> None:
     """Train one model. Reads --data-uri (prepare-data's runs:/<id>/data) or builds the recipe's
     data; writes params, per-epoch train/val loss and accuracy, filter images per epoch,
     figures, and the model, named after what it is: runs:/<id>/detector1d-F4-k5."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.train import stage as train
 
     result = train.run(config)
@@ -106,7 +120,7 @@ def train_cmd(config: TrainConfig) -> None:
 def evaluate_cmd(config: EvaluateConfig) -> None:
     """Evaluate a logged model (--run-id of its train run) on fresh data: test loss and accuracy,
     confusion counts, a prediction heatmap and the 0,+1,0 detector filter."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.evaluate import stage as evaluate
 
     result = evaluate.run(config)
@@ -125,7 +139,7 @@ def capacity_cmd(config: CapacityConfig) -> None:
     grid, all seeds of a cell trained at once; reads the data as `train` does; writes
     capacity_table.csv, tables/summary.csv (mean, std, 95% interval, min, max, bad runs per cell),
     the curves and four figures, and a child run per (F, k)."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.capacity import stage as capacity
 
     result = capacity.run(config, echo=click.echo)
@@ -139,7 +153,7 @@ def capacity_pattern_cmd(config: PatternCapacityConfig) -> None:
     trained and frozen, many seeds per F. Reads nothing; writes a capacity run tagged task=pattern1101
     with figures (mean test accuracy against F beside the published curve, P(accuracy >= success),
     the accuracy histogram), tables/seeds.csv and summary.csv, and one child run per (F, variant)."""
-    with stage_imports():
+    with stage_imports(config.tracking_uri):
         from pipeline.capacity import replication
 
     result = replication.run(config, echo=click.echo)
@@ -154,7 +168,7 @@ def diagnose_cmd(config: DiagnoseConfig) -> None:
     diagnose run with diagnosis.csv (per seed: gradient norm, Hessian eigenvalues, line searches, the
     long run, a verdict, filter classes), tables/ and figures/ (verdict shares, eigenvalues, filter
     classes, ticket curve, loss paths and slices), and with --table the per-seed table as a local CSV."""
-    with stage_imports():
+    with stage_imports(config.tracking_uri):
         from pipeline.diagnose import stage as diagnose
 
     result = diagnose.run(config, echo=click.echo)
@@ -167,7 +181,7 @@ def inspect_cmd(config: InspectConfig) -> None:
     """Look inside a logged model (--run-id of its train run): activation maximisation per first-layer filter
     and per output, saliency of the easiest/hardest test examples, Sobel edge scores of the
     filters; for the 1D detector its 0,+1,0 filter, kernel and activations. Logged under inspect/."""
-    with stage_imports():
+    with stage_imports(config.tracking_uri):
         from pipeline.evaluate import inspect as inspection
 
     result = inspection.run(config)
@@ -179,7 +193,7 @@ def inspect_cmd(config: InspectConfig) -> None:
 def main_cmd(config: MainConfig) -> None:
     """The whole offline study: prepare-data, train with 3 and 4 filters, evaluate both, a quick
     capacity grid and an Optuna sweep, as nested runs under one parent that tells the result."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.study import main as main_stage
 
     result = main_stage.run(config)
@@ -191,7 +205,7 @@ def main_cmd(config: MainConfig) -> None:
 @config_options(ReproduceConfig)
 def reproduce_cmd(config: ReproduceConfig, run_id: str) -> None:
     """A finished run again (tagged reproduces=<id>), every metric and weight compared: exit 0 equal, 1 not."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.study import reproduce
     result = reproduce.run(config, run_id, echo=click.echo)  # the rerun's lines, as the stage prints them
     click.echo(result.line())  # the verdict, last
@@ -205,7 +219,7 @@ def sweep_cmd(config: SweepConfig) -> None:
     """Optuna study over filter counts and kernel sizes (and optionally lr). Reads/extends the
     study --study-name in --storage (several workers may share it); writes a parent run with
     the best trial(s), trials.csv and Optuna's plots, and one child run per trial."""
-    with stage_imports(draws=True):
+    with stage_imports(config.tracking_uri, draws=True):
         from pipeline.sweep import stage as sweep
 
     result = sweep.run(config)
