@@ -67,10 +67,12 @@ def test_sigterm_ends_a_train_killed_with_its_metrics(error_world, monkeypatch):
 
 
 def test_sighup_ends_a_capacity_grid_killed(error_world, monkeypatch):
+    """The signal comes as the second configuration's child is about to be logged (the grid trains ahead in a
+    thread of its own, ``capacity/ahead.py``): the first configuration's child is kept, FINISHED."""
     from pipeline.capacity import stage
 
     world, _ = error_world
-    _signal_on_call(monkeypatch, stage, "seed_table", signal.SIGHUP, on_call=2)
+    _signal_on_call(monkeypatch, stage, "_log_child", signal.SIGHUP, on_call=2)
     code, _, err = run_in_process(["capacity", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3", "--epochs",
                                    "10", "--experiment-name", "sighup"], {"MLFLOW_TRACKING_URI": world.uri}, world.root)
     _one_line(code, err, signal.SIGHUP)
@@ -78,6 +80,20 @@ def test_sighup_ends_a_capacity_grid_killed(error_world, monkeypatch):
     parent = [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [(r.data.tags["filters"], r.info.status) for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert parent == ["KILLED"] and children == [("1", "FINISHED")]  # the configuration done before the signal
+
+
+def test_a_signal_while_the_grid_trains_in_its_thread_ends_the_stage_in_one_line(error_world, monkeypatch):
+    """Sent from the training thread (wherever the stage's own thread then is: opening the store, the parent or
+    a child), the signal ends the stage with 128 + N and one line, and leaves no run RUNNING."""
+    from pipeline.capacity import stage
+
+    world, _ = error_world
+    _signal_on_call(monkeypatch, stage, "seed_table", signal.SIGTERM, on_call=2)
+    code, _, err = run_in_process(["capacity", "--filters", "1,2,3", "--kernel-sizes", "3", "--seeds", "3",
+                                   "--epochs", "10", "--experiment-name", "sigterm-ahead"],
+                                  {"MLFLOW_TRACKING_URI": world.uri}, world.root)
+    _one_line(code, err, signal.SIGTERM)
+    assert not running_runs(world.uri)
 
 
 def test_ctrl_c_on_a_sweep_fails_the_trial_and_the_next_worker_retries_it(error_world, monkeypatch, tmp_path):

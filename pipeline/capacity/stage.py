@@ -21,15 +21,14 @@ and rates: the sweep calls them too, so both report the same P(success) for the 
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
 from pipeline.capacity import study
+from pipeline.capacity.ahead import GridAhead
 from pipeline.capacity.outcomes import Settings, check_memory, seed_table
 from pipeline.capacity.stats import lottery_fit, summarize
 from pipeline.capacity.story import description, generalisation_text, grid_label, summary_metrics
@@ -57,34 +56,45 @@ def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityRes
         from pipeline.capacity.images import stage as images
 
         return images.run(cfg, echo)
+    settings = Settings.from_config(cfg)
+    check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
+    seeds = study.seeds_of(cfg)
+    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
+    with study.torch_threads(cfg.threads), GridAhead(grid, lambda f, k: seed_table(f, k, seeds, settings),
+                                                     _warm_trainer(settings)) as ahead:
+        return _run(cfg, seeds, settings, ahead, echo)
+
+
+def _run(cfg: CapacityConfig, seeds: list[int], settings: Settings, ahead: GridAhead,
+         echo: Callable[[str], None]) -> CapacityResult:
+    """The tracking side, while ``ahead`` trains the grid: the parent run, a child per configuration, the results."""
     from pipeline.data.io import log_bundle_input
     from pipeline.data.load import synthetic_bundle
     from pipeline.tracking.drawing import Drawing
 
-    settings = Settings.from_config(cfg)
-    check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
-    warming = _warm_trainer(settings)
     drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains,
     drawing.preload("pipeline.capacity.plots")  # and the figures' own imports (pandas)
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
-    seeds = study.seeds_of(cfg)
     tags = {"task": "detector", "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
             "seed": f"{seeds[0]}-{seeds[-1]}"}
     grid_text = grid_label(cfg.filters, cfg.kernel_sizes)
     tables: list[pd.DataFrame] = []  # per (F, k): saved locally if the tracking store goes away
-    with study.torch_threads(cfg.threads), studies.study_run(
+    results: dict[str, pd.DataFrame] = {}
+
+    def all_trained(trained: list[pd.DataFrame]) -> None:  # the figures drawn while the last children are logged
+        table = pd.concat(trained, ignore_index=True)
+        results.update(table=table, summary=summarize(table, cfg.tau))
+        results["lottery"] = lottery_fit(results["summary"])
+        _draw(drawing, results["table"], results["summary"], results["lottery"], cfg.tau)
+
+    with studies.study_run(
             "capacity", cfg, f"capacity {grid_text}", {**tags, "grid": grid_text}, Keep(config=cfg, seeds=tables),
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                  "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
         log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-        if warming is not None:
-            warming.result()  # its failure is the grid's: raised here
         studies.set_tag("trainer", trainer_label(settings.device))
-        seconds = _train_grid(cfg, seeds, settings, tables, tags)
-        table = pd.concat(tables, ignore_index=True)
-        summary = summarize(table, cfg.tau)
-        lottery = lottery_fit(summary)
-        _draw(drawing, table, summary, lottery, cfg.tau)  # drawn in the helper while the parent is logged
+        seconds = _log_grid(ahead, cfg, tables, tags, all_trained)
+        table, summary, lottery = results["table"], results["summary"], results["lottery"]
         _log_parent(table, summary, lottery, cfg, seconds)
         provenance.describe(description(summary, lottery, cfg.tau))
         study.write_table(table, cfg.table)
@@ -103,40 +113,40 @@ def trainer_label(device: str) -> str:
     return f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})" if engine == "fused" else engine
 
 
-def _warm_trainer(settings: Settings) -> Future | None:
-    """On the CPU, the compiled trainer loaded on a thread while the runs open (about 0.5 s: numba and its
-    cached machine code); its future, or None where the grid trains with torch."""
+def _warm_trainer(settings: Settings) -> Callable[[], None] | None:
+    """On the CPU, loading the compiled trainer (about 0.5 s: numba and its cached machine code), which the
+    training thread does first; None where the grid trains with torch."""
     if settings.device != "cpu":
         return None
-    from concurrent.futures import ThreadPoolExecutor
 
     def warm() -> None:
-        from pipeline.capacity import fused  # numba's import too, off this thread
+        from pipeline.capacity import fused  # numba's import too, off the stage's thread
 
         fused.warm()
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="warm-trainer")
-    future = pool.submit(warm)
-    pool.shutdown(wait=False)  # the thread ends with the job
-    return future
+    return warm
 
 
-def _train_grid(cfg: CapacityConfig, seeds: list[int], settings: Settings, tables: list[pd.DataFrame],
-                tags: dict) -> float:
-    """Train every configuration and log its child run at once (a grid stopped midway keeps the children of the
-    configurations it finished), appending its per-seed table to ``tables``; the training seconds."""
+def _log_grid(ahead: GridAhead, cfg: CapacityConfig, tables: list[pd.DataFrame], tags: dict,
+              all_trained: Callable[[list[pd.DataFrame]], None]) -> float:
+    """Log each configuration's child run as ``ahead`` finishes training it (a grid stopped midway keeps the children
+    it logged), appending its per-seed table to ``tables`` just before; ``all_trained`` gets every table once the
+    last one is trained, before the children still to log. The training seconds."""
     from tqdm import tqdm
 
-    seconds = 0.0
-    grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
-    with tqdm(grid, desc="capacity", unit="config", file=sys.stderr, leave=False, disable=None) as bar:
-        for f, k in bar:
-            bar.set_postfix_str(f"F={f} k={k}")
-            t0 = time.perf_counter()
-            tables.append(seed_table(f, k, seeds, settings))
-            cell = time.perf_counter() - t0
-            seconds += cell
-            _log_child(summarize(tables[-1], cfg.tau).iloc[0], f, k, cfg, tags, cell)
+    seconds, trained = 0.0, []
+    with tqdm(total=len(ahead.grid), desc="capacity", unit="config", file=sys.stderr, leave=False,
+              disable=None) as bar:
+        for batch in ahead.batches():
+            trained += [table for _, _, table, _ in batch]
+            if len(trained) == len(ahead.grid):
+                all_trained(trained)
+            for f, k, table, cell in batch:
+                bar.set_postfix_str(f"F={f} k={k}")
+                seconds += cell
+                tables.append(table)
+                _log_child(summarize(table, cfg.tau).iloc[0], f, k, cfg, tags, cell)
+                bar.update()
     return seconds
 
 
