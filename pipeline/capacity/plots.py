@@ -77,7 +77,7 @@ def histogram_figure(table: pd.DataFrame, tau: float):
     bins = np.logspace(np.log10(lo) - 0.05, np.log10(hi) + 0.05, 60)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.hist([part["final_loss"] for _, part in table.groupby("kernel_size", sort=True)], bins=bins, stacked=True,
-            label=[f"k = {k}" for k in sorted(table["kernel_size"].unique())])
+            label=[f"k = {k}" for k in sorted(table["kernel_size"].unique())], histtype="stepfilled")
     for t in sorted(set(REPORTED_TAUS) | {tau}):
         p = is_success(table["final_loss"], table["train_accuracy"], t).mean()
         ax.axvline(t, color="black", ls="-" if t == tau else ":", lw=1)
