@@ -19,7 +19,8 @@ Cell = tuple[int, int]  # (filters, kernel size)
 
 class GridAhead:
     """``train(f, k)`` for each cell of ``grid``, in order, in a thread of its own (started on entering the
-    ``with`` block, told to stop after its cell in progress on leaving it: a daemon, never waited for).
+    ``with`` block). Left after a failure or a stop, the thread is told to stop after its cell in progress and
+    not waited for (a daemon: the stage's error is not held up by a cell, or by numba compiling the loops).
 
     ``batches()`` yields what has been trained since the last batch (at least one cell), each item
     ``(f, k, result, seconds)``; a failure of the training is raised there, in the stage's thread, after the
@@ -38,8 +39,10 @@ class GridAhead:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type | None, *exc: object) -> None:
         self._stop.set()
+        if kind is None:  # every cell was read: the thread has put its last one and ends now
+            self._thread.join()
 
     def _run(self) -> None:
         try:

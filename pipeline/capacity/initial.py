@@ -21,7 +21,8 @@ def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tup
     0.5 ms for 200 seeds, without a torch call per seed (a stage's thread that trains while another logs would
     wait for the interpreter lock at each). A test checks every weight bit for bit, and ``_check_torch`` checks
     one model in each process, so that a torch that initialises otherwise fails loudly. The global RNG state
-    is not touched.
+    is left as it was: the draws do not use it, and the check builds its model under ``fork_rng`` (called from
+    a training thread, it reseeds torch's generator for that moment: nothing else in the stage draws then).
     """
     _check_torch()
     return _draws(filters, kernel_size, seeds)

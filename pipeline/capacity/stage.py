@@ -130,21 +130,21 @@ def _warm_trainer(settings: Settings) -> Callable[[], None] | None:
 def _log_grid(ahead: GridAhead, cfg: CapacityConfig, tables: list[pd.DataFrame], tags: dict,
               all_trained: Callable[[list[pd.DataFrame]], None]) -> float:
     """Log each configuration's child run as ``ahead`` finishes training it (a grid stopped midway keeps the children
-    it logged), appending its per-seed table to ``tables`` just before; ``all_trained`` gets every table once the
-    last one is trained, before the children still to log. The training seconds."""
+    it logged), its per-seed table appended to ``tables`` (which a lost store's rescue saves) as soon as it comes;
+    ``all_trained`` gets every table once the last one is trained, before the children still to log. The
+    training seconds."""
     from tqdm import tqdm
 
-    seconds, trained = 0.0, []
+    seconds = 0.0
     with tqdm(total=len(ahead.grid), desc="capacity", unit="config", file=sys.stderr, leave=False,
               disable=None) as bar:
         for batch in ahead.batches():
-            trained += [table for _, _, table, _ in batch]
-            if len(trained) == len(ahead.grid):
-                all_trained(trained)
+            tables += [table for _, _, table, _ in batch]  # kept by the rescue as soon as they are trained
+            if len(tables) == len(ahead.grid):
+                all_trained(tables)
             for f, k, table, cell in batch:
                 bar.set_postfix_str(f"F={f} k={k}")
                 seconds += cell
-                tables.append(table)
                 _log_child(summarize(table, cfg.tau).iloc[0], f, k, cfg, tags, cell)
                 bar.update()
     return seconds

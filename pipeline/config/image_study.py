@@ -39,8 +39,8 @@ class ImageStudyFields:
                                   "layer), scale (F in the first, the others scaled with it from the recipe's), "
                                   "first (F in the first, the others as the recipe)", IMAGES)
     strategy: str = opt("auto", "images: how a cell's seeds run: grouped (grouped convolutions), vmap (torch.func; "
-                                "nets without dropout), loop (one seed per computation; on a CPU, seeds side by "
-                                "side in threads of their own) or auto (a fixed rule on the CPU; on a GPU the "
+                                "nets without dropout), loop (one seed per computation; on a CPU with several "
+                                "threads, seeds side by side in threads of their own) or auto (a fixed rule on the CPU; on a GPU the "
                                 "fastest per seed, timed on the first minibatch)", SETTING)
     margin: float = opt(0.05, "images: a seed is a bad run when its test accuracy is more than this below the "
                               "best seed of its cell", IMAGES)

@@ -110,15 +110,18 @@ def test_the_loop_with_threads_split_between_seeds_ends_each_seed_as_alone(float
 
 def test_the_split_loop_ends_on_the_same_bits_whichever_thread_runs_a_seed(digits):
     """float32: each seed's arithmetic is its own thread's, so two runs of three seeds on two cores agree bit for
-    bit (the CPU's rule: a rerun or a resume ends where the first run did)."""
+    bit (the CPU's rule: a rerun or a resume ends where the first run did), and with the plain loop on one thread."""
     cfg = resolve(TrainConfig(dataset="digits", epochs=2, max_batches=10, **SMALLCONV, **QUIET))
     with study.torch_threads(2):
         first, again = (train_seeds(cfg, digits, [0, 1, 2], seeds_at_once=1) for _ in range(2))
-    assert first.strategy == again.strategy == SPLIT
-    for i in range(3):
-        for name, w in first.model(i).state_dict().items():
-            assert torch.equal(w, again.model(i).state_dict()[name]), (i, name)
-    np.testing.assert_array_equal(first.history["train_loss"], again.history["train_loss"])
+    with study.torch_threads(1):  # the plain loop, one seed after another on one thread
+        plain = train_seeds(cfg, digits, [0, 1, 2], seeds_at_once=1)
+    assert first.strategy == again.strategy == SPLIT and plain.strategy == "loop, contiguous"
+    for other in (again, plain):
+        for i in range(3):
+            for name, w in first.model(i).state_dict().items():
+                assert torch.equal(w, other.model(i).state_dict()[name]), (i, name)
+        np.testing.assert_array_equal(first.history["train_loss"], other.history["train_loss"])
 
 
 def test_a_failing_seed_stops_the_others_and_restores_the_threads(digits, monkeypatch):
@@ -135,10 +138,23 @@ def test_a_failing_seed_stops_the_others_and_restores_the_threads(digits, monkey
         return step(self, xb, yb)
 
     monkeypatch.setattr(trainer._Group, "step", failing)
-    with study.torch_threads(2), pytest.raises(RuntimeError, match="seed failed"):
-        train_seeds(cfg, digits, [0, 1, 2], strategy="loop")
-    assert torch.get_num_threads() == 1  # the tests' own count, restored by torch_threads after the split's
+    with study.torch_threads(2):
+        with pytest.raises(RuntimeError, match="seed failed"):
+            train_seeds(cfg, digits, [0, 1, 2], strategy="loop")
+        assert torch.get_num_threads() == 2  # the split's one thread per seed undone
     assert len(steps) < 5 + 3 * 10, len(steps)  # 3 x 40 x 3 steps had the others run on
+
+
+def test_a_torch_that_keeps_several_threads_in_a_seeds_thread_is_refused(digits, monkeypatch):
+    """Were torch's thread count not settable per thread, the split's bits would depend on what runs beside a seed."""
+    from pipeline.capacity.images.side_by_side import ThreadsNotSplit
+
+    cfg = resolve(TrainConfig(dataset="digits", epochs=1, max_batches=2, **SMALLCONV, **QUIET))
+    with study.torch_threads(2):
+        monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+        with pytest.raises(ThreadsNotSplit, match="torch kept 2 threads in a seed's thread"):
+            train_seeds(cfg, digits, [0, 1, 2], strategy="loop")
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("optimizer,lr,momentum", [("rmsprop", 1e-3, 0.5), ("adam", 1e-3, None)])

@@ -90,7 +90,9 @@ def test_capacity_saves_its_tables_when_logging_fails(error_world, failing_metri
                                   {"MLFLOW_TRACKING_URI": world.uri, "PIPELINE_RESCUE_DIR": str(tmp_path)}, world.root)
     assert code == 1
     seeds = pd.read_csv(_rescue_folder(err) / "seeds.csv")
-    assert list(seeds["filters"]) == [1, 1, 1] and list(seeds["seed"]) == [0, 1, 2]  # the configuration done
+    # every configuration trained when the store went away (the grid trains ahead of its logging: the first, or both)
+    assert list(seeds["filters"]) in ([1, 1, 1], [1, 1, 1, 2, 2, 2]), seeds
+    assert list(seeds["seed"]) == [0, 1, 2] * (len(seeds) // 3)
 
 
 def test_the_watch_stops_a_long_epoch_within_seconds(error_world, monkeypatch, tmp_path):

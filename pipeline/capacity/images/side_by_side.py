@@ -33,28 +33,43 @@ class Halted(Exception):
 def side_by_side(groups: list, split: bool) -> Iterator[Callable[[Callable], list]]:
     """``each(fn)``: [fn(g) for g in groups], one group after another, or (``split``) side by side in
     ``workers`` threads with one torch thread each, torch's thread count restored after. A group has a
-    ``halt`` event, which it checks at every minibatch: a failure or a stop (Ctrl-C) halts the others."""
+    ``halt`` event, which it checks at every training minibatch: a failure or a stop (Ctrl-C) halts the others."""
     if not split or len(groups) == 1:
         yield lambda fn: [fn(g) for g in groups]
         return
     cores, halt = torch.get_num_threads(), threading.Event()
     for g in groups:
         g.halt = halt
-    torch.set_num_threads(1)  # read by each new worker thread as it starts (torch's per-thread lazy init)
-    pool = ThreadPoolExecutor(workers(len(groups), cores), thread_name_prefix="seeds")
     try:
-        yield lambda fn: _each(pool, halt, fn, groups)
+        torch.set_num_threads(1)
+        with ThreadPoolExecutor(workers(len(groups), cores), thread_name_prefix="seeds") as pool:
+            try:
+                yield lambda fn: _each(pool, halt, fn, groups)
+            finally:
+                halt.set()  # nothing is left to run after a normal end; after a failure, the others stop
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        halt.set()  # nothing is left to run after a normal end; after a failure, the others stop
-        pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(cores)
 
 
+class ThreadsNotSplit(RuntimeError):
+    """torch runs a seed's thread on more than one thread: its bits would depend on what runs beside it."""
+
+
+def _one_torch_thread() -> None:
+    """Before a group's work in a worker: one torch thread for this thread, or ThreadsNotSplit (a torch whose thread count is not
+    per thread, e.g. its native pool, which ignores ``set_num_threads`` after its first parallel work)."""
+    torch.set_num_threads(1)
+    if torch.get_num_threads() != 1:
+        raise ThreadsNotSplit(f"torch kept {torch.get_num_threads()} threads in a seed's thread; use --threads 1")
+
+
 def _each(pool: ThreadPoolExecutor, halt: threading.Event, fn: Callable, groups: list) -> list:
-    """[fn(g) for g in groups] on ``pool``; the first failure sets ``halt`` at once and is raised once all
-    have stopped (the failure itself, not the Halted of a group that it stopped)."""
+    """[fn(g) for g in groups] on ``pool``; a failure sets ``halt`` at once, and once all have stopped the first
+    failure in group order that is not a ``Halted`` (the group that failed, not one that it stopped) is raised."""
     def run(g):
         try:
+            _one_torch_thread()
             return fn(g)
         except BaseException:
             halt.set()
