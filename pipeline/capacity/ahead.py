@@ -19,8 +19,9 @@ Cell = tuple[int, int]  # (filters, kernel size)
 
 class GridAhead:
     """``train(f, k)`` for each cell of ``grid``, in order, in a thread of its own (started on entering the
-    ``with`` block). Left after a failure or a stop, the thread is told to stop after its cell in progress and
-    not waited for (a daemon: the stage's error is not held up by a cell, or by numba compiling the loops).
+    ``with`` block). Leaving the block, after a failure or a stop too, tells the thread to stop after its cell in
+    progress and waits for that (a 1D cell: tens of milliseconds for the default grid; the first compile of the
+    loops, where ``make setup`` did not, 10-15 s).
 
     ``batches()`` yields what has been trained since the last batch (at least one cell), each item
     ``(f, k, result, seconds)``; a failure of the training is raised there, in the stage's thread, after the
@@ -33,16 +34,16 @@ class GridAhead:
         self._train, self._warm = train, warm
         self._done: queue.Queue = queue.Queue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="capacity-trainer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="capacity-trainer", daemon=True)  # joined on exit
 
     def __enter__(self) -> "GridAhead":
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type | None, *exc: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        if kind is None:  # every cell was read: the thread has put its last one and ends now
-            self._thread.join()
+        self._thread.join()  # never left running into the interpreter's exit: numba's pool torn down under a
+        # running loop aborts the process ("terminate called without an active exception"; seen after a SIGHUP)
 
     def _run(self) -> None:
         try:

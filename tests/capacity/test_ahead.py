@@ -60,8 +60,9 @@ def test_leaving_the_block_stops_the_training_after_its_cell_in_progress():
 
     with GridAhead(GRID * 5, train):
         started.wait(5)
+    assert trained == GRID[:1]  # waited for: the cell in progress ended before the block was left
     time.sleep(0.6)
-    assert trained == GRID[:1]  # the cell in progress ended; no other began
+    assert trained == GRID[:1]  # and no other began
 
 
 def test_a_configuration_that_fails_in_the_training_thread_fails_the_stage_in_one_line(error_world, monkeypatch):
