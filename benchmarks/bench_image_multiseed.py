@@ -4,6 +4,7 @@
     python benchmarks/bench_image_multiseed.py --quick    # a smoke run
     python benchmarks/bench_image_multiseed.py --design   # also grouped convolutions against torch.func
     python benchmarks/bench_image_multiseed.py --only 8x8 --repeats 7   # one row: smallconv on the digits
+    python benchmarks/bench_image_multiseed.py --groups   # also seeds per stacked net, 16 seeds (trainer.MIN_GROUP)
 
 Rows, one per net (16 seeds of smallconv on the 8x8 digits; 4 seeds of each image recipe's net
 on 1,280 images of its size), timed side by side in one run, loop and batched in turn
@@ -16,6 +17,11 @@ on 1,280 images of its size), timed side by side in one run, loop and batched in
 * ``multi-cell grid vs cell by cell``: a grid's cells of one k as one zero-padded computation
   against cell by cell, and the share of the data pass that cells of other k could share
   (``multi_cell``: measured, not built);
+* ``--groups``: 16 seeds of each 28x28 and 32x32 row, ms per seed-epoch, for the loop with the threads split
+  between seeds (``--strategy loop``) and grouped channels-last with 2, 4 and 8 seeds per stacked net:
+  what ``trainer.MIN_GROUP`` rests on;
+* ``allocator``: mnist-rmsprop's net, 3 seeds grouped, 2 epochs of 1,280 images, in two fresh processes, with
+  glibc's default thresholds and with ``pipeline.memory``'s (what the CLI sets): each epoch's ms per seed-epoch;
 * ``--design``: one training step of all S seeds through ``StackedNet`` (grouped
   convolutions, batched matmuls) and through ``torch.func`` (``vmap`` of ``functional_call``
   over ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
@@ -134,9 +140,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="torch CPU threads for both; 0 (default): torch's, every core, as the image recipes run")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--design", action="store_true", help="also time one step of grouped against torch.func")
+    ap.add_argument("--groups", action="store_true", help="also the split loop against 2, 4 and 8 seeds per group")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default="", help="only the rows whose name contains this (e.g. smallconv); no multi-cell grid")
+    ap.add_argument("--allocator-child", choices=("default", "kept"), help=argparse.SUPPRESS)  # one process's epochs
     args = ap.parse_args(argv)
+    if args.allocator_child:
+        return allocator_epochs(args.allocator_child == "kept", args.quick)
     if args.quick:
         args.repeats = 1
     if args.threads:
@@ -156,12 +166,65 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name}: batched is {loop / batched:.1f}x the loop")
         if args.design:
             design(cfg, bundle, seeds, device, args.repeats)
+        if args.groups and S:
+            group_sizes(cfg, bundle, device, args.repeats)
     if not args.only:
-        multi_cell(setups(True)[0][1:3], args.seeds, device, args.repeats)
+        allocator(args.quick)
+        for name, cfg, bundle, S in setups(True)[:2]:  # the 8x8 digits, and smallconv on 28x28 (mnist-small)
+            multi_cell(name, cfg, bundle, S or args.seeds, device, args.repeats)
 
 
-def multi_cell(row: tuple[TrainConfig, DataBundle], S: int, device, repeats: int, grid=(2, 4, 6, 8)) -> None:
-    """The multi-cell grid against cell by cell: smallconv on the 8x8 digits, F in ``grid``, one k, S seeds.
+def allocator_epochs(kept: bool, quick: bool) -> None:
+    """In this (fresh) process: mnist-rmsprop's net, 3 seeds grouped, 2 epochs; prints each epoch's ms per seed-epoch."""
+    import time
+
+    from pipeline.memory import keep_freed_memory
+
+    if kept and keep_freed_memory():
+        raise SystemExit("glibc refused the thresholds")
+    name, cfg, bundle, _ = next(row for row in setups(quick) if "rmsprop" in row[0])
+    stamps = [time.perf_counter()]
+    train_seeds(dataclasses.replace(cfg, epochs=2), bundle, [0, 1, 2], torch.device("cpu"), seeds_at_once=3,
+                strategy="grouped", on_epoch=lambda epoch, values: stamps.append(time.perf_counter()))
+    print(" ".join(f"{1000 * (b - a) / 3:.0f}" for a, b in zip(stamps, stamps[1:])))
+
+
+def allocator(quick: bool) -> None:
+    """``allocator_epochs`` in two fresh processes, glibc's default thresholds and ``pipeline.memory``'s, in turn."""
+    import platform
+    import subprocess
+
+    if platform.libc_ver()[0] != "glibc":
+        print("allocator: not measured (the C library is not glibc)")
+        return
+    epochs = {}
+    for mode in ("default", "kept"):
+        out = subprocess.run([sys.executable, __file__, "--allocator-child", mode, *["--quick"] * quick],
+                             capture_output=True, text=True, check=True)
+        epochs[mode] = out.stdout.split()
+    print("allocator (mnist-rmsprop, 3 seeds grouped, ms per seed-epoch of epochs 1 and 2): glibc's thresholds "
+          f"{' then '.join(epochs['default'])}, pipeline.memory's {' then '.join(epochs['kept'])}")
+
+
+def group_sizes(cfg: TrainConfig, bundle: DataBundle, device, repeats: int, S: int = 16) -> None:
+    """S seeds as the split loop (one seed per computation, the seeds side by side, a torch thread each) and
+    grouped channels-last with 2, 4 and 8 seeds per stacked net, all timed in turn (``side_by_side``)."""
+    seeds = list(range(S))
+    runs = {"loop, split": lambda: train_seeds(cfg, bundle, seeds, device, strategy="loop"),
+            **{f"{g} per group": lambda g=g: train_seeds(cfg, bundle, seeds, device, seeds_at_once=g,
+                                                          strategy="grouped") for g in (2, 4, 8)}}
+    for run in runs.values():
+        run()  # warm-up
+    best = {name: float("inf") for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            best[name] = min(best[name], best_of(1, run))
+    print(f"    {S} seeds, ms per seed-epoch: " + ", ".join(f"{name} {1000 * t / S:.1f}" for name, t in best.items()))
+
+
+def multi_cell(name: str, cfg: TrainConfig, bundle: DataBundle, S: int, device, repeats: int,
+               grid=(2, 4, 6, 8)) -> None:
+    """The multi-cell grid against cell by cell: smallconv (``name``'s data), F in ``grid``, one k, S seeds.
 
     * cell by cell: ``train_seeds`` once per F, as ``pipeline capacity`` runs a grid;
     * one computation: the cells that share k as one stacked model of seeds x cells, each cell's
@@ -171,12 +234,12 @@ def multi_cell(row: tuple[TrainConfig, DataBundle], S: int, device, repeats: int
     * the data pass that cells of different k could share: gathering and converting one
       epoch's minibatches of all S seeds, against the epoch it feeds.
 
-    Measured on 2 cores (1 thread): cell by cell / one computation 0.6-1.1x, the data pass 0-1 % of
-    an epoch. The padded model does more work than the cells (sum of F against cells x max F) and its
-    activations leave the caches, which costs what fewer, larger operations save; sharing the data
-    pass would save at most its few percent. Neither is built: ``pipeline capacity`` trains cell by cell.
+    Measured on 2 cores (2 threads, 2026-12-07): on the 8x8 digits (16 seeds) cell by cell / one computation
+    0.77-1.28x over four runs; on 28x28 (4 seeds) 0.64-0.78x; the data pass 0-1 % of an epoch. The padded model
+    does more work than the cells (sum of F against cells x max F) and its activations leave the caches, which
+    costs what fewer, larger operations save, and more than that on real-sized images; sharing the data pass
+    would save at most its percent. Neither is built: ``pipeline capacity`` trains cell by cell.
     """
-    cfg, bundle = row
     seeds = list(range(S))
     cells = [dataclasses.replace(cfg, filters=(f,)) for f in grid]
     train_seeds(cells[-1], bundle, seeds * len(grid), device)  # warm-up, auto's choice
@@ -187,9 +250,9 @@ def multi_cell(row: tuple[TrainConfig, DataBundle], S: int, device, repeats: int
     data = best_of(repeats, lambda: list(minibatches(bundle.train.X, bundle.train.y, S * cfg.batch_size, device,
                                                      transform, order)))
     epoch = best_of(repeats, lambda: train_seeds(cells[-1], bundle, seeds, device))
-    print(f"multi-cell grid vs cell by cell (smallconv, 8x8 digits, F={','.join(map(str, grid))}, k=5, {S} seeds): "
-          f"cell by cell {by_cell * 1000:.0f} ms, one padded computation {padded * 1000:.0f} ms: "
-          f"{by_cell / padded:.2f}x; the data pass is {100 * data / epoch:.0f}% of an epoch")
+    print(f"multi-cell grid vs cell by cell ({name}, F={','.join(map(str, grid))}, "
+          f"k={cfg.kernel_size[0]}, {S} seeds): cell by cell {by_cell * 1000:.0f} ms, one padded computation "
+          f"{padded * 1000:.0f} ms: {by_cell / padded:.2f}x; the data pass is {100 * data / epoch:.0f}% of an epoch")
 
 
 def design(cfg: TrainConfig, bundle: DataBundle, seeds, device, repeats: int, steps: int = 5) -> None:

@@ -23,6 +23,7 @@ from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, P
                                     ServeConfig, TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import debugging, interrupt_signals
+from pipeline.memory import keep_freed_memory
 from pipeline.tracking.faults import report, report_thread_error
 from pipeline.tracking.links import results_line
 from pipeline.tracking.redact import redact
@@ -34,17 +35,14 @@ _OWN_PROCESS = False
 
 @contextlib.contextmanager
 def stage_imports(uri: str | None = None, *, tracked: bool = True, draws: bool = False) -> Iterator[None]:
-    """Load a stage: its modules, and mlflow if it tracks (with MLflow's database store where the tracking URI in
-    force, ``uri`` or the default, is a database); in a process of its own with the cyclic garbage collector
-    paused, and what was loaded then frozen. A stage that ``draws`` in the drawing helper process has it started
-    first, in a process of its own, so that matplotlib loads there while torch and mlflow load here.
+    """Load a stage: its modules, and mlflow if it tracks (with its database store where the tracking URI in force,
+    ``uri`` or the default, is a database); in a process of its own with the garbage collector paused, what was loaded
+    then frozen. A stage that ``draws`` starts the drawing helper first: matplotlib loads there meanwhile.
 
-    Importing torch and mlflow creates millions of long-lived objects, and the collector scans them again and
-    again while they load (about a third of the import time). Frozen, they are never scanned again: not by the
-    collections during the run, nor by those at exit. Process-wide by nature (the collector is), so only where
-    ``main`` owns the process, never in a caller's. benchmarks/bench_train.py ("frozen GC") measures it: `pipeline
-    train` without it took 7.9 s longer (1.44x, median of 3) and 10.2 s (2.06x, one run) on the shared 2-core test
-    machine.
+    Importing torch and mlflow creates millions of long-lived objects, which the collector scans again and again
+    while they load (a third of the import time); frozen, they are never scanned again, in the run or at exit.
+    Process-wide, so only where ``main`` owns the process. benchmarks/bench_train.py ("frozen GC"): `pipeline
+    train` without it took 7.9 s longer (1.44x, median of 3) on the shared 2-core test machine.
     """
     if draws and _OWN_PROCESS:
         from pipeline.tracking import drawing
@@ -267,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     _OWN_PROCESS = argv is None
     if _OWN_PROCESS:
         atexit.register(gc.freeze)  # registered first, so run last: the exit then skips scanning for cycles
+        if not_done := keep_freed_memory():  # freed buffers kept for the next training step (pipeline.memory)
+            click.echo(f"Note: {not_done}", err=True)
     args = list(sys.argv[1:] if argv is None else argv)
     end = args.index("--") if "--" in args else len(args)
     debug = "--debug" in args[:end] or debugging()

@@ -178,6 +178,23 @@ def test_groups_of_seeds_give_the_same_seeds(float64):
     assert group_size(cfg, float64, torch.device("cpu")) >= 16  # 8x8 digits: all seeds of a cell at once
 
 
+def test_a_group_holds_two_seeds_even_where_their_activations_pass_the_bytes():
+    """mnist-rmsprop's net on 28x28, batch 64: 5.4 MiB a seed's largest activation, so GROUP_BYTES alone would run
+    one seed at a time; two at once ran faster (trainer.MIN_GROUP), and auto on the CPU takes them grouped."""
+    from pipeline.capacity.images.trainer import GROUP_BYTES, MIN_GROUP
+    from pipeline.data.bundle import DataBundle
+
+    g = torch.Generator().manual_seed(0)
+    images = Split(torch.randint(0, 256, (64, 1, 28, 28), generator=g, dtype=torch.uint8), torch.arange(64) % 10)
+    bundle = DataBundle("mnist", "multiclass", images, images, tuple(map(str, range(10))))
+    cfg = resolve(TrainConfig(recipe="mnist-rmsprop", epochs=1, max_batches=1, **QUIET))
+    per_seed = 4 * cfg.batch_size * 32 * 26 * 26  # the first conv's output
+    assert per_seed > GROUP_BYTES["cpu"] // 2 and MIN_GROUP == 2
+    assert group_size(cfg, bundle, torch.device("cpu")) == 2
+    result = train_seeds(cfg, bundle, [0, 1, 2])
+    assert [net.size for net in result.nets] == [2, 1] and result.strategy.startswith("grouped, channels-last")
+
+
 # --------------------------------------------------------------------------- dropout
 def test_dropout_masks_are_each_seeds_own_and_reproducible(digits):
     """A seed gives the same run whichever seeds share its batch; two seeds draw different masks."""

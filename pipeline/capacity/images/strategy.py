@@ -14,13 +14,15 @@ Every candidate trains each seed on its own minibatches with its own optimizer a
 stream, so the choice changes only float rounding (see ``trainer``). In float32 that rounding
 can carry a seed elsewhere over many epochs, so on the CPU ``auto`` follows a fixed rule and a
 run, its resume and its reproduction end on the same bits: grouped, channels-last, wherever a
-group holds more than one seed; the loop, contiguous, where memory allows one seed at a time.
-``benchmarks/bench_image_multiseed.py`` justifies the rule: on the 2-core test machine, with both
-threads (the image recipes' default, and `pipeline train`'s), grouped channels-last was the fastest
-candidate for every image recipe's net whose group holds several seeds (smallconv on digits
-5.4-7.0x the loop, 4.4-4.6x with 1 thread; LeNet 1.7-2.0x; the dropout net 1.9x), and mnist-rmsprop,
-whose group is one seed, ran fastest contiguous (749 against 1,226 ms per seed-epoch), and faster
-still with the threads split between its seeds (the bench's loop-split row). On a GPU,
+group holds more than one seed (``trainer.group_size``: at least two, so wherever a cell has two
+seeds); the loop, contiguous, for a single seed. ``benchmarks/bench_image_multiseed.py`` justifies
+the rule: on the 2-core test machine, with both threads (the image recipes' default, and `pipeline
+train`'s), grouped channels-last was the fastest candidate for every image recipe's net (smallconv
+on digits 5.4-7.0x the loop, 4.4-4.6x with 1 thread; LeNet 1.6-2.0x; the dropout net 1.9-2.1x), and
+its ``--groups`` rows show two seeds at once beating the loop with the threads split between seeds
+for every 28x28 net, mnist-rmsprop's included (146-160 against 222-243 ms per seed-epoch), whose two
+seeds' activations pass ``GROUP_BYTES``; with a group of one seed it had run fastest contiguous, and
+split. On a GPU,
 where no run is bit for bit anyway, ``auto`` times one training step of each candidate on the
 first minibatch (throwaway copies of the nets) and keeps the fastest per seed, cached per
 (architecture, input shape, batch, seeds, device, threads).

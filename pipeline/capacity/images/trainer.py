@@ -13,8 +13,8 @@ For every seed s, as in ``train.loop.fit``:
 The minibatches of all seeds come from one interleaved index (``interleave``): the rows of
 minibatch b are ordered (row, seed), so that a gathered chunk is already the grouped
 convolution's input ``(B, S·C, H, W)``, with no copy. Seeds are trained in groups
-(``group_size``) whose largest activation stays under ``GROUP_BYTES``, one epoch of each
-group in turn.
+(``group_size``) whose largest activation stays under ``GROUP_BYTES`` (but of ``MIN_GROUP`` seeds at
+least), one epoch of each group in turn.
 
 Exactness. Without dropout a seed's result is that of `pipeline train --seed s` up to float
 rounding (the grouped convolution sums in another order): in float64 to ~1e-14 after whole
@@ -53,6 +53,11 @@ METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "last_bat
 # each fresh buffer page-faults (lenet on 28x28, batch 100: 4-8 seeds at once ran 1.4x faster per
 # seed than 16). A GPU wants everything at once.
 GROUP_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
+# But never fewer than two seeds per computation: two seeds in one grouped net beat one seed at a time for
+# every image recipe's net, even where their activations pass GROUP_BYTES (mnist-rmsprop, 5.4 MiB a seed:
+# 146-160 against 222-243 ms per seed-epoch for the loop with the threads split between seeds, 16 seeds,
+# 2 threads; four seeds at once ran 154-255).
+MIN_GROUP = 2
 
 
 @dataclass(frozen=True)
@@ -115,11 +120,12 @@ def dropout_in(cfg: TrainConfig, bundle: DataBundle) -> str:
 
 
 def group_size(cfg: TrainConfig, bundle: DataBundle, device: torch.device) -> int:
-    """Seeds per computation: as many as keep the largest activation of a minibatch under GROUP_BYTES."""
+    """Seeds per computation: as many as keep the largest activation of a minibatch under GROUP_BYTES, at least
+    MIN_GROUP."""
     model = layers_of(cfg, bundle)
     shapes = [shape for _, shape in trace(model.features.named_children(), bundle.input_shape, cfg.model)]
     per_seed = 4 * cfg.batch_size * max(c * h * w for c, h, w in [bundle.input_shape, *shapes])
-    return max(1, GROUP_BYTES.get(device.type, GROUP_BYTES["cuda"]) // per_seed)
+    return max(MIN_GROUP, GROUP_BYTES.get(device.type, GROUP_BYTES["cuda"]) // per_seed)
 
 
 def interleave(orders: torch.Tensor, batch_size: int) -> torch.Tensor:
