@@ -4,10 +4,12 @@ glibc's malloc serves a buffer over its mmap threshold from fresh pages of its o
 heap back to the system once more than its trim threshold is free there; both thresholds start small (128 KiB,
 256 KiB) and grow only as such buffers are freed. A training step allocates its activations and gradients
 (megabytes each for a 28x28 net, tens of MiB for several seeds stacked) and frees them again, so step after step
-the kernel zeroes and maps fresh pages: mnist-rmsprop's net, three seeds grouped (16 MiB activations), ran
-its first epoch at 1.6-1.8x the time of its second. With the thresholds set once, the first epoch runs as fast
-as the later ones (``benchmarks/bench_image_multiseed.py``, its ``allocator`` row, measures it in two fresh
-processes). What this costs: the process keeps up to ``TRIM_THRESHOLD`` of freed heap instead of returning it.
+the kernel zeroes and maps fresh pages: mnist-rmsprop's net, three seeds grouped (16 MiB activations), ran its
+first epoch on 7,200 MNIST images at 1.6-1.8x the time of its second, step after step; with the thresholds set
+once, the two took the same time. ``benchmarks/bench_image_multiseed.py``'s ``allocator`` row measures it in two
+fresh processes, on 1,280 images, where the first steps' one-time costs weigh more (first epoch 773-794 ms per
+seed-epoch with glibc's thresholds, 494-686 with these). What this costs: the process keeps up to
+``TRIM_THRESHOLD`` of freed heap instead of returning it.
 
 Process-wide by nature, so set only where ``pipeline.cli.main`` owns the process (as its frozen collector).
 """
