@@ -6,13 +6,15 @@ the run it replays ended (exit 1; the stage's run ends FAILED with it). ``Interr
 so that Optuna fails the current trial and the stage ends its runs KILLED.
 ``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``; inside
 ``deferred_interrupts`` (a training loop that checkpoints) the signal is held until the loop
-calls ``check_interrupt`` at a point where its state is whole.
+calls ``check_interrupt`` at a point where its state is whole; inside ``held_interrupts`` (a run being
+created) until the caller, holding the new run, raises it with ``raise_held``.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import threading
 from typing import Iterator
 
 
@@ -110,6 +112,34 @@ def deferred_interrupts() -> Iterator[None]:
         check_interrupt()
     finally:
         _held = outer
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[list[int]]:
+    """Hold the signals of ``interrupt_signals`` while the block creates something that must not be left behind
+    (a run: raised between the store's insert and the caller's hold on the new run, a signal left it RUNNING);
+    yields the held signals, which the caller raises with ``raise_held`` once it can end what was made. Inside
+    ``deferred_interrupts`` they go on being held there. Off the main thread nothing is held: a signal is raised
+    in the main thread, never in the middle of this block."""
+    global _held
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    outer, _held = _held, []
+    held = _held
+    try:
+        yield held
+    finally:
+        _held = outer
+        if outer is not None:
+            outer.extend(held)
+            held.clear()
+
+
+def raise_held(held: list[int]) -> None:
+    """Raise ``Interrupted`` for a signal that ``held_interrupts`` held."""
+    if held:
+        raise Interrupted(held.pop())
 
 
 def interrupt_pending() -> bool:

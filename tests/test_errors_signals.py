@@ -36,16 +36,23 @@ def _one_line(code, err, signum):
     assert len(lines) == 1 and signal.Signals(signum).name in lines[0], lines
 
 
-def _signal_on_call(monkeypatch, module, name, signum, on_call=1, when=lambda *a, **kw: True):
-    """Make ``module.name`` send ``signum`` to this process on its ``on_call``-th call for which ``when`` holds."""
+def _signal_on_call(monkeypatch, module, name, signum, on_call=1, when=lambda *a, **kw: True, after=False):
+    """Make ``module.name`` send ``signum`` to this process on its ``on_call``-th call for which ``when`` holds
+    (``after``: once that call has returned its result, before the caller has it)."""
     real, calls = getattr(module, name), []
+
+    def send():
+        os.kill(os.getpid(), signum)
+        time.sleep(1)  # the handler runs in here, as it would in the middle of real work
 
     def wrapped(*args, **kwargs):
         calls.append(1) if when(*args, **kwargs) else None
-        if len(calls) == on_call and when(*args, **kwargs):
-            os.kill(os.getpid(), signum)
-            time.sleep(1)  # the handler runs in here, as it would in the middle of real work
-        return real(*args, **kwargs)
+        if len(calls) == on_call and when(*args, **kwargs) and not after:
+            send()
+        result = real(*args, **kwargs)
+        if len(calls) == on_call and when(*args, **kwargs) and after:
+            send()
+        return result
 
     monkeypatch.setattr(module, name, wrapped)
 
@@ -122,6 +129,51 @@ def test_ctrl_c_on_a_sweep_fails_the_trial_and_the_next_worker_retries_it(error_
     study = optuna.load_study(study_name="sigint", storage=storage)
     assert study.trials[1].state.name == "COMPLETE" and study.trials[1].params == failed.params
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
+
+
+def _statuses(uri):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return sorted((r.data.tags.get("mlflow.runName", "").split(" ")[0], r.info.status) for r in runs)
+
+
+def test_a_signal_as_a_stage_run_is_created_ends_it_killed(monkeypatch, tmp_path):
+    """The signal comes after the store made the run and before ``stage_run`` holds it: held until it does."""
+    from pipeline.tracking import runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _signal_on_call(monkeypatch, runs, "_start", signal.SIGTERM, after=True)
+    code, _, err = run_in_process(["train", "--epochs", "5", "--image-every", "0"], {"MLFLOW_TRACKING_URI": uri},
+                                  tmp_path)
+    _one_line(code, err, signal.SIGTERM)
+    assert _statuses(uri) == [("train", "KILLED")]
+
+
+def test_a_signal_as_a_child_run_is_created_ends_it_killed(monkeypatch, tmp_path):
+    """The same while a capacity grid creates its second configuration's child run."""
+    from pipeline.tracking import studies
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _signal_on_call(monkeypatch, studies, "_create_child", signal.SIGHUP, on_call=2, after=True)
+    code, _, err = run_in_process(["capacity", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3",
+                                   "--epochs", "10"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
+    _one_line(code, err, signal.SIGHUP)
+    assert _statuses(uri) == [("capacity", "FINISHED"), ("capacity", "KILLED"), ("capacity", "KILLED")]
+
+
+def test_a_signal_as_a_trials_run_is_created_ends_it_killed(monkeypatch, tmp_path):
+    """The same while a sweep creates its first trial's run: the trial is failed (retried by the next worker)."""
+    from pipeline.tracking import sweeps
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    _signal_on_call(monkeypatch, sweeps, "create_child_run", signal.SIGINT, after=True)
+    code, _, err = run_in_process(["sweep", "--study-name", "held", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
+                                   "--seeds", "4", "--epochs", "20", "--filters", "2,3", "--kernel-sizes", "3",
+                                   "--sampler", "grid", "--progress", "false"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
+    _one_line(code, err, signal.SIGINT)
+    assert _statuses(uri) == [("sweep", "KILLED"), ("trial", "KILLED")]
 
 
 def _start(args, cwd, uri):

@@ -5,6 +5,7 @@ import sys
 from typing import Any
 
 from pipeline.config.studies import SweepConfig
+from pipeline.errors import held_interrupts, raise_held
 from pipeline.sweep.space import layer_values, model_name
 from pipeline.tracking import faults, runs, sweeps
 from pipeline.tracking.metrics import MetricBuffer
@@ -39,13 +40,16 @@ class TrialRun:
         commit = runs.git_commit()
         if commit:
             tags["git_commit"] = commit
-        self.run_id = sweeps.create_child_run(client, experiment_id, parent_id, f"trial {trial.number} {self.label}",
-                                              tags, system_metrics=not cfg.no_system_metrics)
+        with held_interrupts() as held:  # a signal while the run is created: raised below, where the run is failed
+            self.run_id = sweeps.create_child_run(client, experiment_id, parent_id,
+                                                  f"trial {trial.number} {self.label}", tags,
+                                                  system_metrics=not cfg.no_system_metrics)
         try:
+            raise_held(held)
             trial.set_user_attr("mlflow_run_id", self.run_id)
             trial.set_user_attr("mlflow_parent_run_id", parent_id)
-        except BaseException:  # the storage failed or a signal came: the run must not stay RUNNING
-            sweeps.fail_run(client, self.run_id)
+        except BaseException as err:  # the storage failed or a signal came: the run must not stay RUNNING
+            sweeps.fail_run(client, self.run_id, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
             raise
         self.metrics = MetricBuffer(self.run_id, flush_every=5.0)
 

@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Iterator, Mapping
 
-from pipeline.errors import ConfigError, debugging
+from pipeline.errors import ConfigError, debugging, held_interrupts, raise_held
 from pipeline.tracking import experiments, faults, identity, rescue, system
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
@@ -104,22 +104,22 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
               system_metrics: bool | None = None) -> Iterator[Any]:
     """Start the run of one stage (nested under an active run; system metrics: ``system.py``), tag it, end it honestly.
 
-    Under ``mlflow run`` the first stage adopts the run that MLflow created
-    (``MLFLOW_RUN_ID``), which must still be RUNNING: a finished run is never changed. The
-    run ends FINISHED, FAILED on an error (tagged with its one line), KILLED on a signal.
-    If the tracking store stops answering (a failed call, or ``StoreWatch`` for a remote
-    store), what ``keep`` holds is saved to a local folder and ``StoreLost`` (exit 1) names it.
-    With ``run_id`` (``--resume``), that run is continued in place instead of a new one started.
-    """
+    Under ``mlflow run`` the first stage adopts the run that MLflow created (``MLFLOW_RUN_ID``), which must
+    still be RUNNING: a finished run is never changed. The run ends FINISHED, FAILED on an error (tagged with its
+    one line), KILLED on a signal (one that comes while the run is created too). If the tracking store stops
+    answering (a failed call, or ``StoreWatch`` for a remote store), what ``keep`` holds is saved locally and
+    ``StoreLost`` (exit 1) names the folder. With ``run_id`` (``--resume``), that run is continued in place."""
     import mlflow
 
     nested = mlflow.active_run() is not None
     if not nested:
         faults.reset_lost()
-    run = _start(stage, run_name, nested, run_id, system_metrics)
     uri = mlflow.get_tracking_uri()
     status = "FINISHED"
+    with held_interrupts() as held:  # a signal while the run is created: raised below, where it ends the run KILLED
+        run = _start(stage, run_name, nested, run_id, system_metrics)
     try:
+        raise_held(held)
         with contextlib.nullcontext() if nested else StoreWatch(uri):
             _tag(stage, tags)
             yield run

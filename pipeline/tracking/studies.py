@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from pipeline.errors import held_interrupts, raise_held
 from pipeline.tracking import artifacts, experiments, faults, provenance, runs, system
 from pipeline.tracking.metrics import MetricBuffer, log_batch
 from pipeline.tracking.redact import redact
@@ -50,9 +51,11 @@ def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mappi
     import mlflow
 
     client = mlflow.MlflowClient()
-    run_id = _create_child(client, stage, run_name, tags, description)
+    with held_interrupts() as held:  # a signal while the child is created: raised below, where it ends it KILLED
+        run_id = _create_child(client, stage, run_name, tags, description)
     status = "FAILED"
     try:
+        raise_held(held)
         log_batch(run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
         curves = list(curves)
         if curves:

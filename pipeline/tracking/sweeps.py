@@ -30,10 +30,10 @@ def create_child_run(mlflow_client: Any, experiment_id: str, parent_id: str, nam
     return run_id
 
 
-def fail_run(mlflow_client: Any, run_id: str) -> None:
-    """End ``run_id`` FAILED, on the way out of another failure (which this must not hide)."""
+def fail_run(mlflow_client: Any, run_id: str, status: str = "FAILED") -> None:
+    """End ``run_id`` FAILED (KILLED: a signal came), on the way out of another failure (which this must not hide)."""
     runs.best_effort(system.stop, _monitors.pop(run_id, None))
-    runs.best_effort(faults.retry_locked, mlflow_client.set_terminated, run_id, "FAILED")
+    runs.best_effort(faults.retry_locked, mlflow_client.set_terminated, run_id, status)
 
 
 def log_params(mlflow_client: Any, run_id: str, params: Mapping[str, Any]) -> None:

@@ -110,9 +110,10 @@ def test_worker_settings_as_real_processes(error_world):
     run_table_as_processes(CASES, error_world)
 
 
-def test_a_trial_run_is_ended_when_its_trial_cannot_record_it(tracking_uri):
+@pytest.mark.parametrize("error,status", [(KeyboardInterrupt, "KILLED"), (OSError, "FAILED")])
+def test_a_trial_run_is_ended_when_its_trial_cannot_record_it(tracking_uri, error, status):
     """The storage fails (or a signal comes) right after the trial's MLflow run is made: the run ends
-    FAILED instead of staying RUNNING with no trial pointing at it."""
+    FAILED (KILLED) instead of staying RUNNING with no trial pointing at it."""
     import mlflow
 
     from pipeline.config.studies import SweepConfig
@@ -122,11 +123,11 @@ def test_a_trial_run_is_ended_when_its_trial_cannot_record_it(tracking_uri):
         number = 0
 
         def set_user_attr(self, key, value):
-            raise KeyboardInterrupt  # what a signal looks like here
+            raise error  # KeyboardInterrupt: what a signal looks like here
 
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.create_experiment("t")
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(error):
         TrialRun(client, experiment, "parent", Trial(), SweepConfig(), {"filters": 2, "kernel_size": 3})
     (run,) = client.search_runs([experiment])
-    assert run.info.status == "FAILED"
+    assert run.info.status == status
