@@ -33,10 +33,11 @@ def tracking_uri(tmp_path, monkeypatch) -> str:
     """A fresh SQLite store (artifacts under tmp_path/mlruns), set as $MLFLOW_TRACKING_URI."""
     import mlflow
 
+    from helpers import new_store
     from pipeline.tracking import compat
 
     monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from errorpath import error_lines, run_in_process, running_runs
-from helpers import REPO, retried_from
+from helpers import REPO, new_store, retried_from
 
 LONG_TRIAL = ["--seeds", "256", "--epochs", "6000", "--filters", "2,3", "--kernel-sizes", "3", "--sampler", "grid",
               "--progress", "false"]
@@ -143,7 +143,7 @@ def test_a_signal_as_a_stage_run_is_created_ends_it_killed(monkeypatch, tmp_path
     """The signal comes after the store made the run and before ``stage_run`` holds it: held until it does."""
     from pipeline.tracking import runs
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     _signal_on_call(monkeypatch, runs, "_start", signal.SIGTERM, after=True)
     code, _, err = run_in_process(["train", "--epochs", "5", "--image-every", "0"], {"MLFLOW_TRACKING_URI": uri},
                                   tmp_path)
@@ -155,7 +155,7 @@ def test_a_signal_as_a_child_run_is_created_ends_it_killed(monkeypatch, tmp_path
     """The same while a capacity grid creates its second configuration's child run."""
     from pipeline.tracking import studies
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     _signal_on_call(monkeypatch, studies, "_create_child", signal.SIGHUP, on_call=2, after=True)
     code, _, err = run_in_process(["capacity", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3",
                                    "--epochs", "10"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
@@ -167,7 +167,7 @@ def test_a_signal_as_a_trials_run_is_created_ends_it_killed(monkeypatch, tmp_pat
     """The same while a sweep creates its first trial's run: the trial is failed (retried by the next worker)."""
     from pipeline.tracking import sweeps
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path)
     _signal_on_call(monkeypatch, sweeps, "create_child_run", signal.SIGINT, after=True)
     code, _, err = run_in_process(["sweep", "--study-name", "held", "--storage", f"sqlite:///{tmp_path / 'o.db'}",
                                    "--seeds", "4", "--epochs", "20", "--filters", "2,3", "--kernel-sizes", "3",

@@ -40,7 +40,7 @@ class TrialRun:
         commit = runs.git_commit()
         if commit:
             tags["git_commit"] = commit
-        with held_interrupts() as held:  # a signal while the run is created: raised below, where the run is failed
+        with held_interrupts() as held:  # a signal while the run is created: raised below, where the run is ended
             self.run_id = sweeps.create_child_run(client, experiment_id, parent_id,
                                                   f"trial {trial.number} {self.label}", tags,
                                                   system_metrics=not cfg.no_system_metrics)
