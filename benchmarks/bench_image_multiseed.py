@@ -21,7 +21,7 @@ on 1,280 images of its size), timed side by side in one run, loop and batched in
   between seeds (``--strategy loop``) and grouped channels-last with 2, 4 and 8 seeds per stacked net:
   what ``trainer.MIN_GROUP`` rests on;
 * ``allocator``: mnist-rmsprop's net, 3 seeds grouped, 2 epochs of 1,280 images, in two fresh processes, with
-  glibc's default thresholds and with ``pipeline.memory``'s (what the CLI sets): each epoch's ms per seed-epoch;
+  glibc's default thresholds and with ``pipeline.train.memory``'s (what the CLI sets): each epoch's ms per seed-epoch;
 * ``--design``: one training step of all S seeds through ``StackedNet`` (grouped
   convolutions, batched matmuls) and through ``torch.func`` (``vmap`` of ``functional_call``
   over ``stack_module_state``), both with ``torch.optim`` on the stacked tensors.
@@ -178,7 +178,7 @@ def allocator_epochs(kept: bool, quick: bool) -> None:
     """In this (fresh) process: mnist-rmsprop's net, 3 seeds grouped, 2 epochs; prints each epoch's ms per seed-epoch."""
     import time
 
-    from pipeline.memory import keep_freed_memory
+    from pipeline.train.memory import keep_freed_memory
 
     if kept and keep_freed_memory():
         raise SystemExit("glibc refused the thresholds")
@@ -190,7 +190,7 @@ def allocator_epochs(kept: bool, quick: bool) -> None:
 
 
 def allocator(quick: bool) -> None:
-    """``allocator_epochs`` in two fresh processes, glibc's default thresholds and ``pipeline.memory``'s, in turn."""
+    """``allocator_epochs`` in two fresh processes: glibc's default thresholds, then ``pipeline.train.memory``'s."""
     import platform
     import subprocess
 
@@ -203,7 +203,7 @@ def allocator(quick: bool) -> None:
                              capture_output=True, text=True, check=True)
         epochs[mode] = out.stdout.split()
     print("allocator (mnist-rmsprop, 3 seeds grouped, ms per seed-epoch of epochs 1 and 2): glibc's thresholds "
-          f"{' then '.join(epochs['default'])}, pipeline.memory's {' then '.join(epochs['kept'])}")
+          f"{' then '.join(epochs['default'])}, pipeline.train.memory's {' then '.join(epochs['kept'])}")
 
 
 def group_sizes(cfg: TrainConfig, bundle: DataBundle, device, repeats: int, S: int = 16) -> None:

@@ -23,7 +23,7 @@ from pipeline.config.stages import (EvaluateConfig, InspectConfig, MainConfig, P
                                     ServeConfig, TrainConfig)
 from pipeline.config.studies import CapacityConfig, StudySummaryConfig, SweepConfig
 from pipeline.errors import debugging, interrupt_signals
-from pipeline.memory import keep_freed_memory
+from pipeline.train.memory import keep_freed_memory
 from pipeline.tracking.faults import report, report_thread_error
 from pipeline.tracking.links import results_line
 from pipeline.tracking.redact import redact
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     _OWN_PROCESS = argv is None
     if _OWN_PROCESS:
         atexit.register(gc.freeze)  # registered first, so run last: the exit then skips scanning for cycles
-        if not_done := keep_freed_memory():  # freed buffers kept for the next training step (pipeline.memory)
+        if not_done := keep_freed_memory():  # freed buffers kept for the next step (pipeline.train.memory)
             click.echo(f"Note: {not_done}", err=True)
     args = list(sys.argv[1:] if argv is None else argv)
     end = args.index("--") if "--" in args else len(args)

@@ -18,7 +18,6 @@ MAX_LINES = 300
 # A module may import modules of its own package and of packages with a lower rank.
 RANKS = {
     "errors": 0,
-    "memory": 0,
     "config": 1,
     "tracking": 2,
     "models": 3,

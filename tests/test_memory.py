@@ -1,4 +1,4 @@
-"""The C allocator's thresholds (``pipeline.memory``), set where the CLI owns the process."""
+"""The C allocator's thresholds (``pipeline.train.memory``), set where the CLI owns the process."""
 from __future__ import annotations
 
 import subprocess
@@ -6,14 +6,15 @@ import sys
 
 import pytest
 
-from pipeline import cli, memory
+from pipeline import cli
+from pipeline.train import memory
 
 GLIBC = memory.glibc()
 
 # In a fresh interpreter: malloc 16 MiB, touch it, free it; how much of it the process still holds (MiB).
 _HELD = """
 import ctypes, os, sys
-from pipeline.memory import keep_freed_memory
+from pipeline.train.memory import keep_freed_memory
 if sys.argv[1] == "kept":
     assert keep_freed_memory() == ""
 libc = ctypes.CDLL(None)
