@@ -6,8 +6,8 @@ the run it replays ended (exit 1; the stage's run ends FAILED with it). ``Interr
 so that Optuna fails the current trial and the stage ends its runs KILLED.
 ``interrupt_signals`` turns SIGINT, SIGTERM and SIGHUP into ``Interrupted``; inside
 ``deferred_interrupts`` (a training loop that checkpoints) the signal is held until the loop
-calls ``check_interrupt`` at a point where its state is whole; inside ``held_interrupts`` (a run being
-created) until the caller, holding the new run, raises it with ``raise_held``.
+calls ``check_interrupt`` at a point where its state is whole; inside ``guarded`` (a run being created or
+ended) until the run's work begins, or the block ends.
 """
 from __future__ import annotations
 
@@ -114,37 +114,75 @@ def deferred_interrupts() -> Iterator[None]:
         _held = outer
 
 
+class _Guarded(list):
+    """The signals that a ``guarded`` block holds (not a checkpointing loop's: ``interrupt_pending`` ignores them)."""
+
+
+class Guard:
+    """What ``guarded`` yields: ``released()`` is the part of the block where signals raise as they do outside it."""
+
+    def __init__(self, outer: list[int] | None, active: bool = True):
+        self.outer, self.active = outer, active
+        self.signals = _Guarded()
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[None]:
+        """Signals raise at once in here (one held before it first); they are held again once it ends."""
+        global _held
+        if not self.active:
+            yield
+            return
+        _held = self.outer
+        try:
+            self.pass_on()
+            yield
+        finally:
+            _held = self.signals
+
+    def pass_on(self) -> None:
+        """A held signal goes to the hold around this one, or is raised when there is none."""
+        if self.outer is not None:
+            self.outer.extend(self.signals)
+            self.signals.clear()
+        elif self.signals:
+            raise Interrupted(self.signals.pop())
+
+
 @contextlib.contextmanager
-def held_interrupts() -> Iterator[list[int]]:
-    """Hold the signals of ``interrupt_signals`` while the block creates something that must not be left behind
-    (a run: raised between the store's insert and the caller's hold on the new run, a signal left it RUNNING);
-    yields the held signals, which the caller raises with ``raise_held`` once it can end what was made. Inside
-    ``deferred_interrupts`` they go on being held there. Off the main thread nothing is held: a signal is raised
-    in the main thread, never in the middle of this block."""
+def guarded(into: list[int] | None = None) -> Iterator[Guard]:
+    """Hold the signals of ``interrupt_signals`` in the block, except inside ``guard.released()``: the block makes
+    something that must not be left behind (a run), does its work released, and ends it held. A signal between
+    the store's insert and the caller's hold on the new run, or inside the call that ends it, had left it RUNNING.
+    A signal held at the end is put in ``into`` when given (raised by the caller later), else raised, in place of
+    an error that is not itself a signal. Off the main thread nothing is held: signals are raised in the main
+    thread."""
     global _held
     if threading.current_thread() is not threading.main_thread():
-        yield []
+        yield Guard(None, active=False)
         return
-    outer, _held = _held, []
-    held = _held
+    guard = Guard(_held)
+    _held = guard.signals
     try:
-        yield held
-    finally:
-        _held = outer
-        if outer is not None:
-            outer.extend(held)
-            held.clear()
+        yield guard
+    except BaseException as err:
+        _held = guard.outer
+        if not isinstance(err, (KeyboardInterrupt, GeneratorExit)):
+            _end(guard, into)
+        raise
+    _held = guard.outer
+    _end(guard, into)
 
 
-def raise_held(held: list[int]) -> None:
-    """Raise ``Interrupted`` for a signal that ``held_interrupts`` held."""
-    if held:
-        raise Interrupted(held.pop())
+def _end(guard: Guard, into: list[int] | None) -> None:
+    if into is not None:
+        into.extend(guard.signals)
+    else:
+        guard.pass_on()
 
 
 def interrupt_pending() -> bool:
-    """Whether a signal is held (long work, such as sending metrics, stops early then)."""
-    return bool(_held)
+    """Whether a checkpointing loop holds a signal (long work, such as sending metrics, stops early then)."""
+    return bool(_held) and not isinstance(_held, _Guarded)
 
 
 def check_interrupt() -> None:

@@ -150,11 +150,13 @@ def snapshot(world: World) -> dict[str, Any]:
 
 
 def running_runs(uri: str) -> list[str]:
+    """The runs left RUNNING, each as its id, name and experiment (which stage left it, in a failure's message)."""
     import mlflow
 
     client = mlflow.MlflowClient(uri)
-    exps = [e.experiment_id for e in client.search_experiments()]
-    return [r.info.run_id for r in client.search_runs(exps, max_results=5000) if r.info.status == "RUNNING"]
+    names = {e.experiment_id: e.name for e in client.search_experiments()}
+    return [f"{r.info.run_id} ({r.info.run_name!r} in experiment {names[r.info.experiment_id]!r})"
+            for r in client.search_runs(list(names), max_results=5000) if r.info.status == "RUNNING"]
 
 
 # --------------------------------------------------------------------------- running a case

@@ -176,6 +176,84 @@ def test_a_signal_as_a_trials_run_is_created_ends_it_killed(monkeypatch, tmp_pat
     assert _statuses(uri) == [("sweep", "KILLED"), ("trial", "KILLED")]
 
 
+def test_guarded_holds_a_signal_outside_its_released_part():
+    """``errors.guarded``: held where the block makes and ends its run, raised once the block ends (or as its
+    released part begins), in place of an error that is not a signal, or kept in ``into`` for the caller."""
+    from pipeline.errors import (Interrupted, check_interrupt, deferred_interrupts, guarded, interrupt_pending,
+                                 interrupt_signals)
+
+    steps = []
+    with interrupt_signals(), pytest.raises(Interrupted):
+        with guarded():
+            signal.raise_signal(signal.SIGTERM)
+            steps.append(interrupt_pending())  # a guard's signal does not cut metrics short
+    with interrupt_signals(), pytest.raises(Interrupted), guarded() as guard:
+        signal.raise_signal(signal.SIGHUP)
+        steps.append("made")
+        with guard.released():
+            steps.append("worked")
+    with interrupt_signals(), pytest.raises(Interrupted) as raised, guarded():
+        signal.raise_signal(signal.SIGTERM)
+        raise ValueError("an error that a sweep catches")
+    assert isinstance(raised.value.__context__, ValueError)
+    later: list[int] = []
+    with interrupt_signals(), guarded(into=later):
+        signal.raise_signal(signal.SIGTERM)
+    with interrupt_signals(), deferred_interrupts(), guarded() as guard, guard.released():
+        signal.raise_signal(signal.SIGTERM)  # a checkpointing loop inside: it holds the signal itself
+        steps.append(interrupt_pending())
+        with pytest.raises(Interrupted):
+            check_interrupt()
+    assert steps == [False, "made", True] and later == [signal.SIGTERM]
+
+
+def _finished(*args, **kwargs) -> bool:  # a call that ends a run FINISHED: end_run(status=...), set_terminated(id, st)
+    return "FINISHED" in args or kwargs.get("status") == "FINISHED"
+
+
+def test_a_signal_as_a_stage_run_is_ended_keeps_its_end_and_then_stops(monkeypatch, tmp_path):
+    """The signal comes inside the call that ends ``main``'s first nested run (prepare-data) FINISHED: held until
+    it returns, then the study stops with 128 + N. (It had left that run the active one, so ``main`` ended it
+    KILLED in place of its own run, which MLflow's exit hook then ended FINISHED.)"""
+    import mlflow
+
+    uri = new_store(tmp_path)
+    _signal_on_call(monkeypatch, mlflow, "end_run", signal.SIGTERM, when=_finished)
+    code, _, err = run_in_process(["main"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
+    _one_line(code, err, signal.SIGTERM)
+    assert _statuses(uri) == [("main", "KILLED"), ("prepare-data", "FINISHED")]
+
+
+def test_a_signal_as_a_child_run_is_ended_keeps_it_and_kills_the_parent(monkeypatch, tmp_path):
+    """The same as a capacity grid ends its first configuration's child: that child is FINISHED, the stage
+    stops before the next, and its parent run is KILLED."""
+    import mlflow
+
+    uri = new_store(tmp_path)
+    _signal_on_call(monkeypatch, mlflow.MlflowClient, "set_terminated", signal.SIGHUP, when=_finished)
+    code, _, err = run_in_process(["capacity", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "3",
+                                   "--epochs", "10"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
+    _one_line(code, err, signal.SIGHUP)
+    assert _statuses(uri) == [("capacity", "FINISHED"), ("capacity", "KILLED")]
+
+
+def test_a_signal_as_a_trials_run_is_ended_completes_the_trial_and_stops_the_sweep(monkeypatch, tmp_path):
+    """The same as a sweep ends its first trial's run: the trial is COMPLETE (its run FINISHED), not FAIL, and
+    the sweep stops before the next trial."""
+    import optuna
+
+    from pipeline.tracking import sweeps
+
+    uri, storage = new_store(tmp_path), f"sqlite:///{tmp_path / 'o.db'}"
+    _signal_on_call(monkeypatch, sweeps, "end_run", signal.SIGTERM, when=lambda *a: a[2] == "FINISHED")
+    code, _, err = run_in_process(["sweep", "--study-name", "ending", "--storage", storage, "--seeds", "4",
+                                   "--epochs", "20", "--filters", "2,3", "--kernel-sizes", "3", "--sampler", "grid",
+                                   "--progress", "false"], {"MLFLOW_TRACKING_URI": uri}, tmp_path)
+    _one_line(code, err, signal.SIGTERM)
+    assert _statuses(uri) == [("sweep", "KILLED"), ("trial", "FINISHED")]
+    assert [t.state.name for t in optuna.load_study(study_name="ending", storage=storage).trials] == ["COMPLETE"]
+
+
 def _start(args, cwd, uri):
     env = {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": uri}
     env.pop("MLFLOW_RUN_ID", None)
@@ -184,13 +262,13 @@ def _start(args, cwd, uri):
 
 
 @pytest.mark.slow
-def test_signals_sent_to_real_processes(error_world, tmp_path):
+def test_signals_sent_to_real_processes(tmp_path):
     """SIGTERM and SIGHUP to a train, a capacity grid and a sweep worker mid-trial, all at once."""
     import mlflow
     import optuna
 
-    world, _ = error_world
-    client = mlflow.MlflowClient(world.uri)
+    uri = new_store(tmp_path)  # its own: a run it leaves RUNNING fails this test, not the tests after it
+    client = mlflow.MlflowClient(uri)
     jobs = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         name = sig.name.lower()
@@ -200,7 +278,7 @@ def test_signals_sent_to_real_processes(error_world, tmp_path):
                                    f"real-capacity-{name}"]
         jobs[("sweep", sig)] = ["sweep", "--study-name", name, "--storage", f"sqlite:///{tmp_path / name}.db",
                                 *LONG_TRIAL, "--experiment-name", f"real-sweep-{name}"]
-    procs = {key: _start(args, tmp_path, world.uri) for key, args in jobs.items()}
+    procs = {key: _start(args, tmp_path, uri) for key, args in jobs.items()}
 
     def busy(key) -> bool:  # in the middle of its work: a run with metrics, a finished child, a running trial
         stage, sig = key
@@ -229,7 +307,7 @@ def test_signals_sent_to_real_processes(error_world, tmp_path):
     for key, proc in procs.items():
         _, err = proc.communicate(timeout=120)
         _one_line(proc.returncode, err, key[1])
-    assert not running_runs(world.uri)
+    assert not running_runs(uri)
     retries = {}  # the next worker of each study, both at once
     for sig in (signal.SIGTERM, signal.SIGHUP):
         name = sig.name.lower()
@@ -237,11 +315,11 @@ def test_signals_sent_to_real_processes(error_world, tmp_path):
         failed = next(t for t in optuna.load_study(study_name=name, storage=storage).trials if t.state.name == "FAIL")
         retries[name] = (storage, failed, _start(["sweep", "--study-name", name, "--storage", storage, *LONG_TRIAL,
                                                   "--n-trials", "1", "--experiment-name", f"real-sweep-{name}"],
-                                                 tmp_path, world.uri))
+                                                 tmp_path, uri))
     for name, (storage, failed, retry) in retries.items():
         _, err = retry.communicate(timeout=300)
         assert retry.returncode == 0, err[-2000:]
         retried = [t for t in optuna.load_study(study_name=name, storage=storage).trials
                    if retried_from(t) == failed.number]
         assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == failed.params
-    assert not running_runs(world.uri)
+    assert not running_runs(uri)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from pipeline.config.recipes import resolve
 from pipeline.config.studies import SweepConfig
-from pipeline.errors import ConfigError, NonFiniteLoss
+from pipeline.errors import ConfigError, Interrupted, NonFiniteLoss, guarded
 from pipeline.sweep.objectives import Objective, accuracy_objective, success_objective
 from pipeline.sweep.repeats import earlier_trial, enqueue_untried, replay
 from pipeline.sweep.report import (PLOT_MODULES, best_trials, describe_result, describe_sweep, format_summary,
@@ -107,6 +107,7 @@ class TrialObjective:
         self.names = metric_names(cfg)
         self.started = itertools.count(1)
         self.stopped: list[Any] = []  # the trials that a signal or a lost store interrupted: re-queued later
+        self.held: list[int] = []  # a signal that came as a trial's run was made or ended: raised once it is told
 
     def __call__(self, trial: Any) -> Any:
         left = self.cfg.n_trials - next(self.started)  # trials that this worker runs after this one
@@ -114,20 +115,28 @@ class TrialObjective:
         earlier = earlier_trial(trial)
         run = None
         ending: tuple[str, dict[str, float], str] = ("FAILED", {}, "Failed.")
-        try:  # from the run's creation on: whatever happens, the run is ended
-            run = TrialRun(self.client, self.experiment_id, self.parent_id, trial, self.cfg, point, repeat_of=earlier)
-            values = self.evaluate(trial, run, point, earlier, left)
-            outcome = ", ".join(f"{n} = {v:.4g}" for n, v in zip(self.names, values)) + "."
-            ending = ("FINISHED", {"objective_value": values[0]}, outcome)
-            return values if self.cfg.multi_objective else values[0]
-        except BaseException as err:  # noqa: BLE001 - re-raised: only the run's ending depends on it
-            ending = self.interrupted(trial, err)
-            raise
-        finally:  # no run: none was made (or TrialRun ended the one it made)
-            if run is not None and ending[0] == "FINISHED":
-                run.finish(*ending)
-            elif run is not None:  # on the way out of a failure: bookkeeping must not hide it
-                runs.best_effort(run.finish, *ending)
+        with guarded(into=self.held) as guard:  # held while the run is made and ended: it had been left RUNNING
+            try:
+                run = TrialRun(self.client, self.experiment_id, self.parent_id, trial, self.cfg, point, earlier)
+                with guard.released():
+                    values = self.evaluate(trial, run, point, earlier, left)
+                outcome = ", ".join(f"{n} = {v:.4g}" for n, v in zip(self.names, values)) + "."
+                ending = ("FINISHED", {"objective_value": values[0]}, outcome)
+                return values if self.cfg.multi_objective else values[0]
+            except BaseException as err:  # noqa: BLE001 - re-raised: only the run's ending depends on it
+                ending = self.interrupted(trial, err)
+                raise
+            finally:  # no run: none was made (or TrialRun ended the one it made)
+                if run is not None and ending[0] == "FINISHED":
+                    run.finish(*ending)
+                elif run is not None:  # on the way out of a failure: bookkeeping must not hide it
+                    runs.best_effort(run.finish, *ending)
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        """Optuna's callback once a trial is told: a signal held as its run was made or ended stops the sweep now
+        (raised in the objective, it had made a finished trial FAIL)."""
+        if self.held:
+            raise Interrupted(self.held.pop())
 
     def evaluate(self, trial: Any, run: TrialRun, point: dict[str, Any], earlier: Any, left: int) -> Any:
         """The trial's values: trained, or replayed from an earlier trial of the same configuration."""
@@ -161,7 +170,8 @@ def optimize(study: Any, objective: TrialObjective, cfg: SweepConfig, storage_ur
     t0 = time.monotonic()
     try:  # a diverging trial (NaN loss) fails alone; the sweep goes on
         study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout, catch=(NonFiniteLoss,),
-                       show_progress_bar=cfg.progress and sys.stderr.isatty(), gc_after_trial=False)
+                       callbacks=[objective.after_trial], show_progress_bar=cfg.progress and sys.stderr.isatty(),
+                       gc_after_trial=False)
     finally:
         for trial in objective.stopped:
             line = retry_trial(study, trial, cfg.max_retry, storage_url)

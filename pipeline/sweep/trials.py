@@ -5,7 +5,6 @@ import sys
 from typing import Any
 
 from pipeline.config.studies import SweepConfig
-from pipeline.errors import held_interrupts, raise_held
 from pipeline.sweep.space import layer_values, model_name
 from pipeline.tracking import faults, runs, sweeps
 from pipeline.tracking.metrics import MetricBuffer
@@ -13,7 +12,8 @@ from pipeline.tracking.experiments import shape_label
 
 
 class TrialRun:
-    """The MLflow child run of one trial (``trial 7 F3 k5``), written through the client (one call per batch)."""
+    """The MLflow child run of one trial (``trial 7 F3 k5``), written through the client (one call per batch).
+    Made and ended inside ``errors.guarded`` (``TrialObjective``): a signal then is held, not left a RUNNING run."""
 
     def __init__(self, client: Any, experiment_id: str, parent_id: str, trial: Any, cfg: SweepConfig,
                  point: dict[str, Any], repeat_of: Any = None):
@@ -40,12 +40,9 @@ class TrialRun:
         commit = runs.git_commit()
         if commit:
             tags["git_commit"] = commit
-        with held_interrupts() as held:  # a signal while the run is created: raised below, where the run is ended
-            self.run_id = sweeps.create_child_run(client, experiment_id, parent_id,
-                                                  f"trial {trial.number} {self.label}", tags,
-                                                  system_metrics=not cfg.no_system_metrics)
+        self.run_id = sweeps.create_child_run(client, experiment_id, parent_id, f"trial {trial.number} {self.label}",
+                                              tags, system_metrics=not cfg.no_system_metrics)
         try:
-            raise_held(held)
             trial.set_user_attr("mlflow_run_id", self.run_id)
             trial.set_user_attr("mlflow_parent_run_id", parent_id)
         except BaseException as err:  # the storage failed or a signal came: the run must not stay RUNNING

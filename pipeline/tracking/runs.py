@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Iterator, Mapping
 
-from pipeline.errors import ConfigError, debugging, held_interrupts, raise_held
+from pipeline.errors import ConfigError, debugging, guarded
 from pipeline.tracking import experiments, faults, identity, rescue, system
 from pipeline.tracking.connect import open_tracking_store
 from pipeline.tracking.faults import StoreLost, describe, is_store_fault
@@ -115,40 +115,46 @@ def stage_run(stage: str, run_name: str | None = None, tags: Mapping[str, Any] |
     if not nested:
         faults.reset_lost()
     uri = mlflow.get_tracking_uri()
-    status = "FINISHED"
-    with held_interrupts() as held:  # a signal while the run is created: raised below, where it ends the run KILLED
+    with guarded() as guard:  # held while the run is created and ended: a signal then had left it RUNNING
         run = _start(stage, run_name, nested, run_id, system_metrics)
-    try:
-        raise_held(held)
-        with contextlib.nullcontext() if nested else StoreWatch(uri):
-            _tag(stage, tags)
-            yield run
-    except StoreLost:
         status = "FAILED"
-        raise  # a nested stage saved its results already
-    except KeyboardInterrupt:
-        if faults.lost() is None:
-            status = "KILLED"
+        try:
+            with guard.released(), contextlib.nullcontext() if nested else StoreWatch(uri):
+                _tag(stage, tags)
+                yield run
+            status = "FINISHED"
+        except BaseException as err:
+            status, instead = _failed(err, stage, run, keep, uri, nested)
+            if instead is not None:
+                raise instead from None
             raise
-        status = "FAILED"
-        if nested and keep is None:
-            raise  # the stage around this one keeps what there is
-        raise _rescued(stage, run, keep, uri) from None
-    except BaseException as err:
-        status = "FAILED"
-        if is_store_fault(err):
-            faults.mark_lost(faults.reason(err))
-            if nested and keep is None:
-                raise
-            raise _rescued(stage, run, keep, uri) from None
-        best_effort(mlflow.set_tag, "error", describe(err)[1].removeprefix("Error: ")[:500])
-        raise
-    finally:
-        if faults.lost():
-            with no_retries():
-                best_effort(faults.retry_locked, mlflow.end_run, status=status)
-        else:
-            faults.retry_locked(mlflow.end_run, status=status)
+        finally:
+            if faults.lost():
+                with no_retries():
+                    best_effort(faults.retry_locked, mlflow.end_run, status=status)
+            else:
+                faults.retry_locked(mlflow.end_run, status=status)
+
+
+def _failed(err: BaseException, stage: str, run: Any, keep: Keep | None, uri: str,
+            nested: bool) -> tuple[str, BaseException | None]:
+    """How a stage's run that raised ``err`` ends (KILLED on a signal, else FAILED, tagged with the error), and
+    the error raised in its place: ``StoreLost`` naming the folder where what ``keep`` holds was saved, when the
+    store stopped answering (a nested stage without ``keep`` leaves that to the stage around it)."""
+    import mlflow
+
+    if isinstance(err, StoreLost):
+        return "FAILED", None  # a nested stage saved its results already
+    lost = isinstance(err, KeyboardInterrupt) and faults.lost() is not None
+    if is_store_fault(err) and not isinstance(err, KeyboardInterrupt):
+        faults.mark_lost(faults.reason(err))
+        lost = True
+    if lost:
+        return "FAILED", None if nested and keep is None else _rescued(stage, run, keep, uri)
+    if isinstance(err, KeyboardInterrupt):
+        return "KILLED", None
+    best_effort(mlflow.set_tag, "error", describe(err)[1].removeprefix("Error: ")[:500])
+    return "FAILED", None
 
 
 def _rescued(stage: str, run: Any, keep: Keep | None, uri: str) -> StoreLost:

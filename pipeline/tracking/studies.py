@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from pipeline.errors import held_interrupts, raise_held
+from pipeline.errors import guarded
 from pipeline.tracking import artifacts, experiments, faults, provenance, runs, system
 from pipeline.tracking.metrics import MetricBuffer, log_batch
 from pipeline.tracking.redact import redact
@@ -51,33 +51,33 @@ def log_child(stage: str, run_name: str, tags: Mapping[str, Any], metrics: Mappi
     import mlflow
 
     client = mlflow.MlflowClient()
-    with held_interrupts() as held:  # a signal while the child is created: raised below, where it ends it KILLED
+    with guarded() as guard:  # held while the child is created and ended: a signal then had left it RUNNING
         run_id = _create_child(client, stage, run_name, tags, description)
-    status = "FAILED"
-    try:
-        raise_held(held)
-        log_batch(run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
-        curves = list(curves)
-        if curves:
-            with MetricBuffer(run_id) as buffer:
-                for step, values in curves:
-                    buffer.log(values, step=step)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED" if faults.lost() is None else "FAILED"
-        raise
-    except BaseException as err:
-        if faults.is_store_fault(err):
-            faults.mark_lost(faults.reason(err))  # the parent's stage_run saves what it holds
-        else:
-            runs.best_effort(client.set_tag, run_id, "error", faults.describe(err)[1].removeprefix("Error: ")[:500])
-        raise
-    finally:
-        if faults.lost():  # as stage_run ends its run: one try, and a store that is really gone is only noted
-            with runs.no_retries():
-                runs.best_effort(client.set_terminated, run_id, status)
-        else:
-            faults.retry_locked(client.set_terminated, run_id, status)
+        status = "FAILED"
+        try:
+            with guard.released():
+                log_batch(run_id, metrics, {k: redact(v) for k, v in params.items()})  # passwords hidden
+                curves = list(curves)
+                if curves:
+                    with MetricBuffer(run_id) as buffer:
+                        for step, values in curves:
+                            buffer.log(values, step=step)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED" if faults.lost() is None else "FAILED"
+            raise
+        except BaseException as err:
+            if faults.is_store_fault(err):
+                faults.mark_lost(faults.reason(err))  # the parent's stage_run saves what it holds
+            else:
+                runs.best_effort(client.set_tag, run_id, "error", faults.describe(err)[1].removeprefix("Error: ")[:500])
+            raise
+        finally:
+            if faults.lost():  # as stage_run ends its run: one try, and a store that is really gone is only noted
+                with runs.no_retries():
+                    runs.best_effort(client.set_terminated, run_id, status)
+            else:
+                faults.retry_locked(client.set_terminated, run_id, status)
 
 
 def _create_child(client: Any, stage: str, run_name: str, tags: Mapping[str, Any],
