@@ -30,7 +30,7 @@ import pandas as pd
 from pipeline.capacity import study
 from pipeline.capacity.ahead import GridAhead
 from pipeline.capacity.outcomes import Settings, check_memory, seed_table
-from pipeline.capacity.stats import lottery_fit, summarize
+from pipeline.capacity.stats import load_fit, lottery_fit, summarize
 from pipeline.capacity.story import description, generalisation_text, grid_label, summary_metrics
 from pipeline.config.image_study import is_image_study
 from pipeline.config.studies import CapacityConfig
@@ -135,6 +135,7 @@ def _log_grid(ahead: GridAhead, cfg: CapacityConfig, tables: list[pd.DataFrame],
     training seconds."""
     from tqdm import tqdm
 
+    load_fit()  # while the first configurations train
     seconds = 0.0
     with tqdm(total=len(ahead.grid), desc="capacity", unit="config", file=sys.stderr, leave=False,
               disable=None) as bar:

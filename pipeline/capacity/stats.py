@@ -86,6 +86,12 @@ def summarize(table: pd.DataFrame, tau: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_fit() -> None:
+    """Import what ``lottery_fit`` needs (scipy.optimize, about 0.1 s) ahead of it: the stage does so while the grid
+    trains, and fits once the last configuration is trained."""
+    import scipy.optimize  # noqa: F401
+
+
 def lottery_fit(summary: pd.DataFrame) -> pd.DataFrame:
     """Fit P(F) = 1 - (1 - p_k)^F per kernel size (binomial maximum likelihood).
 

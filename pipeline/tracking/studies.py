@@ -87,7 +87,8 @@ def _create_child(client: Any, stage: str, run_name: str, tags: Mapping[str, Any
     from mlflow.tracking.context.registry import resolve_tags  # what mlflow.start_run adds: user, source
 
     parent = mlflow.active_run()
-    name = experiments.unique_run_name(redact(run_name), parent.info.experiment_id, client)
+    name = experiments.unique_run_name(redact(run_name), parent.info.experiment_id, client,
+                                       guess=experiments.run_number(parent.info.run_name))
     commit = runs.git_commit()
     given = {"stage": stage, **({"git_commit": commit} if commit else {}),
              **{k: redact(v) for k, v in tags.items() if v is not None}}
