@@ -147,6 +147,13 @@ class Guard:
         elif self.signals:
             raise Interrupted(self.signals.pop())
 
+    def end(self, into: list[int] | None) -> None:
+        """At the block's end: a held signal goes to ``into`` when given, else on (``pass_on``)."""
+        if into is not None:
+            into.extend(self.signals)
+        else:
+            self.pass_on()
+
 
 @contextlib.contextmanager
 def guarded(into: list[int] | None = None) -> Iterator[Guard]:
@@ -167,17 +174,10 @@ def guarded(into: list[int] | None = None) -> Iterator[Guard]:
     except BaseException as err:
         _held = guard.outer
         if not isinstance(err, (KeyboardInterrupt, GeneratorExit)):
-            _end(guard, into)
+            guard.end(into)
         raise
     _held = guard.outer
-    _end(guard, into)
-
-
-def _end(guard: Guard, into: list[int] | None) -> None:
-    if into is not None:
-        into.extend(guard.signals)
-    else:
-        guard.pass_on()
+    guard.end(into)
 
 
 def interrupt_pending() -> bool:

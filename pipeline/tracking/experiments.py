@@ -115,9 +115,11 @@ def unique_run_name(name: str, experiment_id: str, client: Any = None, guess: in
     import mlflow
 
     client = client or mlflow.MlflowClient()
-    if guess is not None and not re.search(r"['\\]", numbered(name, guess)) and not client.search_runs(
-            [experiment_id], filter_string=f"attributes.run_name = '{numbered(name, guess)}'", max_results=1):
-        return numbered(name, guess)  # (a quote or backslash in the name: no exact filter, the search below)
+    first = numbered(name, guess or 1)
+    exact = guess is not None and not re.search(r"['\\]", first)  # a quote or a backslash: the search below
+    if exact and not client.search_runs([experiment_id], filter_string=f"attributes.run_name = '{first}'",
+                                        max_results=1):
+        return first
     prefix = re.split(r"['\\%_]", name, maxsplit=1)[0]  # LIKE's wildcards and quotes: compare the rest below
     taken = {r.info.run_name for r in client.search_runs(
         [experiment_id], filter_string=f"attributes.run_name LIKE '{prefix}%'", max_results=5000)}
