@@ -187,10 +187,10 @@ def _epoch(model: nn.Module, data: _Split, pos: Position, cfg: TrainConfig, crit
     return metrics
 
 
-def check_finite(train_loss: float, epoch: int, cfg: TrainConfig) -> None:
-    """A diverged loss ends the stage: the run must not end FINISHED with NaN weights."""
+def check_finite(train_loss: float, epoch: int, cfg: TrainConfig, whose: str = "") -> None:
+    """A diverged loss ends the stage: the run must not end FINISHED with NaN weights. ``whose``: " of seed 3"."""
     if not math.isfinite(train_loss):
-        raise NonFiniteLoss(f"the training loss became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "
+        raise NonFiniteLoss(f"the training loss{whose} became {train_loss} at epoch {epoch} (--lr {cfg.lr:g}, "
                             f"--optimizer {cfg.optimizer}): training diverged; lower --lr")
 
 

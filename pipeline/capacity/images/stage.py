@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from pipeline.capacity import study
@@ -146,6 +147,7 @@ def _log_parent(table, summary, curves, cfg: CapacityConfig, seconds: float, epo
 
     bands = curve_summary(curves)
     best = summary.loc[summary["test_accuracy_mean"].idxmax()]
+    spread = summary["test_accuracy_std"].mean()  # NaN with one seed a cell: not logged, as the children's
     studies.log_results(
         {"capacity_table.csv": table, "tables/summary.csv": summary, "tables/curves.csv": curves,
          "tables/curves_summary.csv": bands},
@@ -156,4 +158,4 @@ def _log_parent(table, summary, curves, cfg: CapacityConfig, seconds: float, epo
         {"trainings": len(table), "train_seconds": seconds, "ms_per_seed_epoch": 1000 * seconds / (len(table) * epochs),
          "best_test_accuracy_mean": float(best.test_accuracy_mean),
          "bad_run_share_overall": float(table["bad_run"].mean()),
-         "test_accuracy_std_mean": float(summary["test_accuracy_std"].mean())})
+         **({} if np.isnan(spread) else {"test_accuracy_std_mean": float(spread)})})

@@ -44,7 +44,7 @@ from pipeline.data.bundle import DataBundle, Split
 from pipeline.errors import ConfigError
 from pipeline.models.conv_arith import trace
 from pipeline.train.batching import minibatches, pick_device, place
-from pipeline.train.loop import check_channels, make_optimizer
+from pipeline.train.loop import check_channels, check_finite, make_optimizer
 from pipeline.models.registry import build_model
 from pipeline.train.stage import make_model, model_options
 
@@ -261,11 +261,20 @@ def train_seeds(cfg: TrainConfig, bundle: DataBundle, seeds: Sequence[int], devi
                 ("val_loss", "val_accuracy"), score(g.net, bundle.val, cfg.loss, transform, device,
                                                     cfg.test_batch_size)))})
             values = {k: np.concatenate([p[k] for p in parts]) for k in METRICS}
+            _check_finite(values["train_loss"], seeds, epoch, cfg)
             for k, v in values.items():
                 history[k][:, epoch - 1] = v
             if on_epoch is not None:
                 on_epoch(epoch, values)
     return SeedsResult(seeds, history, tuple(g.net for g in groups), time.perf_counter() - t0, plan.label)
+
+
+def _check_finite(losses: np.ndarray, seeds: tuple[int, ...], epoch: int, cfg: TrainConfig) -> None:
+    """A seed whose loss diverged ends the study as it ends `pipeline train --seed s` (NonFiniteLoss, exit 2)."""
+    bad = [i for i, v in enumerate(losses) if not np.isfinite(v)]
+    if bad:
+        more = f" (and {len(bad) - 1} other seed{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+        check_finite(float(losses[bad[0]]), epoch, cfg, f" of seed {seeds[bad[0]]}{more}")
 
 
 def pick_plan(cfg: TrainConfig, bundle: DataBundle, seeds: tuple[int, ...], device: torch.device, group: int,
