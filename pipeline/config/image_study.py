@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, DataFields, opt
+from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, SYNTHETIC, DataFields, opt
 from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
@@ -57,6 +57,12 @@ class ImageStudyFields:
         if not 0 <= self.margin < 1:
             raise ConfigError(f"--margin must be in [0, 1), got {self.margin}")
         train_config(self)  # TrainConfig checks padding, dropout, loss, optimizer, batch size, ...
+        given = [f.name for f in dataclasses.fields(self)
+                 if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags}: options of the synthetic 1D study, but this capacity study is on images "
+                              "(its seeds are scored by test accuracy; --margin sets the bad runs)")
 
     def _check_synthetic_study(self) -> None:
         """The 1D study trains the detector on its own data: image options there are a mistake."""

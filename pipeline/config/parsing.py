@@ -109,8 +109,9 @@ def defining_params(cfg: Any) -> dict[str, str]:
     and data options of the other kind of data (``n`` for images, ``split_seed`` for the
     synthetic set) are left out; ``config.json`` holds them all.
     """
-    dataset = getattr(cfg, "dataset", None) or "synthetic"
-    kind = SYNTHETIC if dataset == "synthetic" else IMAGES
+    # the data in force: given, or the recipe's (`capacity --recipe mnist-small` is on images)
+    dataset = cfg.recipe_value("dataset") if hasattr(cfg, "recipe_value") else getattr(cfg, "dataset", None)
+    kind = SYNTHETIC if (dataset or "synthetic") == "synthetic" else IMAGES
     out = {}
     for f in dataclasses.fields(cfg):
         role = f.metadata.get("param", True)

@@ -145,9 +145,11 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
     filters: tuple[int, ...] | None = opt((1, 2, 3, 4, 5, 6, 7, 8), "filter counts F of the grid, e.g. 1-8 or 3,4")
     kernel_sizes: tuple[int, ...] | None = opt((3, 5, 7), "odd kernel sizes k of the grid, e.g. 3,5,7")
     seeds: int = opt(200, "initialisation seeds per configuration (seeds first_seed ... first_seed+seeds-1)")
-    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s`",
+    first_seed: int = opt(0, "first torch.manual_seed; a seed s is the same run as `pipeline train --seed s` (images "
+                             "with dropout: the same start and minibatches, other masks)",
                           within=TORCH_SEED)
-    tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported too)")
+    tau: float = opt(0.05, "success: final training loss < tau and 100% training accuracy (0.02 and 0.1 are reported "
+                           "too)", SYNTHETIC)
     # None: the recipe's value, filled in at construction (the synthetic recipe's: 0.05, 0.9, 1e-3, 500)
     lr: float | None = opt(None, "learning rate")
     momentum: float | None = opt(None, "SGD / RMSprop momentum")
