@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -111,13 +112,18 @@ def compare_metrics(a: str, b: str, count: int, where: str = "") -> tuple[int, s
             continue
         other = theirs.get(key, [])
         for i, (step, value) in enumerate(history):
-            if i >= len(other) or other[i] != (step, value):
+            if i >= len(other) or not _same(other[i], (step, value)):
                 got = "nothing" if i >= len(other) else f"{other[i][1]!r} at step {other[i][0]}"
                 return count, f"{where}metric {key}, step {step}: {value!r} (original) vs {got} (reproduction)"
             count += 1
         if len(other) > len(history):
             return count, f"{where}metric {key}: {len(history)} values (original) vs {len(other)} (reproduction)"
     return count, None
+
+
+def _same(theirs: tuple[int, float], ours: tuple[int, float]) -> bool:
+    """The same step and value, NaN equal to NaN (a diverged run reproduced exactly logs NaN again)."""
+    return theirs[0] == ours[0] and (theirs[1] == ours[1] or (math.isnan(theirs[1]) and math.isnan(ours[1])))
 
 
 def compare_children(a: str, b: str, count: int) -> tuple[int, str | None]:

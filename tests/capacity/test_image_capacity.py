@@ -64,6 +64,10 @@ def test_options_follow_the_recipe_and_the_synthetic_study_keeps_its_values():
     (["--dataset", "digits", "--padding", "half"], "--padding"),
     (["--dataset", "digits", "--model", "detector1d", "--epochs", "1"], "2D net"),
     (["--dataset", "digits", "--padding", "valid", "--kernel-sizes", "7", "--epochs", "1"], "too large"),
+    (["--dataset", "digits", "--tau", "0.3", "--test-n", "5"], "--tau, --test-n: options of the synthetic 1D study"),
+    (["--recipe", "digits-lenet", "--n", "3"], "--n: options of the synthetic 1D study"),
+    (["--dataset", "digits", "--filters", "2", "--kernel-sizes", "3", "--seeds", "2", "--epochs", "2",
+      "--max-batches", "3", "--lr", "1e30"], "the training loss of seed 0 (and 1 other seed) became nan at epoch 1"),
 ])
 def test_bad_input_is_one_line(args, needle, tracking_uri, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -72,6 +76,28 @@ def test_bad_input_is_one_line(args, needle, tracking_uri, capsys):
     assert exit_info.value.code == 2
     lines = [line for line in err.strip().splitlines() if "INFO mlflow" not in line]  # a new store says so
     assert len(lines) == 1 and lines[0].startswith("Error:") and needle in lines[0], err
+
+
+def test_a_study_named_by_its_image_recipe_logs_the_image_params():
+    from pipeline.config.parsing import defining_params
+
+    by_recipe, by_dataset = (defining_params(CapacityConfig(**kw)) for kw in ({"recipe": "digits-lenet"},
+                                                                               {"dataset": "digits"}))
+    assert {"filter_rule", "margin", "batch_norm"} <= set(by_recipe) and "tau" not in by_recipe
+    assert not {"n", "width", "data_seed", "test_n", "test_seed"} & set(by_recipe)
+    assert set(by_recipe) - {"recipe"} == set(by_dataset) - {"dataset"}
+    assert {"tau", "n", "test_n"} <= set(defining_params(CapacityConfig()))  # the 1D study keeps its own
+
+
+def test_a_diverged_seed_fails_the_study_run_and_writes_no_table(client, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["capacity", "--dataset", "digits", "--filters", "1,2", "--kernel-sizes", "3", "--seeds", "2",
+              "--epochs", "2", "--max-batches", "3", "--lr", "1e30", "--table", str(tmp_path / "t.csv")])
+    assert exit_info.value.code == 2 and "training diverged; lower --lr" in capsys.readouterr().err
+    parent = client.search_runs([client.get_experiment_by_name("convnet-study").experiment_id],
+                                filter_string="tags.study = 'image-capacity'")[0]
+    assert parent.info.status == "FAILED" and "became nan" in parent.data.tags["error"]
+    assert not (tmp_path / "t.csv").exists()  # no table of a study that did not train
 
 
 # --------------------------------------------------------------------------- the stage

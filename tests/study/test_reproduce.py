@@ -119,3 +119,13 @@ def test_a_capacity_run_compares_its_child_runs_too(trained):
     client.delete_run(gone.info.run_id)  # a grid cell that the reproduction lacks
     name = gone.info.run_name.split(" (")[0]
     assert reproduce.compare(run_id, result.reproduction)[1] == f"child run {name!r}: none in the reproduction"
+
+
+def test_nan_in_both_runs_is_the_same_value_and_nan_against_a_number_differs(monkeypatch):
+    nan = float("nan")
+    curves = {"a": {"median_final_loss": [(1, 0.5), (2, nan)]}, "b": {"median_final_loss": [(1, 0.5), (2, nan)]},
+              "c": {"median_final_loss": [(1, 0.5), (2, 0.25)]}}
+    monkeypatch.setattr(reproduce.reading, "all_curves", curves.__getitem__)
+    assert reproduce.compare_metrics("a", "b", 0) == (2, None)
+    count, first = reproduce.compare_metrics("a", "c", 0)
+    assert count == 1 and first == "metric median_final_loss, step 2: nan (original) vs 0.25 at step 2 (reproduction)"
