@@ -73,9 +73,30 @@ def kept_config(cfg: Any) -> Any:
 
 
 def resumed_config(state: dict[str, Any], cfg: Any) -> Any:
-    """The checkpoint's config, run with this command's ``--resume``, tracking URI and experiment."""
-    return dataclasses.replace(state["config"], resume=cfg.resume, tracking_uri=cfg.tracking_uri,
-                               experiment_name=cfg.experiment_name)
+    """The checkpoint's config, run with this command's ``--resume``, tracking URI and experiment, and the settings
+    of how it runs that the command gives (``--table``, ``--threads``, ``--data-dir``, ...). An option that would
+    change what the run is (``--filters 7`` on a run of 4) is refused in one line; one equal to the run's (a job
+    script that repeats its command with ``--resume``) is accepted."""
+    from pipeline.config.fields import SETTING
+
+    where = {"resume": cfg.resume, "tracking_uri": cfg.tracking_uri, "experiment_name": cfg.experiment_name}
+    bare = type(cfg)(**where)  # what the command holds when it gives nothing but these
+    saved = state["config"]
+    given = [f for f in dataclasses.fields(cfg) if f.name not in where and getattr(cfg, f.name) != getattr(bare, f.name)]
+    changed = [f.name for f in given if f.metadata.get("param", True) is not SETTING
+               and getattr(cfg, f.name) != getattr(saved, f.name, None)]
+    if changed:
+        flags = ", ".join(f"--{name.replace('_', '-')} {_shown(getattr(cfg, name))}" for name in changed)
+        raise ConfigError(f"{flags}: --resume continues the run with the settings it started with "
+                          f"({', '.join(f'{n} {_shown(getattr(saved, n, None))}' for n in changed)}); drop them, "
+                          "or start a new run without --resume")
+    settings = {f.name: getattr(cfg, f.name) for f in given if f.metadata.get("param", True) is SETTING}
+    return dataclasses.replace(saved, **where, **settings)
+
+
+def _shown(value: Any) -> str:
+    """A value as its option is written: 1,2,4 for a tuple."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def log(state: dict[str, Any], run_id: str) -> None:

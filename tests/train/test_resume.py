@@ -210,8 +210,13 @@ def test_image_capacity_stopped_in_its_second_cell_resumes_to_the_same_tables(mo
         code, _, err = _run(args, tmp_path, "cap")
     assert code == 143 and "pipeline capacity --resume" in error_lines(err)[0], err[-2000:]
     parent_id = error_lines(err)[0].split("--resume ")[1].rstrip("`")
-    code, _, err = _run(["capacity", "--resume", parent_id], tmp_path, "cap")
+    code, _, err = _run(["capacity", "--resume", parent_id, "--filters", "7", "--seeds", "3"], tmp_path, "cap")
+    assert code == 2 and error_lines(err) == [  # another grid is refused; the same seeds are no change
+        "Error: --filters 7: --resume continues the run with the settings it started with (filters 1,2); drop them, "
+        "or start a new run without --resume"], err[-2000:]
+    code, _, err = _run([*args, "--resume", parent_id, "--table", "seeds.csv"], tmp_path, "cap")  # a job script's rerun
     assert code == 0, err[-2000:]
+    assert len(pd.read_csv(tmp_path / "seeds.csv")) == 6  # a setting of how it runs: taken from the command
     import mlflow
 
     tables = []
