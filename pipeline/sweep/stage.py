@@ -192,7 +192,7 @@ def report(study: Any, cfg: SweepConfig, what: str, elapsed: float, client: Any,
                **{f"trials_{k.lower()}": v for k, v in counts.items()}}
     log_study_summary(study, best, param_names(cfg)[0], cfg.objective, metrics, drawing)
     provenance.describe(what, describe_result(study, best, metric_names(cfg), trained))
-    sweeps.tag_best(client, [b["mlflow_run_id"] for b in best if b["mlflow_run_id"]])
+    sweeps.tag_best(client, [b["mlflow_run_id"] for b in best if b["mlflow_run_id"]], cfg.study_name)
     return best, counts
 
 

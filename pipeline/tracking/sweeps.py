@@ -91,13 +91,21 @@ def log_summary(best: list[dict[str, Any]], metrics: Mapping[str, float]) -> Non
     mlflow.log_metrics(dict(metrics))
 
 
-def tag_best(mlflow_client: Any, run_ids: list[str]) -> None:
-    """Tag the runs of the best trial(s) ``best_trial = true``.
+def tag_best(mlflow_client: Any, run_ids: list[str], study_name: str | None = None) -> None:
+    """Tag the runs of the best trial(s) ``best_trial = true``; given ``study_name``, take the tag off the runs of
+    the study in the active run's experiment that an earlier sweep tagged and that are no longer best (so that
+    ``tags.best_trial = 'true'`` finds the study's best trials as they are now).
 
     Workers that finish together tag the same best run: on PostgreSQL the losers of that race get a
     unique violation on the tag's key, which means the tag is there already (checked, not assumed)."""
     from mlflow.exceptions import MlflowException
 
+    if study_name is not None:
+        import mlflow
+
+        for run in mlflow_client.search_runs([mlflow.active_run().info.experiment_id], "tags.best_trial = 'true'"):
+            if run.data.tags.get("study_name") == study_name and run.info.run_id not in run_ids:
+                mlflow_client.delete_tag(run.info.run_id, "best_trial")
     for run_id in run_ids:
         try:
             mlflow_client.set_tag(run_id, "best_trial", "true")

@@ -32,3 +32,18 @@ def test_a_lost_race_with_the_tag_in_place_is_done():
 def test_anything_else_still_fails(client):
     with pytest.raises(MlflowException):
         sweeps.tag_best(client, ["r1"])
+
+
+def test_a_better_trial_of_a_resumed_study_takes_the_tag_from_the_earlier_best(tmp_path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    experiment = client.create_experiment("tags", artifact_location=str(tmp_path / "artifacts"))
+    ids = {name: client.create_run(experiment, tags={"study_name": study}).info.run_id
+           for name, study in (("first", "s"), ("better", "s"), ("other-study", "t"))}
+    with mlflow.start_run(experiment_id=experiment):  # the sweep's parent run
+        sweeps.tag_best(client, [ids["first"], ids["other-study"]], "s")
+        sweeps.tag_best(client, [ids["better"]], "s")  # a later sweep of study s found a better trial
+    tagged = {name for name, run_id in ids.items() if client.get_run(run_id).data.tags.get("best_trial") == "true"}
+    assert tagged == {"better", "other-study"}  # another study's best keeps its tag
