@@ -10,6 +10,7 @@ runs it again, as Optuna does for the trial of a worker whose heartbeat stopped.
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,10 @@ def open_study(cfg: SweepConfig, tracking_uri: str, sampler_seed: int) -> Any:
 
     url = cfg.storage or DEFAULT_STORAGE
     storage = make_storage(cfg.storage, cfg.heartbeat_interval or None, cfg.grace_period, on_stale)
+    if cfg.heartbeat_interval and isinstance(storage, optuna.storages.JournalStorage):
+        print(f"note: --storage {url} keeps no heartbeats (Optuna's JournalStorage has none): a worker killed "
+              "mid-trial leaves its trial RUNNING; a SQLite or PostgreSQL storage fails and retries it",
+              file=sys.stderr)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress bar and the summary say enough
     quiet_failed_trials()
     sampler = make_sampler(cfg, sampler_seed)
