@@ -46,8 +46,9 @@ class SweepConfig(SystemMetricsFields, DataFields, TrackingFields):
     n_trials: int = opt(20, "trials for this worker (several workers add up)")
     timeout: float | None = opt(None, "stop this worker after this many seconds", SETTING)
     sampler: str = opt("tpe", "tpe | grid (exhaustive over the choices, never pruned) | random")
-    sampler_seed: int = opt(0, "base seed of the samplers (and of the models in the accuracy objective); each "
-                               "worker's sampler gets its own seed derived from it", within=NUMPY_SEED)
+    sampler_seed: int = opt(0, "base seed of the samplers (and of the models in the accuracy objective): worker i's "
+                               "sampler seed is derived from it and --worker-index i; without --worker-index the "
+                               "sampler's seed is random (the run's tag worker_sampler_seed)", within=NUMPY_SEED)
     pruner: str = opt("median", "median (stop a trial whose value so far is below the median of earlier trials at "
                                 "the same epoch) | none")
     pruner_startup_trials: int = opt(5, "median pruner: trials that finish before any trial is pruned (Optuna's "
@@ -129,7 +130,8 @@ class StudySummaryConfig:
 
     study_name: str = opt("detector-capacity", "Optuna study name")
     storage: str | None = opt(None, "Optuna storage URL (default sqlite:///optuna.db)")
-    top: int = opt(5, "how many best trials to print")
+    top: int = opt(5, "how many best trials to print (several objectives: of the Pareto front, best first "
+                      "objective first)")
 
     def __post_init__(self) -> None:
         check_fields(self)

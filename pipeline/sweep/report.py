@@ -151,6 +151,12 @@ def summary(study_name: str, storage: str | None, top: int = 5) -> str:
         sign = -1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1
         done.sort(key=lambda t: sign * t.value)
         best = [trial_row(t) for t in done[:top]]
+    front = len(best)  # several objectives: the Pareto front, its first ``top`` by the first objective shown
+    if len(study.directions) > 1:
+        sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+        best = sorted(best, key=lambda b: sign * b["values"][0])[:top]
     text = format_summary(study_name, redact(storage or "sqlite:///optuna.db"), best, counts,
                           [d.name.lower() for d in study.directions])
+    if front > len(best):
+        text += f"\n({front - len(best)} more trials on the Pareto front: --top {front} shows them all)"
     return text.replace("best trial:", "top trial:") if len(best) > 1 else text

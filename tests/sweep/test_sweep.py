@@ -315,6 +315,14 @@ def test_multi_objective_reports_the_pareto_front(client):
     assert "figures/pareto_front.png" in figures
     tagged = [r for r in _trial_runs(client, "pareto") if r.data.tags.get("best_trial") == "true"]
     assert len(tagged) == len(front)
+    from pipeline.sweep.report import summary
+
+    lines = summary("pareto", "sqlite:///optuna.db", top=1).splitlines()  # study-summary --top 1
+    shown = [line for line in lines if line.startswith("Pareto front:")]
+    best_first = max(study.best_trials, key=lambda t: (t.values[0], -t.values[1]))
+    assert len(shown) == 1 and shown[0].startswith(f"Pareto front: #{best_first.number} ")
+    more = f"({len(front) - 1} more trials on the Pareto front: --top {len(front)} shows them all)"
+    assert (lines[-1] == more) == (len(front) > 1)
 
 
 _RACE = """
@@ -363,3 +371,14 @@ def test_workers_creating_new_postgres_stores_at_once_do_not_race(postgres_db, t
     import mlflow
 
     assert sorted(e.name for e in mlflow.MlflowClient(mlflow_db).search_experiments()) == ["Default", "convnet-study"]
+
+
+def test_a_journal_storage_says_that_it_keeps_no_heartbeats(tracking_uri, tmp_path, capsys):
+    journal = str(tmp_path / "s.journal")
+    for name, interval in (("beats", 10), ("off", 0)):
+        sweep.run(SweepConfig(study_name=name, storage=journal, heartbeat_interval=interval, n_trials=1, seeds=4,
+                              epochs=20, progress=False), echo=lambda s: None)
+        notes = [line for line in capsys.readouterr().err.splitlines() if "keeps no heartbeats" in line]
+        assert notes == ([f"note: --storage {journal} keeps no heartbeats (Optuna's JournalStorage has none): a "
+                          "worker killed mid-trial leaves its trial RUNNING; a SQLite or PostgreSQL storage fails "
+                          "and retries it"] if interval else []), name
