@@ -104,6 +104,9 @@ class SweepConfig(SystemMetricsFields, DataFields, TrackingFields):
             raise ConfigError(f"--timeout must be > 0 seconds, got {self.timeout}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+        if self.grace_period is not None and not self.heartbeat_interval:
+            raise ConfigError(f"--grace-period {self.grace_period} needs heartbeats, and --heartbeat-interval 0 "
+                              "turns them off; drop one of them")
         if self.grace_period is not None and self.grace_period < 2 * self.heartbeat_interval:
             raise ConfigError(f"--grace-period {self.grace_period} is shorter than 2 x --heartbeat-interval "
                               f"{self.heartbeat_interval}: live trials would be failed as stale and computed "

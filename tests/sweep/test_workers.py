@@ -20,6 +20,8 @@ CASES = [
     case("grace-below-twice-the-heartbeat", "sweep", "--heartbeat-interval", "10", "--grace-period", "19",
          needle="--grace-period 20 or more"),
     case("grace-without-heartbeat-is-fine-but-zero-is-not", "sweep", "--grace-period", "0", needle="--grace-period"),
+    case("grace-with-heartbeats-off", "sweep", "--heartbeat-interval", "0", "--grace-period", "30",
+         needle="--heartbeat-interval 0 turns them off"),
     case("worker-index-negative", "sweep", "--worker-index", "-1", needle="--worker-index"),
 ]
 
