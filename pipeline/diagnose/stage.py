@@ -25,7 +25,6 @@ from pipeline.config.diagnosis import DiagnoseConfig
 from pipeline.diagnose import plots, source as sources, summaries
 from pipeline.diagnose.measure import Measured, measure, replay_check
 from pipeline.diagnose.verdicts import VERDICTS, Tolerances, classify, sensitivity, shares
-from pipeline.errors import ConfigError
 from pipeline.tracking import runs, studies
 from pipeline.tracking.rescue import Keep
 
@@ -47,9 +46,6 @@ def run(cfg: DiagnoseConfig, echo: Callable[[str], None] = print) -> DiagnoseRes
     """Diagnose every seed of the capacity run; log the table, the summaries and the figures."""
     runs.configure(cfg.tracking_uri, cfg.experiment_name)
     src = sources.read(cfg.capacity_run, cfg.filters, cfg.kernel_sizes, cfg.seeds)
-    if cfg.last_epochs > src.settings.epochs:  # the window, its verdicts and its param would say another L
-        raise ConfigError(f"--last-epochs {cfg.last_epochs} is longer than the capacity run's training "
-                          f"({src.settings.epochs} epochs); give at most {src.settings.epochs}")
     tol = Tolerances(cfg.delta, cfg.radius, cfg.last_epochs)
     tags = {"task": sources.TASK, "recipe": "synthetic", "dataset": "synthetic", "model": "detector1d",
             "seed": f"{src.seeds[0]}-{src.seeds[-1]}", "capacity_run": src.run_id}
