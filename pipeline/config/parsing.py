@@ -120,5 +120,10 @@ def defining_params(cfg: Any) -> dict[str, str]:
             continue
         if role == IF_CHANGED and value == f.default:
             continue
-        out[f.name] = ",".join(str(x) for x in value) if isinstance(value, tuple) else str(value)
+        out[f.name] = as_text(value)
     return out
+
+
+def as_text(value: Any) -> str:
+    """A config value as its option is written (and as its param shows): 1,2,4 for a tuple."""
+    return ",".join(str(x) for x in value) if isinstance(value, tuple) else str(value)

@@ -78,6 +78,7 @@ def resumed_config(state: dict[str, Any], cfg: Any) -> Any:
     change what the run is (``--filters 7`` on a run of 4) is refused in one line; one equal to the run's (a job
     script that repeats its command with ``--resume``) is accepted."""
     from pipeline.config.fields import SETTING
+    from pipeline.config.parsing import as_text
 
     where = {"resume": cfg.resume, "tracking_uri": cfg.tracking_uri, "experiment_name": cfg.experiment_name}
     bare = type(cfg)(**where)  # what the command holds when it gives nothing but these
@@ -86,17 +87,12 @@ def resumed_config(state: dict[str, Any], cfg: Any) -> Any:
     changed = [f.name for f in given if f.metadata.get("param", True) is not SETTING
                and getattr(cfg, f.name) != getattr(saved, f.name, None)]
     if changed:
-        flags = ", ".join(f"--{name.replace('_', '-')} {_shown(getattr(cfg, name))}" for name in changed)
+        flags = ", ".join(f"--{name.replace('_', '-')} {as_text(getattr(cfg, name))}" for name in changed)
         raise ConfigError(f"{flags}: --resume continues the run with the settings it started with "
-                          f"({', '.join(f'{n} {_shown(getattr(saved, n, None))}' for n in changed)}); drop them, "
+                          f"({', '.join(f'{n} {as_text(getattr(saved, n, None))}' for n in changed)}); drop them, "
                           "or start a new run without --resume")
     settings = {f.name: getattr(cfg, f.name) for f in given if f.metadata.get("param", True) is SETTING}
     return dataclasses.replace(saved, **where, **settings)
-
-
-def _shown(value: Any) -> str:
-    """A value as its option is written: 1,2,4 for a tuple."""
-    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def log(state: dict[str, Any], run_id: str) -> None:
