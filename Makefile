@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -c "from pipeline.capacity import fused; fused.warm()"  # numba compiles the 1D trainer once (~15 s)
+	$(PY) -c "from pipeline.capacity import fused, initial; fused.warm(); initial.check_torch()"  # numba compiles the
+	# 1D trainer once (~15 s); the installed torch is checked once to initialise as the trainer's own draws
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -22,8 +22,8 @@ of seeds or the configurations batched beside it, so the capacity stage, the swe
 replays of ``diagnose`` get the same bits for a seed however they batch it (``mean_bce`` gives
 the loss the same property). Against torch's own training (``pipeline train --seed s``) it
 agrees as ``kernel.py`` does: to float64 rounding in float64, to float32 rounding in float32
-(tests/capacity/test_kernel.py, test_multiseed.py). Tiles run on as many threads as torch has
-(the stage's ``--threads``); the bits do not depend on it.
+(tests/capacity/test_kernel.py, test_multiseed.py). Tiles run on as many threads as the caller asks (the
+stage's ``--threads``); the bits do not depend on it. Everything here is numpy: no torch is loaded.
 
 numba compiles the loops (``fused_loops.py``) on their first call and caches the machine code beside them (or in
 numba's user cache where that is read-only): 10-15 s once per install and dtype on 2 cores
@@ -35,62 +35,61 @@ import numba
 import numpy as np
 
 from pipeline.capacity.fused_loops import mean_bce_loop, mt19937_draws, run_epochs, step
+from pipeline.capacity.windows import Batch, WindowIndex, host
 
 
-def mean_bce(logits, count, positives, n: int):
-    """``kernel.mean_bce`` of CPU logits (G, models): a model's loss in the same bits whatever is beside it
-    (torch's vectorised softplus and column sums round a tensor's last elements differently)."""
-    import torch
-
-    x = np.ascontiguousarray(logits.detach().numpy())
+def mean_bce(logits: np.ndarray, index: WindowIndex) -> np.ndarray:
+    """The mean BCE-with-logits over the N rows of logits (G, models), (models,): a model's loss in the same bits
+    whatever is beside it (torch's vectorised softplus and column sums round a tensor's last elements
+    differently)."""
+    x = np.ascontiguousarray(logits)
     out = np.empty(x.shape[1], x.dtype)
-    mean_bce_loop(x, np.ascontiguousarray(count[:, 0].numpy(), x.dtype),
-                  np.ascontiguousarray(positives[:, 0].numpy(), x.dtype), x.dtype.type(n), out)
-    return torch.from_numpy(out)
+    mean_bce_loop(x, np.ascontiguousarray(host(index.count)[:, 0], x.dtype),
+                  np.ascontiguousarray(host(index.positives)[:, 0], x.dtype), x.dtype.type(index.n), out)
+    return out
 
 
-def _index_arrays(index, dtype) -> tuple:
-    """A ``kernel.WindowIndex`` as run_epochs reads it: windows without the filler row, ids (G, M) with each
-    group's number of valid windows (its fillers come last), count and positives (G,), N."""
-    P = index.windows.shape[0] - 1
-    ids = index.ids.cpu().numpy().reshape(index.groups, -1).astype(np.int64)
+def _index_arrays(index: WindowIndex, dtype) -> tuple:
+    """A ``WindowIndex`` as run_epochs reads it: windows without the filler row, ids (G, M) with each group's
+    number of valid windows (its fillers come last), count and positives (G,), N."""
+    windows = host(index.windows)
+    P = windows.shape[0] - 1
+    ids = host(index.ids).reshape(index.groups, -1).astype(np.int64)
     lengths = (ids != P).sum(axis=1).astype(np.int64)
-    return (np.ascontiguousarray(index.windows[:-1].cpu().numpy(), dtype=dtype), ids, lengths,
-            np.ascontiguousarray(index.count[:, 0].cpu().numpy(), dtype=dtype),
-            np.ascontiguousarray(index.positives[:, 0].cpu().numpy(), dtype=dtype), dtype.type(index.n))
+    return (np.ascontiguousarray(windows[:-1], dtype=dtype), ids, lengths,
+            np.ascontiguousarray(host(index.count)[:, 0], dtype=dtype),
+            np.ascontiguousarray(host(index.positives)[:, 0], dtype=dtype), dtype.type(index.n))
 
 
 class _Block:
     """The consecutive models of one filter count F: columns [col, col + S·F) of the (k + 2, U) units
     (unit s·F + f), models [model, model + S); their weights in run_epochs' (k + 2, F, S) layout."""
 
-    def __init__(self, units, const, bufs, col: int, model: int, models: int, filters: int):
+    def __init__(self, units: np.ndarray, const: np.ndarray, bufs, col: int, model: int, models: int,
+                 filters: int):
         self.cols, self.rows, self.F, self.S = slice(col, col + models * filters), slice(model, model + models), \
             filters, models
         self.theta = self._lanes(units)
-        self.const = np.ascontiguousarray(const[self.rows].cpu().numpy())
+        self.const = np.ascontiguousarray(const[self.rows])
         self.bufs = self._lanes(bufs[0]) if bufs else np.zeros_like(self.theta)
-        self.bufc = np.ascontiguousarray(bufs[1][self.rows].cpu().numpy()) if bufs else np.zeros_like(self.const)
+        self.bufc = np.ascontiguousarray(bufs[1][self.rows]) if bufs else np.zeros_like(self.const)
         self.grad, self.gconst = np.empty_like(self.theta), np.empty_like(self.const)
         self.logits: np.ndarray | None = None
 
-    def _lanes(self, t):
-        return np.ascontiguousarray(t[:, self.cols].cpu().numpy().reshape(t.shape[0], self.S, self.F)
-                                    .transpose(0, 2, 1))
+    def _lanes(self, a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[:, self.cols].reshape(a.shape[0], self.S, self.F).transpose(0, 2, 1))
 
     def columns(self, a: np.ndarray) -> np.ndarray:
         """(k + 2, F, S) back to the units' (k + 2, S·F) columns."""
         return a.transpose(0, 2, 1).reshape(a.shape[0], self.S * self.F)
 
 
-def _blocks(units, const, batch, bufs) -> list[_Block]:
+def _blocks(units: np.ndarray, const: np.ndarray, batch: Batch, bufs) -> list[_Block]:
     """``batch``'s models split into runs of equal filter count (each model's units are consecutive)."""
-    import torch
-
-    owner = batch.model_of_unit.cpu()
-    if owner.numel() and bool((owner[1:] < owner[:-1]).any()):
+    owner = host(batch.model_of_unit)
+    if owner.size and bool((owner[1:] < owner[:-1]).any()):
         raise ValueError("the fused trainer needs each model's units consecutive, models in order")
-    sizes = torch.bincount(owner, minlength=batch.models).tolist()
+    sizes = np.bincount(owner, minlength=batch.models).tolist()
     blocks, col, start = [], 0, 0
     for m in range(1, batch.models + 1):
         if m == batch.models or sizes[m] != sizes[start]:
@@ -100,14 +99,14 @@ def _blocks(units, const, batch, bufs) -> list[_Block]:
     return blocks
 
 
-def sgd_epochs(units, const, index, batch, *, lr: float, momentum: float, weight_decay: float, epochs: int,
-               bufs=None, on_epoch=None, look_at=None) -> list:
-    """``multiseed.sgd_epochs`` on the CPU: the same contract (in place; returns the momentum buffers; calls
-    ``on_epoch`` at the epochs of ``look_at``, every epoch where it is None), compiled."""
-    import torch
-
-    numba.set_num_threads(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))  # tiles split over them
-    dtype = np.dtype(str(units.dtype).removeprefix("torch."))
+def sgd_epochs(units: np.ndarray, const: np.ndarray, index: WindowIndex, batch: Batch, *, lr: float,
+               momentum: float, weight_decay: float, epochs: int, threads: int, bufs=None, on_epoch=None,
+               look_at=None) -> list[np.ndarray]:
+    """``multiseed.sgd_epochs``' contract on numpy arrays (in place; returns the momentum buffers; calls
+    ``on_epoch(epoch, logits, grad_units, grad_const)`` at the epochs of ``look_at``, every epoch where it is
+    None), compiled; the tiles split over ``threads`` threads (the bits do not depend on it)."""
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # thread-local in numba
+    dtype = units.dtype
     data = _index_arrays(index, dtype)
     rates = tuple(dtype.type(v) for v in (lr, momentum, weight_decay))
     blocks = _blocks(units, const, batch, bufs)
@@ -126,11 +125,20 @@ def sgd_epochs(units, const, index, batch, *, lr: float, momentum: float, weight
     _write(units, const, blocks)
     if momentum == 0:
         return []
-    out = [torch.empty_like(units), torch.empty_like(const)]
+    out = [np.empty_like(units), np.empty_like(const)]
     for b in blocks:
-        out[0][:, b.cols] = torch.from_numpy(b.columns(b.bufs))
-        out[1][b.rows] = torch.from_numpy(b.bufc)
+        out[0][:, b.cols] = b.columns(b.bufs)
+        out[1][b.rows] = b.bufc
     return out
+
+
+def logits(units: np.ndarray, const: np.ndarray, index: WindowIndex, batch: Batch) -> np.ndarray:
+    """The logits (G, models) of every row group of ``index`` under the weights (units, const): the forward
+    pass that trains them, so a score agrees with the training's own (the weights untouched)."""
+    data = _index_arrays(index, units.dtype)
+    blocks = _blocks(units, const, batch, None)
+    _run(blocks, True, data, tuple(units.dtype.type(0) for _ in range(3)), 1, False)
+    return np.concatenate([b.logits for b in blocks], axis=1)
 
 
 def _run(blocks: list[_Block], first: bool, data: tuple, rates: tuple, epochs: int, step_last: bool) -> None:
@@ -140,25 +148,20 @@ def _run(blocks: list[_Block], first: bool, data: tuple, rates: tuple, epochs: i
                    b.gconst)
 
 
-def _write(units, const, blocks: list[_Block]) -> None:
-    """The blocks' weights back into the caller's tensors (which the trainer updates in place)."""
-    import torch
-
+def _write(units: np.ndarray, const: np.ndarray, blocks: list[_Block]) -> None:
+    """The blocks' weights back into the caller's arrays (which the trainer updates in place)."""
     for b in blocks:
-        units[:, b.cols] = torch.from_numpy(b.columns(b.theta))
-        const[b.rows] = torch.from_numpy(b.const)
+        units[:, b.cols] = b.columns(b.theta)
+        const[b.rows] = b.const
 
 
-def _outputs(blocks: list[_Block], units, const) -> tuple:
+def _outputs(blocks: list[_Block], units: np.ndarray, const: np.ndarray) -> tuple:
     """(logits (G, models), unit gradients (k + 2, U), const gradients (models,)) of the last pass."""
-    import torch
-
-    logits = torch.from_numpy(np.concatenate([b.logits for b in blocks], axis=1))
-    grad_units, grad_const = torch.empty_like(units), torch.empty_like(const)
+    grad_units, grad_const = np.empty_like(units), np.empty_like(const)
     for b in blocks:
-        grad_units[:, b.cols] = torch.from_numpy(b.columns(b.grad))
-        grad_const[b.rows] = torch.from_numpy(b.gconst)
-    return logits, grad_units, grad_const
+        grad_units[:, b.cols] = b.columns(b.grad)
+        grad_const[b.rows] = b.gconst
+    return np.concatenate([b.logits for b in blocks], axis=1), grad_units, grad_const
 
 
 def warm() -> None:

@@ -2,47 +2,49 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
-from pipeline.models.registry import build_model
+GAIN = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))  # torch.nn.init.calculate_gain("leaky_relu", sqrt(5)): the
+# kaiming_uniform_ of nn.Conv1d's and nn.Linear's weights
 
 
-def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Initial (unit parameters (k + 2, S·F), linear biases (S,)) in float32, exactly as ``build_model(seed=s)``.
 
     ``Detector1d``'s constructor seeds torch's CPU generator (a Mersenne Twister) with s and draws, in this order,
     ``Conv1d``'s weight (F·k values, kaiming uniform: bound 1/sqrt(k)) and bias (F, 1/sqrt(k)), then ``Linear``'s
     weight and bias (F and 1, 1/sqrt(F)), each value ``uniform_(-bound, bound)``. The same draws come from
     ``fused_loops.mt19937_draws`` for all seeds at once and are scaled as torch scales them (``_uniform``):
-    0.5 ms for 200 seeds, without a torch call per seed (a stage's thread that trains while another logs would
-    wait for the interpreter lock at each). A test checks every weight bit for bit, and ``_check_torch`` checks
-    one model in each process, so that a torch that initialises otherwise fails loudly. The global RNG state
-    is left as it was: the draws do not use it, and the check builds its model under ``fork_rng`` (called from
-    a training thread, it reseeds torch's generator for that moment: nothing else in the stage draws then).
+    0.5 ms for 200 seeds, without torch (a stage's thread that trains while another logs would wait for the
+    interpreter lock at each torch call, and the capacity stage on the CPU does not load torch at all).
+
+    A test checks every weight bit for bit, and ``check_torch`` checks one model against the installed torch, so
+    that a torch that initialises otherwise fails loudly: once per installed torch (a stamp file beside numba's
+    cached machine code, keyed by torch's version file), else in every process.
     """
-    _check_torch()
+    check_torch()
     return _draws(filters, kernel_size, seeds)
 
 
-def _draws(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _draws(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """``initial_weights`` without the check."""
     from pipeline.capacity.fused_loops import mt19937_draws
 
     S, F, k = len(seeds), filters, kernel_size
     raw = np.empty((S, F * k + 2 * F + 1), np.uint32)
     mt19937_draws(np.array([int(s) & 0xFFFFFFFF for s in seeds], np.int64), raw)
-    gain = torch.nn.init.calculate_gain("leaky_relu", math.sqrt(5))  # nn.Conv1d's and nn.Linear's kaiming_uniform_
-    conv = _uniform(raw[:, :F * k], math.sqrt(3.0) * (gain / math.sqrt(k))).reshape(S, F, k)
+    conv = _uniform(raw[:, :F * k], math.sqrt(3.0) * (GAIN / math.sqrt(k))).reshape(S, F, k)
     bias = _uniform(raw[:, F * k:F * k + F], 1 / math.sqrt(k))
-    linear = _uniform(raw[:, F * k + F:F * k + 2 * F], math.sqrt(3.0) * (gain / math.sqrt(F)))
+    linear = _uniform(raw[:, F * k + F:F * k + 2 * F], math.sqrt(3.0) * (GAIN / math.sqrt(F)))
     const = _uniform(raw[:, -1], 1 / math.sqrt(F))
     taps = conv.transpose(2, 0, 1).reshape(k, S * F)  # (k, S·F), unit = s·F + f
-    units = np.concatenate([taps, bias.reshape(1, S * F), linear.reshape(1, S * F)])
-    return torch.from_numpy(np.ascontiguousarray(units)), torch.from_numpy(const)
+    return np.ascontiguousarray(np.concatenate([taps, bias.reshape(1, S * F), linear.reshape(1, S * F)])), const
 
 
 def _uniform(raw: np.ndarray, bound: float) -> np.ndarray:
@@ -54,12 +56,42 @@ def _uniform(raw: np.ndarray, bound: float) -> np.ndarray:
 
 
 @functools.cache
-def _check_torch() -> None:
-    """Once per process: ``initial_weights`` of one seed equal ``build_model``'s, or a RuntimeError that says so."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+def check_torch() -> None:
+    """``initial_weights`` of one seed equal ``build_model``'s under the installed torch, or a RuntimeError that
+    says so: checked in this process unless a stamp says this torch passed it before."""
+    stamp = _stamp()
+    if stamp is not None and stamp.exists():
+        return
+    _compare()
+    if stamp is not None:
+        try:
+            stamp.parent.mkdir(exist_ok=True)
+            stamp.touch()
+        except OSError:  # a read-only install: the next process checks again (0.1 s once torch is loaded)
+            pass
+
+
+def _stamp() -> Path | None:
+    """The file that says the installed torch passed ``_compare`` (named by a hash of torch's version file, which
+    an install or upgrade rewrites; found without importing torch); None where torch's files are not found."""
+    spec = importlib.util.find_spec("torch")
+    version = Path(spec.origin).with_name("version.py") if spec and spec.origin else None
+    if version is None or not version.is_file():
+        return None
+    key = hashlib.sha256(str(version).encode() + version.read_bytes()).hexdigest()[:16]
+    return Path(__file__).with_name("__pycache__") / f"initial_weights.torch-{key}.checked"
+
+
+def _compare() -> None:
+    import torch
+
+    from pipeline.models.registry import build_model
+
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the global generator is left as it was
         model = build_model("detector1d", (1, 3), 1, (2,), (3,), seed=7)
         expected = torch.cat([model.conv.weight[:, 0].T, model.conv.bias[None], model.linear.weight])
     units, const = _draws(2, 3, [7])
-    if not (torch.equal(units, expected) and torch.equal(const, model.linear.bias.detach())):
+    if not (torch.equal(torch.from_numpy(units), expected) and
+            torch.equal(torch.from_numpy(const), model.linear.bias.detach())):
         raise RuntimeError(f"torch {torch.__version__} initialises Detector1d unlike the draws of "
                            "capacity.initial.initial_weights: they would not start where `pipeline train` does")

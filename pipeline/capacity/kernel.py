@@ -19,108 +19,20 @@ Why it is fast (the model is tiny, so per-op overhead and memory traffic dominat
   (tests/capacity/test_kernel.py), but on the CPU both of the latter are scalar loops and the
   default capacity grid trained 1.4-2.3x slower with them (torch 2.14, 1 thread).
 
-Used by ``multiseed.py``, which owns the initial weights, the SGD step and the results: these
-torch passes are its engine off the CPU (and the forward is how the diagnosis looks at weights);
+The windows, the batch layout and the accuracy are ``windows.py``'s (numpy). Used by ``multiseed.py``, which
+owns the initial weights, the SGD step and the results: these torch passes are its engine off the CPU (and the forward is how the diagnosis looks at weights);
 on the CPU ``fused.py`` runs the same rewrite as one compiled loop, 2.7x faster on one thread
 over the default grid.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 
-from pipeline.errors import ConfigError
-
-
-# --------------------------------------------------------------------------- data
-@dataclass(frozen=True)
-class WindowIndex:
-    """A binary data set (N, 1, W) seen through k-wide windows, compressed exactly."""
-
-    windows: torch.Tensor  # (P + 1, k) distinct windows (zero padding k//2 each side); last row: filler
-    ids: torch.Tensor  # (G·M,) int64: each group's windows in order of first appearance, then fillers
-    groups: int  # G: groups of rows with the same windows in the same order of first appearance
-    count: torch.Tensor  # (G, 1) rows in each group
-    positives: torch.Tensor  # (G, 1) rows with y = 1 in each group
-    n: int  # rows in the data set
-
-    @property
-    def per_group(self) -> int:
-        return self.ids.shape[0] // self.groups
-
-    @classmethod
-    def build(cls, X: torch.Tensor, y: torch.Tensor, kernel_size: int) -> "WindowIndex":
-        X = torch.as_tensor(X).detach().to(device="cpu", dtype=torch.float64)
-        if X.dim() == 3:
-            if X.shape[1] != 1:
-                raise ConfigError(f"multiseed trains the 1-channel detector; got X of shape {tuple(X.shape)}")
-            X = X[:, 0]
-        n, width = X.shape
-        labels = torch.as_tensor(y).reshape(-1).double().cpu().numpy()
-        if labels.shape[0] != n:
-            raise ConfigError(f"X has {n} rows but y has {labels.shape[0]}")
-        pad = kernel_size // 2
-        windows = torch.nn.functional.pad(X, (pad, pad)).unfold(1, kernel_size, 1)  # (N, W, k)
-        uniq, inverse = np.unique(windows.reshape(n * width, kernel_size).numpy(), axis=0, return_inverse=True)
-        inverse = inverse.reshape(n, width)
-        filler = len(uniq)  # a window whose pre-activation is -inf: never the max
-        keys: dict[tuple[int, ...], int] = {}
-        count, positives = [], []
-        for i in range(n):
-            key = tuple(dict.fromkeys(inverse[i].tolist()))  # distinct windows, first appearance first
-            g = keys.setdefault(key, len(keys))
-            if g == len(count):
-                count.append(0.0)
-                positives.append(0.0)
-            count[g] += 1.0
-            positives[g] += float(labels[i])
-        m = max(len(key) for key in keys)
-        ids = [w for key in keys for w in (*key, *[filler] * (m - len(key)))]
-        table = np.concatenate([uniq, np.zeros((1, kernel_size))])
-        ids = torch.tensor(ids, dtype=torch.int64)
-        return cls(
-            windows=torch.from_numpy(table),
-            ids=ids,
-            groups=len(keys),
-            count=torch.tensor(count, dtype=torch.float64).unsqueeze(1),
-            positives=torch.tensor(positives, dtype=torch.float64).unsqueeze(1),
-            n=n,
-        )
-
-    @classmethod
-    def cached(cls, X: torch.Tensor, y: torch.Tensor, kernel_size: int) -> "WindowIndex":
-        """``build``, remembered for the last few (data, k): a grid's cells of one k share their data, and
-        building costs more than a cell's training (``build`` reads X and y as float64, so does the key).
-        The index is shared: nothing may change it in place (the passes here only read it)."""
-        x = torch.as_tensor(X).detach().to(device="cpu", dtype=torch.float64).numpy()
-        labels = torch.as_tensor(y).detach().to(device="cpu", dtype=torch.float64).numpy()
-        return _built(x.tobytes(), x.shape, labels.tobytes(), labels.shape, kernel_size)
-
-    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "WindowIndex":
-        return WindowIndex(self.windows.to(device, dtype), self.ids.to(device), self.groups,
-                           self.count.to(device, dtype), self.positives.to(device, dtype), self.n)
-
-
-@functools.lru_cache(maxsize=8)
-def _built(x: bytes, x_shape: tuple, labels: bytes, labels_shape: tuple, kernel_size: int) -> WindowIndex:
-    X = torch.from_numpy(np.frombuffer(x, dtype=np.float64).reshape(x_shape).copy())
-    y = torch.from_numpy(np.frombuffer(labels, dtype=np.float64).reshape(labels_shape).copy())
-    return WindowIndex.build(X, y, kernel_size)
+from pipeline.capacity.windows import Batch, WindowIndex, accuracy  # noqa: F401 - kernel.accuracy, as before
+from pipeline.train.sgd import sgd_update
 
 
 # --------------------------------------------------------------------------- forward/backward
-@dataclass
-class Batch:
-    """What the forward and backward passes need to know about the units' layout."""
-
-    k: int
-    model_of_unit: torch.Tensor  # (U,) int64: which model (column of the logits) a unit feeds
-    models: int  # number of models in the batch
-
-
 class Workspace:
     """Buffers reused every epoch: fresh multi-MB tensors per op cost more than the arithmetic."""
 
@@ -167,6 +79,24 @@ def backward(units: torch.Tensor, index: WindowIndex, batch: Batch, fwd, grad_un
     return dl.sum(dim=0)
 
 
+def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, batch: Batch, *, lr: float,
+               momentum: float, weight_decay: float, epochs: int, bufs, on_epoch, look_at) -> list[torch.Tensor]:
+    """``multiseed.sgd_epochs`` on the torch engine (any device): these passes and ``train.sgd``'s step."""
+    params, grads = [units, const], [torch.empty_like(units), None]
+    bufs = [b.clone() for b in bufs] if bufs else [None, None]
+    ws = Workspace(index, units)
+    watched = None if look_at is None else set(look_at)
+    with torch.no_grad():
+        for epoch in range(1, epochs + 1):
+            fwd = forward(units, const, index, batch, ws)
+            grads[1] = backward(units, index, batch, fwd, grads[0])
+            if on_epoch is not None and (watched is None or epoch in watched):
+                on_epoch(epoch, fwd[0], grads[0], grads[1])
+            sgd_update(params, grads, bufs, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                       grads_are_scratch=True)  # both gradients are this epoch's own tensors
+    return [b for b in bufs if b is not None]
+
+
 def _has_ties(chosen: torch.Tensor) -> bool:
     """Whether some (group, unit) has more than one maximal window."""
     if chosen.numel() < 2**24:  # a float32 sum of fewer than 2^24 ones is exact
@@ -187,13 +117,6 @@ def mean_bce(logits: torch.Tensor, index: WindowIndex) -> torch.Tensor:
     if logits.device.type == "cpu":
         from pipeline.capacity import fused
 
-        return fused.mean_bce(logits, index.count, index.positives, index.n)
+        return torch.from_numpy(fused.mean_bce(logits.detach().numpy(), index))
     per_group = torch.nn.functional.softplus(logits).mul_(index.count).sub_(logits * index.positives)
     return per_group.sum(dim=0).div_(index.n)
-
-
-def accuracy(logits: torch.Tensor, index: WindowIndex) -> np.ndarray:
-    """Share of rows with (logit > 0) == y, (models,) float64: a count over N, as in `train`."""
-    pred = (logits > 0).to(logits.dtype)
-    correct = pred * index.positives + (1 - pred) * (index.count - index.positives)
-    return np.rint(correct.sum(dim=0).cpu().numpy().astype(np.float64)) / index.n

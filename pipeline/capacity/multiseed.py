@@ -9,8 +9,8 @@ Why it is fast: the model is tiny, so per-op overhead and memory traffic dominat
 forward and backward work on distinct windows and row groups (``kernel.py``), and
 ``sgd_epochs`` runs them on one of two engines: on the CPU the compiled loop of ``fused.py``
 (numba; a tile of seeds at a time stays in the L1 cache for all its epochs, tiles split
-over the stage's threads), elsewhere torch's ops of ``kernel.py`` with units (model,
-filter) as columns. The step is torch.optim.SGD's: ``d = g + wd·p; buf = m·buf + d``
+over the stage's threads; numpy arrays, no torch loaded), elsewhere torch's ops of
+``kernel.py`` with units (model, filter) as columns. The step is torch.optim.SGD's: ``d = g + wd·p; buf = m·buf + d``
 (``buf = d`` at step 1); ``p -= lr·buf`` (the torch engine calls ``train.sgd.sgd_update``, the
 compiled one rounds each product and sum on its own).
 
@@ -32,15 +32,16 @@ the batch width).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
-import torch
 
 from pipeline.capacity.initial import initial_weights
-from pipeline.capacity.kernel import Batch, WindowIndex, Workspace, accuracy, backward, forward, mean_bce
+from pipeline.capacity.windows import Batch, WindowIndex, accuracy, host
 from pipeline.errors import ConfigError
-from pipeline.train.sgd import sgd_update
+
+if TYPE_CHECKING:
+    import torch
 
 
 # --------------------------------------------------------------------------- training
@@ -49,7 +50,7 @@ ENGINES = ("auto", "fused", "torch")
 
 @dataclass(frozen=True)
 class MultiSeedResult:
-    """Per-seed outcome of one configuration; row i belongs to ``seeds[i]``."""
+    """Per-seed outcome of one configuration; row i belongs to ``seeds[i]``. Weights are numpy arrays."""
 
     filters: int
     kernel_size: int
@@ -59,23 +60,26 @@ class MultiSeedResult:
     test_accuracy: np.ndarray | None  # (S,) accuracy of the final weights on (X_test, y_test)
     history: np.ndarray | None  # (S, T) training loss at ``history_epochs``
     history_epochs: np.ndarray | None  # (T,) 1-based epochs of the history columns
-    conv_weight: torch.Tensor  # (S, F, 1, k) final weights
-    conv_bias: torch.Tensor  # (S, F)
-    linear_weight: torch.Tensor  # (S, 1, F)
-    linear_bias: torch.Tensor  # (S, 1)
+    conv_weight: np.ndarray  # (S, F, 1, k) final weights
+    conv_bias: np.ndarray  # (S, F)
+    linear_weight: np.ndarray  # (S, 1, F)
+    linear_bias: np.ndarray  # (S, 1)
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
-        """Final weights of ``seeds[i]``, loadable into ``Detector1d(F, k)``."""
-        return {"conv.weight": self.conv_weight[i].clone(), "conv.bias": self.conv_bias[i].clone(),
-                "linear.weight": self.linear_weight[i].clone(), "linear.bias": self.linear_bias[i].clone()}
+        """Final weights of ``seeds[i]`` as torch tensors, loadable into ``Detector1d(F, k)``."""
+        import torch
+
+        return {name: torch.from_numpy(np.array(a[i])) for name, a in (
+            ("conv.weight", self.conv_weight), ("conv.bias", self.conv_bias),
+            ("linear.weight", self.linear_weight), ("linear.bias", self.linear_bias))}
 
 
-def train_seeds(filters: int, kernel_size: int, seeds: Sequence[int], X: torch.Tensor, y: torch.Tensor,
+def train_seeds(filters: int, kernel_size: int, seeds: Sequence[int], X: Any, y: Any,
                 **options: Any) -> MultiSeedResult:
     """Train ``Detector1d(filters, kernel_size)`` from every seed in ``seeds`` on (X, y) at once.
 
     ``options`` are those of ``train_configs`` (optimizer settings, epochs, history, test set,
-    device, dtype).
+    device, dtype, engine, threads).
     """
     return train_configs([(filters, kernel_size)], seeds, X, y, **options)[0]
 
@@ -83,46 +87,50 @@ def train_seeds(filters: int, kernel_size: int, seeds: Sequence[int], X: torch.T
 def train_configs(
     configs: Sequence[tuple[int, int]],
     seeds: Sequence[int],
-    X: torch.Tensor,
-    y: torch.Tensor,
+    X: Any,
+    y: Any,
     *,
     lr: float = 0.05,
     momentum: float = 0.9,
     weight_decay: float = 1e-3,
     epochs: int = 500,
     history_every: int = 0,
-    X_test: torch.Tensor | None = None,
-    y_test: torch.Tensor | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    X_test: Any = None,
+    y_test: Any = None,
+    device: Any = "cpu",
+    dtype: Any = "float32",
     on_record: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     engine: str = "auto",
+    threads: int | None = None,
 ) -> list[MultiSeedResult]:
     """Train ``Detector1d(F, k)`` for each (F, k) in ``configs`` from every seed, one result each.
 
-    X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}. ``history_every`` = n > 0
-    records the training loss at epoch 1, every n-th epoch and the last epoch, and calls
+    X is (N, 1, W) or (N, W); y is (N, 1) or (N,) in {0, 1}: numpy arrays or torch tensors. ``history_every``
+    = n > 0 records the training loss at epoch 1, every n-th epoch and the last epoch, and calls
     ``on_record(epoch, loss, accuracy)`` there with every model's training loss and accuracy
     so far (models in the order of ``configs``, seeds within; an exception it raises stops
-    the training, e.g. Optuna's pruning). ``dtype`` float64 is for checks: it tells float32
-    rounding apart from a real difference. ``engine``: ``sgd_epochs``' (auto: compiled on the CPU).
+    the training, e.g. Optuna's pruning). ``dtype`` (numpy's or torch's name) float64 is for checks: it tells
+    float32 rounding apart from a real difference. ``engine``: ``sgd_epochs``' (auto: compiled on the CPU).
+    ``threads``: the compiled engine's (None: torch's thread count).
 
     Configurations with the same kernel size share one computation. On the compiled engine a
     seed's result is that of training it alone, bit for bit; on the torch engine it agrees up
     to float rounding (how a reduction is vectorised depends on the batch width), so callers
     there that must reproduce each other exactly should batch the same way
-    (``outcomes.seed_table`` is that one way).
+    (``outcomes.seed_table`` is that one way). Accuracies on (X_test, y_test) come from the compiled forward.
     """
     seeds = tuple(int(s) for s in seeds)
     configs = [(int(f), int(k)) for f, k in configs]
     _check(configs, seeds, epochs, X_test is None, y_test is None)
-    device = torch.device(device)
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     results: dict[tuple[int, int], MultiSeedResult] = {}
     for k in sorted({k for _, k in configs}):
         filters = list(dict.fromkeys(f for f, kk in configs if kk == k))
         out = _train_kernel(filters, k, seeds, X, y, lr=lr, momentum=momentum, weight_decay=weight_decay,
                             epochs=epochs, history_every=history_every, X_test=X_test, y_test=y_test,
-                            device=device, dtype=dtype, on_record=on_record, engine=engine)
+                            device=device, dtype=_numpy_dtype(dtype), on_record=on_record,
+                            engine=engine_of(device) if engine == "auto" else engine, threads=threads)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
 
@@ -141,21 +149,38 @@ def _check(configs: list[tuple[int, int]], seeds: tuple[int, ...], epochs: int, 
         raise ConfigError("give both X_test and y_test, or neither")
 
 
-def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: str | torch.device = "cpu",
-                  dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+def _numpy_dtype(dtype: Any) -> np.dtype:
+    """numpy's dtype of a numpy or torch dtype (torch.float64 -> float64)."""
+    return np.dtype(str(dtype).removeprefix("torch.") if hasattr(dtype, "is_floating_point") else dtype)
+
+
+def stack_arrays(filters: Sequence[int], k: int, seeds: Sequence[int],
+                 dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, Batch]:
     """The initial weights of every (F, seed) of ``filters`` x ``seeds`` as one batch, config-major:
     units (k + 2, U), linear biases (len(filters)·S,) and the layout (model m = i·S + seed index)."""
     S = len(seeds)
     parts = [initial_weights(f, k, seeds) for f in filters]
-    units = torch.cat([u for u, _ in parts], dim=1).to(device, dtype)  # (k + 2, U)
-    const = torch.cat([c for _, c in parts]).to(device, dtype)  # (models,)
-    owner = torch.cat([torch.arange(S).repeat_interleave(f) + i * S for i, f in enumerate(filters)])
-    return units, const, Batch(k=k, model_of_unit=owner.to(device), models=len(filters) * S)
+    units = np.concatenate([u for u, _ in parts], axis=1).astype(dtype)  # (k + 2, U)
+    const = np.concatenate([c for _, c in parts]).astype(dtype)  # (models,)
+    owner = np.concatenate([np.repeat(np.arange(S), f) + i * S for i, f in enumerate(filters)])
+    return units, const, Batch(k=k, model_of_unit=owner, models=len(filters) * S)
 
 
-def engine_of(device: str | torch.device) -> str:
-    """What ``auto`` runs on ``device``: the compiled loop on the CPU, torch's ops elsewhere."""
-    return "fused" if torch.device(device).type == "cpu" else "torch"
+def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: Any = "cpu",
+                  dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """``stack_arrays`` as torch tensors on ``device`` (``dtype``: float32 when None)."""
+    import torch
+
+    units, const, batch = stack_arrays(filters, k, seeds)
+    dtype = dtype or torch.float32
+    return (torch.from_numpy(units).to(device, dtype), torch.from_numpy(const).to(device, dtype),
+            Batch(k=k, model_of_unit=torch.from_numpy(batch.model_of_unit).to(device), models=batch.models))
+
+
+def engine_of(device: Any) -> str:
+    """What ``auto`` runs on ``device`` (a name or a torch.device): the compiled loop on the CPU, torch's ops
+    elsewhere."""
+    return "fused" if str(device).split(":")[0] == "cpu" else "torch"
 
 
 def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, batch: Batch, *, lr: float,
@@ -170,59 +195,81 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
     ``const`` still hold that epoch's weights): the one place a caller looks inside the loop.
 
     ``engine``: ``fused`` runs the compiled loop of ``fused.py`` (the CPU's, what ``auto`` picks
-    there), ``torch`` the tensor ops of ``kernel.py`` (any device; what ``auto`` picks elsewhere).
-    Both follow one seed as ``pipeline train --seed s`` does, within float rounding.
+    there; on torch's thread count), ``torch`` the tensor ops of ``kernel.py`` (any device; what ``auto`` picks
+    elsewhere). Both follow one seed as ``pipeline train --seed s`` does, within float rounding.
     """
+    import torch
+
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if (engine_of(units.device) if engine == "auto" else engine) == "fused":
         from pipeline.capacity import fused
 
-        return fused.sgd_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                epochs=epochs, bufs=bufs, on_epoch=on_epoch, look_at=look_at)
-    params, grads = [units, const], [torch.empty_like(units), None]
-    bufs = [b.clone() for b in bufs] if bufs else [None, None]
-    ws = Workspace(index, units)
-    watched = None if look_at is None else set(look_at)
-    with torch.no_grad():
-        for epoch in range(1, epochs + 1):
-            fwd = forward(units, const, index, batch, ws)
-            grads[1] = backward(units, index, batch, fwd, grads[0])
-            if on_epoch is not None and (watched is None or epoch in watched):
-                on_epoch(epoch, fwd[0], grads[0], grads[1])
-            sgd_update(params, grads, bufs, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                       grads_are_scratch=True)  # both gradients are this epoch's own tensors
-    return [b for b in bufs if b is not None]
+        def seen(epoch: int, *arrays: np.ndarray) -> None:
+            on_epoch(epoch, *(torch.from_numpy(a) for a in arrays))
+
+        out = fused.sgd_epochs(units.numpy(), const.numpy(), index, batch, lr=lr, momentum=momentum,
+                               weight_decay=weight_decay, epochs=epochs, threads=torch.get_num_threads(),
+                               bufs=[b.numpy() for b in bufs] if bufs else None,
+                               on_epoch=seen if on_epoch is not None else None, look_at=look_at)
+        return [torch.from_numpy(b) for b in out]
+    from pipeline.capacity.kernel import sgd_epochs as torch_epochs
+
+    return torch_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        epochs=epochs, bufs=bufs, on_epoch=on_epoch, look_at=look_at)
+
+
+def _epochs(units: np.ndarray, const: np.ndarray, index: WindowIndex, batch: Batch, *, engine: str, device: Any,
+            threads: int | None, on_epoch: Callable, **sgd: Any) -> None:
+    """``sgd_epochs`` on numpy arrays (in place), ``on_epoch(epoch, logits)`` with numpy logits: the compiled
+    engine directly (no torch loaded where ``threads`` is given), the torch engine on ``device`` and back."""
+    from pipeline.capacity import fused
+
+    if engine == "fused":
+        if threads is None:
+            import torch
+
+            threads = torch.get_num_threads()
+        fused.sgd_epochs(units, const, index, batch, threads=threads, on_epoch=on_epoch, **sgd)
+        return
+    import torch
+
+    from pipeline.capacity.kernel import sgd_epochs as torch_epochs
+
+    tu, tc = torch.from_numpy(units).to(device), torch.from_numpy(const).to(device)
+    tbatch = Batch(k=batch.k, model_of_unit=torch.from_numpy(batch.model_of_unit).to(device), models=batch.models)
+    torch_epochs(tu, tc, index.to(device, tu.dtype), tbatch, bufs=None,
+                  on_epoch=lambda epoch, logits, *_: on_epoch(epoch, host(logits)), **sgd)
+    units[...], const[...] = host(tu), host(tc)
 
 
 def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, lr, momentum, weight_decay,
-                  epochs, history_every, X_test, y_test, device, dtype, on_record=None,
-                  engine="auto") -> list[MultiSeedResult]:
-    """One computation for all filter counts in ``filters`` with kernel size ``k``."""
-    index = WindowIndex.cached(X, y, k).to(device, dtype)
+                  epochs, history_every, X_test, y_test, device, dtype, on_record, engine,
+                  threads) -> list[MultiSeedResult]:
+    """One computation for all filter counts in ``filters`` with kernel size ``k`` (numpy arrays throughout)."""
+    from pipeline.capacity import fused
+
+    index = WindowIndex.cached(X, y, k)
     S = len(seeds)
-    units, const, batch = stack_initial(filters, k, seeds, device, dtype)
+    units, const, batch = stack_arrays(filters, k, seeds, dtype)
     record = _history_epochs(epochs, history_every)
-    history = torch.empty(len(record), batch.models, device=device, dtype=dtype) if record else None
+    history = np.empty((len(record), batch.models), dtype) if record else None
     last: dict[str, np.ndarray] = {}
 
-    def on_epoch(epoch, logits, *_):
+    def on_epoch(epoch: int, logits: np.ndarray, *_: Any) -> None:
         if history is not None and epoch in record:
-            history[record.index(epoch)] = mean_bce(logits, index)
+            history[record.index(epoch)] = fused.mean_bce(logits, index)
             if on_record is not None:
-                on_record(epoch, history[record.index(epoch)].cpu().numpy(), accuracy(logits, index))
+                on_record(epoch, history[record.index(epoch)], accuracy(logits, index))
         if epoch == epochs:
-            last.update(loss=mean_bce(logits, index).cpu().numpy(), accuracy=accuracy(logits, index))
+            last.update(loss=fused.mean_bce(logits, index), accuracy=accuracy(logits, index))
 
-    sgd_epochs(units, const, index, batch, lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs,
-               on_epoch=on_epoch, look_at={*record, epochs}, engine=engine)
-    final_loss, train_acc = last["loss"], last["accuracy"]
-    with torch.no_grad():
-        test_acc = None
-        if X_test is not None:
-            test_index = WindowIndex.cached(X_test, y_test, k).to(device, dtype)
-            test_acc = accuracy(forward(units, const, test_index, batch)[0], test_index)
-    units, const = units.cpu(), const.cpu()
+    _epochs(units, const, index, batch, engine=engine, device=device, threads=threads, on_epoch=on_epoch,
+            lr=lr, momentum=momentum, weight_decay=weight_decay, epochs=epochs, look_at={*record, epochs})
+    test_acc = None
+    if X_test is not None:
+        test_index = WindowIndex.cached(X_test, y_test, k)
+        test_acc = accuracy(fused.logits(units, const, test_index, batch), test_index)
     out, start = [], 0
     for i, f in enumerate(filters):
         u = units[:, start : start + S * f].reshape(k + 2, S, f)
@@ -232,15 +279,15 @@ def _train_kernel(filters: list[int], k: int, seeds: tuple[int, ...], X, y, *, l
             filters=f,
             kernel_size=k,
             seeds=seeds,
-            final_loss=final_loss[rows].copy(),
-            train_accuracy=train_acc[rows].copy(),
+            final_loss=last["loss"][rows].copy(),
+            train_accuracy=last["accuracy"][rows].copy(),
             test_accuracy=None if test_acc is None else test_acc[rows].copy(),
-            history=None if history is None else history[:, rows].T.cpu().numpy().copy(),
+            history=None if history is None else history[:, rows].T.copy(),
             history_epochs=np.asarray(record) if record else None,
-            conv_weight=u[:k].permute(1, 2, 0).unsqueeze(2).contiguous(),
-            conv_bias=u[k].contiguous(),
-            linear_weight=u[k + 1].unsqueeze(1).contiguous(),
-            linear_bias=const[rows].unsqueeze(1).clone(),
+            conv_weight=np.ascontiguousarray(u[:k].transpose(1, 2, 0)[:, :, None, :]),
+            conv_bias=np.ascontiguousarray(u[k]),
+            linear_weight=np.ascontiguousarray(u[k + 1][:, None, :]),
+            linear_bias=const[rows, None].copy(),
         ))
     return out
 

@@ -16,14 +16,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
+from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.capacity.multiseed import MultiSeedResult, train_seeds
 from pipeline.capacity.stats import is_success
 from pipeline.config.checks import fits_in_memory
 from pipeline.config.studies import CapacityConfig
-from pipeline.data.synthetic import enumerate_synthetic, make_synthetic
-from pipeline.train.batching import pick_device
+from pipeline.data.synthetic import distribution, synthetic_arrays
 
 COLUMNS = ["filters", "kernel_size", "seed", "final_loss", "train_accuracy", "test_accuracy", "exact_accuracy",
            "unseen_accuracy", "success"]
@@ -51,14 +50,17 @@ class Settings:
         for the rest, so that the defaults live in one place."""
         base = CapacityConfig()
         values = {f.name: getattr(cfg, f.name, getattr(base, f.name)) for f in dataclasses.fields(cls)}
-        values["device"] = str(pick_device(values["device"]))  # auto -> cpu | cuda; cuda without a GPU: a ConfigError
+        if values["device"] != "cpu":  # auto -> cpu | cuda; cuda without a GPU: a ConfigError (torch tells)
+            from pipeline.train.batching import pick_device
+
+            values["device"] = str(pick_device(values["device"]))
         return cls(**values)
 
 
 @functools.lru_cache(maxsize=4)
 def datasets(n: int, width: int, data_seed: int, test_n: int, test_seed: int):
-    """(X, y, X_test, y_test): the training set and the fresh test set (cached: grids reuse them)."""
-    return (*make_synthetic(n, width, data_seed), *make_synthetic(test_n, width, test_seed))
+    """(X, y, X_test, y_test) numpy: the training set and the fresh test set (cached: grids reuse them)."""
+    return (*synthetic_arrays(n, width, data_seed), *synthetic_arrays(test_n, width, test_seed))
 
 
 def check_memory(filters: int, kernel_size: int, seeds: int, settings: Settings) -> None:
@@ -71,11 +73,13 @@ def check_memory(filters: int, kernel_size: int, seeds: int, settings: Settings)
 
 
 def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: Settings,
-               on_progress: Callable[[int, float], None] | None = None, every: int = 0) -> pd.DataFrame:
+               on_progress: Callable[[int, float], None] | None = None, every: int = 0,
+               threads: int | None = None) -> pd.DataFrame:
     """One configuration trained from every seed at once: the tidy table, one row per seed.
 
     ``on_progress(epoch, p)`` hears the share of seeds that would succeed if training stopped
-    there, at epoch 1, every ``every`` epochs and the last (the same training either way).
+    there, at epoch 1, every ``every`` epochs and the last (the same training either way). ``threads``:
+    the compiled trainer's (None: torch's count; given, on the CPU, no torch is loaded).
     """
     X, y, Xt, yt = datasets(settings.n, settings.width, settings.data_seed, settings.test_n, settings.test_seed)
 
@@ -85,7 +89,7 @@ def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: S
     r = train_seeds(filters, kernel_size, seeds, X, y, lr=settings.lr, momentum=settings.momentum,
                     weight_decay=settings.weight_decay, epochs=settings.epochs, X_test=Xt, y_test=yt,
                     device=settings.device, history_every=every if on_progress else 0,
-                    on_record=on_record if on_progress else None)
+                    on_record=on_record if on_progress else None, threads=threads)
     exact, unseen = exact_columns(r, X)
     return pd.DataFrame({
         "filters": filters,
@@ -100,20 +104,19 @@ def seed_table(filters: int, kernel_size: int, seeds: Sequence[int], settings: S
     }, columns=COLUMNS)
 
 
-@torch.no_grad()
-def exact_columns(result: MultiSeedResult, X_train: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def exact_columns(result: MultiSeedResult, X_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact, unseen) accuracy (S,) of every seed's final detector, over the generator's distribution at the
     training width (``Distribution.accuracies``), the unseen one over the sequences absent from ``X_train``.
 
-    One tensor computation for all seeds: the S·F filters as the channels of one convolution over the
-    M distinct sequences, then ``Detector1d``'s ReLU, global max and linear layer per seed.
+    One computation for all seeds, in numpy: the S·F filters over the k-wide windows of the M distinct
+    sequences (``Detector1d``'s zero-padded convolution), then its ReLU, global max and linear layer per seed.
     """
-    dist = enumerate_synthetic(X_train.shape[-1])
+    dist = distribution(X_train.shape[-1])
     S, F, _, k = result.conv_weight.shape
-    maps = torch.nn.functional.conv1d(dist.X, result.conv_weight.reshape(S * F, 1, k).float(),
-                                      result.conv_bias.reshape(S * F).float(), padding=k // 2)  # (M, S·F, W)
-    peaks = maps.amax(-1).clamp_min(0).reshape(-1, S, F)  # (M, S, F): max of ReLU = ReLU of max
-    logits = torch.einsum("msf,sf->sm", peaks, result.linear_weight[:, 0].float()) + result.linear_bias.float()
-    correct = (logits > 0).float() == dist.y[:, 0]  # (S, M)
-    exact, unseen = dist.accuracies(correct, dist.seen(X_train))
-    return exact.numpy(), unseen.numpy()
+    rows = np.pad(dist.X[:, 0], ((0, 0), (k // 2, k // 2)))
+    windows = sliding_window_view(rows, k, axis=1)  # (M, W, k)
+    maps = windows @ result.conv_weight.reshape(S * F, k).T + result.conv_bias.reshape(S * F)  # (M, W, S·F)
+    peaks = maps.max(axis=1).clip(min=0).reshape(-1, S, F)  # (M, S, F): max of ReLU = ReLU of max
+    logits = np.einsum("msf,sf->sm", peaks, result.linear_weight[:, 0]) + result.linear_bias  # (S, M)
+    correct = (logits > 0) == (dist.y[:, 0] > 0.5)  # (S, M)
+    return dist.accuracies(correct, dist.seen(X_train))

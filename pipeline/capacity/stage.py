@@ -20,6 +20,7 @@ and rates: the sweep calls them too, so both report the same P(success) for the 
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -50,26 +51,40 @@ class CapacityResult:
     seconds: float  # training time of the whole grid
 
 
-def run(cfg: CapacityConfig, echo: Callable[[str], None] = print) -> CapacityResult | ImageCapacityResult:
-    """Train the grid, log one child run per configuration and the figures and tables on the parent."""
+def run(cfg: CapacityConfig, echo: Callable[[str], None] = print,
+        load_tracking: Callable[[], None] = lambda: None) -> CapacityResult | ImageCapacityResult:
+    """Train the grid, log one child run per configuration and the figures and tables on the parent.
+
+    ``load_tracking`` loads the tracking libraries (the CLI's: mlflow with the collector paused; by default they
+    load when first used): the 1D grid calls it once its training has started, so that the two overlap."""
     if is_image_study(cfg):
         from pipeline.capacity.images import stage as images
 
+        load_tracking()
         return images.run(cfg, echo)
     settings = Settings.from_config(cfg)
     check_memory(max(cfg.filters), max(cfg.kernel_sizes), cfg.seeds, settings)
     seeds = study.seeds_of(cfg)
     grid = [(f, k) for k in cfg.kernel_sizes for f in cfg.filters]
-    with study.torch_threads(cfg.threads), GridAhead(grid, lambda f, k: seed_table(f, k, seeds, settings),
-                                                     _warm_trainer(settings)) as ahead:
+    threads = study.thread_count(cfg.threads)
+    with _torch_threads(cfg.threads, settings.device), \
+            GridAhead(grid, lambda f, k: seed_table(f, k, seeds, settings, threads=threads),
+                      _warm_trainer(settings)) as ahead:
+        load_tracking()
         return _run(cfg, seeds, settings, ahead, echo)
+
+
+def _torch_threads(threads: int, device: str) -> contextlib.AbstractContextManager:
+    """``--threads`` for torch where torch trains (off the CPU); on the CPU the compiled trainer gets them and
+    torch is not loaded."""
+    return contextlib.nullcontext() if device == "cpu" else study.torch_threads(threads)
 
 
 def _run(cfg: CapacityConfig, seeds: list[int], settings: Settings, ahead: GridAhead,
          echo: Callable[[str], None]) -> CapacityResult:
     """The tracking side, while ``ahead`` trains the grid: the parent run, a child per configuration, the results."""
-    from pipeline.data.io import log_bundle_input
-    from pipeline.data.load import synthetic_bundle
+    from pipeline.capacity.outcomes import datasets
+    from pipeline.tracking.artifacts import log_dataset
     from pipeline.tracking.drawing import Drawing
 
     drawing = Drawing()  # its helper process loads matplotlib on the other core while the grid trains,
@@ -91,8 +106,9 @@ def _run(cfg: CapacityConfig, seeds: list[int], settings: Settings, ahead: GridA
             "capacity", cfg, f"capacity {grid_text}", {**tags, "grid": grid_text}, Keep(config=cfg, seeds=tables),
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                  "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
-        log_bundle_input(synthetic_bundle(cfg.n, cfg.width, cfg.data_seed, cfg.test_seed), context="training")
-        studies.set_tag("trainer", trainer_label(settings.device))
+        X, y = datasets(cfg.n, cfg.width, cfg.data_seed, cfg.test_n, cfg.test_seed)[:2]
+        log_dataset(X.reshape(len(X), -1), y, "synthetic", "training")  # as `train` logs its data (data.io)
+        studies.set_tag("trainer", trainer_label(settings.device, cfg.threads))
         seconds = _log_grid(ahead, cfg, tables, tags, all_trained)
         table, summary, lottery = results["table"], results["summary"], results["lottery"]
         _log_parent(table, summary, lottery, cfg, seconds)
@@ -102,14 +118,12 @@ def _run(cfg: CapacityConfig, seeds: list[int], settings: Settings, ahead: GridA
     return CapacityResult(run_id, table, summary, lottery, seconds)
 
 
-def trainer_label(device: str) -> str:
+def trainer_label(device: str, threads: int) -> str:
     """What trains the grid, as the parent run's ``trainer`` tag says: 'fused (compiled, 2 threads)' or 'torch'."""
-    import torch
-
     from pipeline.capacity.multiseed import engine_of
 
     engine = engine_of(device)
-    threads = torch.get_num_threads()
+    threads = study.thread_count(threads)
     return f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})" if engine == "fused" else engine
 
 

@@ -4,6 +4,7 @@ console's closing lines."""
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any, Callable, Iterable, Iterator
 
 import pandas as pd
@@ -20,6 +21,11 @@ def child_params(cfg: Any, grid_fields: Iterable[str], **cell: Any) -> dict[str,
     """A child run's params: the study's defining params without its grid's fields, plus the cell's own values."""
     drop = set(grid_fields)
     return {**{name: v for name, v in defining_params(cfg).items() if name not in drop}, **cell}
+
+
+def thread_count(threads: int) -> int:
+    """The compiled 1D trainer's threads for ``--threads`` (0: one per core, as numba's own default)."""
+    return threads or int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

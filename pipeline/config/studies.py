@@ -163,8 +163,8 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
     test_seed: int = opt(2, "numpy seed of the fresh test set for generalisation", SYNTHETIC, within=NUMPY_SEED)
     test_n: int = opt(1000, "number of sequences in the fresh test set", SYNTHETIC)
     table: str | None = opt(None, "also write the per-seed table to this local CSV file", SETTING)
-    threads: int | None = opt(None, "CPU threads (default 0 = torch's default, every core: the 1D study's compiled "
-                                    "trainer splits the seeds over them; an image net's, its recipe's)", SETTING,
+    threads: int | None = opt(None, "CPU threads (default 0 = every core: the 1D study's compiled trainer splits the "
+                                    "seeds over them; an image net's, its recipe's)", SETTING,
                               within=THREADS)
     device: str = opt("cpu", "auto | cpu | cuda", SETTING)
 
@@ -209,7 +209,7 @@ class CapacityConfig(SystemMetricsFields, ImageStudyFields, DataFields, Tracking
         if self.test_seed == self.data_seed:
             raise ConfigError("--test-seed must differ from --data-seed (the test set must be fresh)")
         if self.threads < 0:
-            raise ConfigError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
+            raise ConfigError(f"--threads must be >= 0 (0 = every core), got {self.threads}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         if is_image_study(self):

@@ -45,7 +45,7 @@ def measure(filters: int, k: int, source: CapacitySource, last_epochs: int, radi
             long_factor: int) -> Measured:
     s = source.settings
     traj = replay(filters, k, source.seeds, s, last_epochs)
-    X, y, _, _ = datasets(s.n, s.width, s.data_seed, s.test_n, s.test_seed)
+    X, y = (torch.from_numpy(a) for a in datasets(s.n, s.width, s.data_seed, s.test_n, s.test_seed)[:2])
     index = WindowIndex.build(X, y, k).to("cpu", torch.float64)
     J = DetectorObjective(index, filters, k, s.weight_decay)
     loss = DetectorObjective(index, filters, k, 0.0)

@@ -52,7 +52,8 @@ def _pattern(units, const, index, batch) -> torch.Tensor:
 
 def replay(filters: int, k: int, seeds: tuple[int, ...], settings: Settings, last_epochs: int) -> Trajectory:
     """Train (F, k) from every seed as the capacity stage does, recording the closing epochs."""
-    X, y, _, _ = datasets(settings.n, settings.width, settings.data_seed, settings.test_n, settings.test_seed)
+    X, y = (torch.from_numpy(a) for a in datasets(settings.n, settings.width, settings.data_seed, settings.test_n,
+                                                    settings.test_seed)[:2])  # the stage's arrays, as tensors
     index = WindowIndex.build(X, y, k).to("cpu", torch.float32)
     units, const, batch = stack_initial([filters], k, seeds)
     theta_init = detector_theta(units.double(), const.double(), filters, k)

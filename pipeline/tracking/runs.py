@@ -30,6 +30,19 @@ def resolve_uri(tracking_uri: str | None = None) -> str:
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def load_libraries(tracking_uri: str | None = None) -> None:
+    """mlflow, and its SQLAlchemy store where the store in force is a database: 0.5-0.65 s of imports, which a
+    stage may load ahead of ``configure`` (the CLI does, with the collector paused). A store that cannot load is
+    reported by ``configure``, in one line, when it opens the store."""
+    import mlflow  # noqa: F401
+
+    from pipeline.tracking.connect import DATABASES, scheme_of
+
+    if scheme_of(resolve_uri(tracking_uri)) in DATABASES:
+        with contextlib.suppress(ImportError):  # named: configure says what is missing, in one line
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
 def configure(tracking_uri: str | None = None, experiment_name: str | None = None) -> str:
     """Point MLflow at the store (explicit > env > sqlite:///mlflow.db) and pick the experiment
     (``experiments.experiment_name``: explicit > $MLFLOW_EXPERIMENT_NAME > convnet-study).

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from helpers import run_cli
+from helpers import REPO, run_cli
 from pipeline.capacity import stage as capacity
 from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.outcomes import COLUMNS, Settings, seed_table
@@ -144,7 +147,7 @@ def test_capacity_run_logs_children_figures_and_tables(client, tmp_path):
 
     parent = client.get_run(result.run_id)
     assert parent.data.tags["stage"] == "capacity" and parent.info.status == "FINISHED"
-    threads = torch.get_num_threads()  # the config's 0 keeps torch's (the tests' 1)
+    threads = os.cpu_count()  # the config's 0: every core, for the compiled trainer (not torch's count)
     assert parent.data.tags["trainer"] == f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})"
     assert parent.data.params["filters"] == "1,3" and parent.data.params["seeds"] == "6"
     assert parent.data.metrics["trainings"] == 24
@@ -254,3 +257,33 @@ def test_a_studys_thread_count_holds_for_its_block_and_zero_keeps_torchs_default
     assert torch.get_num_threads() == before
     with study.torch_threads(0):
         assert torch.get_num_threads() == before
+
+
+def test_the_compiled_trainers_threads_are_the_options_or_one_per_core(monkeypatch):
+    from pipeline.capacity import study
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    assert study.thread_count(3) == 3 and study.thread_count(0) == os.cpu_count()
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # numba's own setting caps its pool: the default follows it
+    assert study.thread_count(0) == 1
+    assert capacity.trainer_label("cpu", 1) == "fused (compiled, 1 thread)" and capacity.trainer_label("cuda", 0) == "torch"
+
+
+@pytest.mark.slow
+def test_the_1d_study_on_the_cpu_never_loads_torch(tmp_path):
+    """Its process trains, scores and logs in numpy and numba: torch's import would be 2 CPU-s of the default
+    grid's 5 s on 2 cores. A fresh interpreter (after the check of torch's initialisation that `make setup`
+    stamps) runs a small grid and says whether torch was loaded."""
+    from pipeline.capacity import initial
+
+    initial.check_torch()
+    code = ("import sys\nfrom pipeline import cli\n"
+            "sys.argv = ['pipeline', 'capacity', '--filters', '1-2', '--kernel-sizes', '3,5', '--seeds', '8', "
+            "'--epochs', '30', '--table', 'seeds.csv']\n"
+            "try:\n    cli.main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+            "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "torch not loaded"
+    assert len(pd.read_csv(tmp_path / "seeds.csv")) == 2 * 2 * 8

@@ -66,7 +66,7 @@ def test_initial_weights_are_build_models_bit_for_bit(filters, k):
     torch.manual_seed(999)
     before = torch.rand(3)
     torch.manual_seed(999)
-    units, const = ms.initial_weights(filters, k, seeds)
+    units, const = map(torch.from_numpy, ms.initial_weights(filters, k, seeds))
     assert torch.equal(torch.rand(3), before), "the global RNG must be left as it was"
     for i, s in enumerate(seeds):
         m = build_model("detector1d", (1, 20), 1, (filters,), (k,), seed=s)
@@ -77,16 +77,44 @@ def test_initial_weights_are_build_models_bit_for_bit(filters, k):
         assert torch.equal(const[i : i + 1], m.linear.bias.detach())
 
 
-def test_a_torch_that_initialises_otherwise_fails_loudly(monkeypatch):
+def test_a_torch_that_initialises_otherwise_fails_loudly(monkeypatch, tmp_path):
     from pipeline.capacity import initial
 
-    initial._check_torch.cache_clear()
+    stamp = tmp_path / "checked"
+    monkeypatch.setattr(initial, "_stamp", lambda: stamp)
+    uniform = initial._uniform
+    initial.check_torch.cache_clear()
     monkeypatch.setattr(initial, "_uniform", lambda raw, bound: np.zeros(raw.shape, np.float32))
     with pytest.raises(RuntimeError, match="initialises Detector1d unlike the draws"):
         ms.initial_weights(2, 3, [0])
-    monkeypatch.undo()
-    initial._check_torch.cache_clear()
+    assert not stamp.exists(), "a failed check must not be remembered"
+    monkeypatch.setattr(initial, "_uniform", uniform)
+    initial.check_torch.cache_clear()
     assert ms.initial_weights(2, 3, [0])[0].shape == (5, 2)
+    assert stamp.exists(), "a passed check is remembered for the next process"
+    initial.check_torch.cache_clear()  # a next process: the stamp spares it the comparison (and torch's import)
+    monkeypatch.setattr(initial, "_compare", lambda: pytest.fail("compared again although the stamp says passed"))
+    initial.check_torch()
+    initial.check_torch.cache_clear()
+
+
+def test_the_stamp_is_named_by_the_installed_torch(monkeypatch, tmp_path):
+    """Another torch (its version file rewritten by an install or upgrade) is checked again."""
+    import importlib.util
+
+    from pipeline.capacity import initial
+
+    real = initial._stamp()
+    assert real is not None and real.parent == REPO / "pipeline" / "capacity" / "__pycache__"
+    fake = tmp_path / "torch"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    (fake / "version.py").write_text("__version__ = '9.9.9'\n")
+    spec = importlib.util.spec_from_file_location("torch", fake / "__init__.py")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
+    other = initial._stamp()
+    (fake / "version.py").write_text("__version__ = '9.9.10'\n")
+    assert len({real, other, initial._stamp()}) == 3
 
 
 # --------------------------------------------------------------------------- one step
@@ -100,8 +128,7 @@ def test_forward_and_gradient_match_autograd(kind, filters, k, data):
         g = torch.Generator().manual_seed(1)
         X = torch.randn(12, 1, 9, generator=g)
         y = (torch.rand(12, 1, generator=g) > 0.5).float()
-    units, const = ms.initial_weights(filters, k, [3])
-    units, const = units.double(), const.double()
+    units, const = (torch.from_numpy(a).double() for a in ms.initial_weights(filters, k, [3]))
     X, y = X.double(), y.double()
     logits, loss, grad, gc, index = ours(units, const, X, y, filters, k)
     m = model_with(units, const, filters, k)
@@ -149,7 +176,7 @@ def test_matches_sequential_pipeline_training(filters, k):
         assert r.train_accuracy[i] == history.train_accuracy[-1], f"seed {s}"
         curve = np.asarray(history.train_loss)[r.history_epochs - 1]
         np.testing.assert_allclose(r.history[i], curve, atol=1e-4, rtol=0, err_msg=f"seed {s}")
-        torch.testing.assert_close(r.conv_weight[i], model.conv.weight.detach(), atol=1e-3, rtol=0)
+        torch.testing.assert_close(torch.from_numpy(r.conv_weight[i]), model.conv.weight.detach(), atol=1e-3, rtol=0)
 
 
 def test_float64_matches_torch_where_float32_rounding_diverges(data):
@@ -167,7 +194,7 @@ def test_float64_matches_torch_where_float32_rounding_diverges(data):
         opt.step()
         losses.append(loss.item())
     np.testing.assert_allclose(r.history[0], losses, atol=1e-12, rtol=0)
-    torch.testing.assert_close(r.conv_weight[0], m.conv.weight.detach(), atol=1e-10, rtol=0)
+    torch.testing.assert_close(torch.from_numpy(r.conv_weight[0]), m.conv.weight.detach(), atol=1e-10, rtol=0)
 
 
 def test_configs_in_one_call_agree_with_separate_calls(data):
@@ -178,7 +205,7 @@ def test_configs_in_one_call_agree_with_separate_calls(data):
         alone = ms.train_seeds(f, k, range(6), X, y, epochs=150)
         assert (r.filters, r.kernel_size) == (f, k)
         np.testing.assert_allclose(r.final_loss, alone.final_loss, atol=1e-5, rtol=0)
-        torch.testing.assert_close(r.conv_weight, alone.conv_weight, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(r.conv_weight, alone.conv_weight, atol=1e-4, rtol=0)
 
 
 def test_result_shapes_history_and_test_accuracy(data):

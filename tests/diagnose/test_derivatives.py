@@ -26,7 +26,7 @@ def finite_differences(objective, theta: torch.Tensor, h: float = 1e-4) -> tuple
 def detector_case(filters=3, k=5, seeds=(0, 1, 2), wd=1e-3):
     X, y = make_synthetic(75, 20, 0)
     index = kernel.WindowIndex.build(X, y, k).to("cpu", torch.float64)
-    units, const = initial_weights(filters, k, list(seeds))
+    units, const = map(torch.from_numpy, initial_weights(filters, k, list(seeds)))
     theta = D.detector_theta(units.double(), const.double(), filters, k)
     return D.DetectorObjective(index, filters, k, wd), theta, units.double(), const.double(), index
 

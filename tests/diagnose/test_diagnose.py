@@ -81,7 +81,7 @@ def test_replay_ends_at_the_capacity_trainers_weights_and_the_long_run_continues
     np.testing.assert_array_equal(traj.final_loss, r.final_loss)
     for i in range(len(seeds)):
         taps = traj.theta[i, :15].reshape(3, 5).float()
-        assert torch.equal(taps, r.conv_weight[i, :, 0]) and traj.theta[i, -1].float() == r.linear_bias[i, 0]
+        assert torch.equal(taps, torch.from_numpy(r.conv_weight[i, :, 0])) and traj.theta[i, -1].float() == r.linear_bias[i, 0]
     # ... and where `pipeline train --seed 2` ends (its own loop), within float rounding
     cfg = resolve(TrainConfig(filters=(3,), kernel_size=(5,), seed=2, epochs=60, print_every=0))
     bundle = synthetic_bundle(75, 20, 0, 1)
