@@ -128,8 +128,8 @@ def capacity_cmd(config: CapacityConfig) -> None:
     with stage_imports(config.tracking_uri, tracked=False, draws=True):
         from pipeline.capacity import stage as capacity
 
-    def load_tracking() -> None:  # mlflow, once the 1D grid trains: the two overlap (0.5 s of its 5 s on 2 cores)
-        with stage_imports(config.tracking_uri):
+    def load_tracking() -> None:  # mlflow, once the 1D grid trains: the two overlap (0.5 s of its 5 s on 2 cores);
+        with stage_imports(config.tracking_uri):  # the freeze after it also freezes the trainer's objects
             pass
 
     result = capacity.run(config, echo=click.echo, load_tracking=load_tracking)

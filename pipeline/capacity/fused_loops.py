@@ -111,7 +111,7 @@ def run_epochs(theta, bufs, const, bufc, first, windows, ids, lengths, count, po
 
     theta, bufs (k + 2, F, S): taps, conv bias and linear weight of filter f of seed s; const, bufc (S,);
     ``first``: no momentum buffer yet. windows (P, k), ids (G, M) with ``lengths`` (G,) valid windows per
-    group, count and positives (G,): a ``kernel.WindowIndex``. The last pass's logits (G, S), gradients
+    group, count and positives (G,): a ``windows.WindowIndex``. The last pass's logits (G, S), gradients
     (k + 2, F, S) and (S,) are left in the ``_out`` arrays. Tiles of ``TILE`` seeds run in parallel.
     """
     P, k = windows.shape

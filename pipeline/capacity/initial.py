@@ -5,10 +5,16 @@ import functools
 import hashlib
 import importlib.util
 import math
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from pipeline.capacity.windows import Batch
+
+if TYPE_CHECKING:
+    import torch
 
 GAIN = math.sqrt(2.0 / (1 + math.sqrt(5) ** 2))  # torch.nn.init.calculate_gain("leaky_relu", sqrt(5)): the
 # kaiming_uniform_ of nn.Conv1d's and nn.Linear's weights
@@ -30,6 +36,28 @@ def initial_weights(filters: int, kernel_size: int, seeds: Sequence[int]) -> tup
     """
     check_torch()
     return _draws(filters, kernel_size, seeds)
+
+
+def stack_arrays(filters: Sequence[int], k: int, seeds: Sequence[int],
+                 dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, Batch]:
+    """The initial weights of every (F, seed) of ``filters`` x ``seeds`` as one batch, config-major:
+    units (k + 2, U), linear biases (len(filters)·S,) and the layout (model m = i·S + seed index)."""
+    S = len(seeds)
+    parts = [initial_weights(f, k, seeds) for f in filters]
+    units = np.concatenate([u for u, _ in parts], axis=1).astype(dtype)  # (k + 2, U)
+    const = np.concatenate([c for _, c in parts]).astype(dtype)  # (models,)
+    owner = np.concatenate([np.repeat(np.arange(S), f) + i * S for i, f in enumerate(filters)])
+    return units, const, Batch(k=k, model_of_unit=owner, models=len(filters) * S)
+
+
+def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: Any = "cpu",
+                  dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, Batch]:
+    """``stack_arrays`` as torch tensors on ``device`` (``dtype``: float32 when None)."""
+    import torch
+
+    units, const, batch = stack_arrays(filters, k, seeds)
+    dtype = dtype or torch.float32
+    return torch.from_numpy(units).to(device, dtype), torch.from_numpy(const).to(device, dtype), batch.to(device)
 
 
 def _draws(filters: int, kernel_size: int, seeds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -58,28 +86,41 @@ def _uniform(raw: np.ndarray, bound: float) -> np.ndarray:
 @functools.cache
 def check_torch() -> None:
     """``initial_weights`` of one seed equal ``build_model``'s under the installed torch, or a RuntimeError that
-    says so: checked in this process unless a stamp says this torch passed it before."""
+    says so: checked in this process unless a stamp says this torch (and this code) passed it before."""
     stamp = _stamp()
     if stamp is not None and stamp.exists():
         return
     _compare()
-    if stamp is not None:
-        try:
-            stamp.parent.mkdir(exist_ok=True)
-            stamp.touch()
-        except OSError:  # a read-only install: the next process checks again (0.1 s once torch is loaded)
-            pass
+    if stamp is None:
+        return
+    try:
+        stamp.parent.mkdir(exist_ok=True)
+        stamp.touch()
+    except OSError as err:
+        _note(f"could not remember the check in {stamp} ({err})")
 
 
 def _stamp() -> Path | None:
-    """The file that says the installed torch passed ``_compare`` (named by a hash of torch's version file, which
-    an install or upgrade rewrites; found without importing torch); None where torch's files are not found."""
+    """The file that says the installed torch passed ``_compare``: named by a hash of torch's version file (which an
+    install or upgrade rewrites; read without importing torch) and of the code that both sides' draws depend on;
+    None, said in one line, where torch's version file cannot be read."""
     spec = importlib.util.find_spec("torch")
     version = Path(spec.origin).with_name("version.py") if spec and spec.origin else None
-    if version is None or not version.is_file():
+    ours = [Path(__file__), Path(__file__).with_name("fused_loops.py"),
+            Path(__file__).parents[1] / "models" / "detector.py"]
+    try:
+        if version is None:
+            raise FileNotFoundError("torch has no version.py")
+        key = hashlib.sha256(b"".join(str(f).encode() + f.read_bytes() for f in [version, *ours])).hexdigest()[:16]
+    except OSError as err:
+        _note(f"cannot tell which torch is installed ({err})")
         return None
-    key = hashlib.sha256(str(version).encode() + version.read_bytes()).hexdigest()[:16]
     return Path(__file__).with_name("__pycache__") / f"initial_weights.torch-{key}.checked"
+
+
+def _note(what: str) -> None:
+    print(f"Note: {what}; torch's initialisation of Detector1d is checked again in every process "
+          "(torch's import: about 2 CPU-s)", file=sys.stderr)
 
 
 def _compare() -> None:

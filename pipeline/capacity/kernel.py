@@ -19,10 +19,10 @@ Why it is fast (the model is tiny, so per-op overhead and memory traffic dominat
   (tests/capacity/test_kernel.py), but on the CPU both of the latter are scalar loops and the
   default capacity grid trained 1.4-2.3x slower with them (torch 2.14, 1 thread).
 
-The windows, the batch layout and the accuracy are ``windows.py``'s (numpy). Used by ``multiseed.py``, which
-owns the initial weights, the SGD step and the results: these torch passes are its engine off the CPU (and the forward is how the diagnosis looks at weights);
-on the CPU ``fused.py`` runs the same rewrite as one compiled loop, 2.7x faster on one thread
-over the default grid.
+The windows, the batch layout and the accuracy are ``windows.py``'s (numpy). These torch passes, with
+``train.sgd``'s step in ``sgd_epochs``, are ``multiseed.py``'s engine off the CPU (and the forward is how the
+diagnosis looks at weights); on the CPU ``fused.py`` runs the same rewrite as one compiled loop, 2.7x faster
+on one thread over the default grid.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ on BCE-with-logits), as one computation with a hand-written forward and backward
 ``train_configs`` does the same for several filter counts at once.
 
 Why it is fast: the model is tiny, so per-op overhead and memory traffic dominate. The
-forward and backward work on distinct windows and row groups (``kernel.py``), and
+forward and backward work on distinct windows and row groups (``windows.py``), and
 ``sgd_epochs`` runs them on one of two engines: on the CPU the compiled loop of ``fused.py``
 (numba; a tile of seeds at a time stays in the L1 cache for all its epochs, tiles split
 over the stage's threads; numpy arrays, no torch loaded), elsewhere torch's ops of
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
-from pipeline.capacity.initial import initial_weights
+from pipeline.capacity.initial import initial_weights, stack_arrays, stack_initial  # noqa: F401 - ms.* as before
 from pipeline.capacity.windows import Batch, WindowIndex, accuracy, host
 from pipeline.errors import ConfigError
 
@@ -122,15 +122,14 @@ def train_configs(
     seeds = tuple(int(s) for s in seeds)
     configs = [(int(f), int(k)) for f, k in configs]
     _check(configs, seeds, epochs, X_test is None, y_test is None)
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    engine = _engine(engine, device)
     results: dict[tuple[int, int], MultiSeedResult] = {}
     for k in sorted({k for _, k in configs}):
         filters = list(dict.fromkeys(f for f, kk in configs if kk == k))
         out = _train_kernel(filters, k, seeds, X, y, lr=lr, momentum=momentum, weight_decay=weight_decay,
                             epochs=epochs, history_every=history_every, X_test=X_test, y_test=y_test,
-                            device=device, dtype=_numpy_dtype(dtype), on_record=on_record,
-                            engine=engine_of(device) if engine == "auto" else engine, threads=threads)
+                            device=device, dtype=_numpy_dtype(dtype or "float32"), on_record=on_record,
+                            engine=engine, threads=threads)
         results.update({(r.filters, k): r for r in out})
     return [results[c] for c in configs]
 
@@ -154,33 +153,26 @@ def _numpy_dtype(dtype: Any) -> np.dtype:
     return np.dtype(str(dtype).removeprefix("torch.") if hasattr(dtype, "is_floating_point") else dtype)
 
 
-def stack_arrays(filters: Sequence[int], k: int, seeds: Sequence[int],
-                 dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray, Batch]:
-    """The initial weights of every (F, seed) of ``filters`` x ``seeds`` as one batch, config-major:
-    units (k + 2, U), linear biases (len(filters)·S,) and the layout (model m = i·S + seed index)."""
-    S = len(seeds)
-    parts = [initial_weights(f, k, seeds) for f in filters]
-    units = np.concatenate([u for u, _ in parts], axis=1).astype(dtype)  # (k + 2, U)
-    const = np.concatenate([c for _, c in parts]).astype(dtype)  # (models,)
-    owner = np.concatenate([np.repeat(np.arange(S), f) + i * S for i, f in enumerate(filters)])
-    return units, const, Batch(k=k, model_of_unit=owner, models=len(filters) * S)
-
-
-def stack_initial(filters: Sequence[int], k: int, seeds: Sequence[int], device: Any = "cpu",
-                  dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, Batch]:
-    """``stack_arrays`` as torch tensors on ``device`` (``dtype``: float32 when None)."""
-    import torch
-
-    units, const, batch = stack_arrays(filters, k, seeds)
-    dtype = dtype or torch.float32
-    return (torch.from_numpy(units).to(device, dtype), torch.from_numpy(const).to(device, dtype),
-            Batch(k=k, model_of_unit=torch.from_numpy(batch.model_of_unit).to(device), models=batch.models))
-
-
 def engine_of(device: Any) -> str:
     """What ``auto`` runs on ``device`` (a name or a torch.device): the compiled loop on the CPU, torch's ops
     elsewhere."""
     return "fused" if str(device).split(":")[0] == "cpu" else "torch"
+
+
+def _engine(engine: str, device: Any) -> str:
+    """``engine`` checked (a ConfigError names the choices), ``auto`` resolved for ``device``."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    return engine_of(device) if engine == "auto" else engine
+
+
+def _threads(threads: int | None) -> int:
+    """The compiled engine's threads: ``threads``, else torch's count (which the callers without it set)."""
+    if threads is not None:
+        return threads
+    import torch
+
+    return torch.get_num_threads()
 
 
 def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, batch: Batch, *, lr: float,
@@ -200,16 +192,17 @@ def sgd_epochs(units: torch.Tensor, const: torch.Tensor, index: WindowIndex, bat
     """
     import torch
 
-    if engine not in ENGINES:
-        raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    if (engine_of(units.device) if engine == "auto" else engine) == "fused":
+    if _engine(engine, units.device) == "fused":
         from pipeline.capacity import fused
+
+        if units.device.type != "cpu":
+            raise ConfigError(f"the fused engine trains on the CPU; the weights are on {units.device}")
 
         def seen(epoch: int, *arrays: np.ndarray) -> None:
             on_epoch(epoch, *(torch.from_numpy(a) for a in arrays))
 
         out = fused.sgd_epochs(units.numpy(), const.numpy(), index, batch, lr=lr, momentum=momentum,
-                               weight_decay=weight_decay, epochs=epochs, threads=torch.get_num_threads(),
+                               weight_decay=weight_decay, epochs=epochs, threads=_threads(None),
                                bufs=[b.numpy() for b in bufs] if bufs else None,
                                on_epoch=seen if on_epoch is not None else None, look_at=look_at)
         return [torch.from_numpy(b) for b in out]
@@ -223,23 +216,16 @@ def _epochs(units: np.ndarray, const: np.ndarray, index: WindowIndex, batch: Bat
             threads: int | None, on_epoch: Callable, **sgd: Any) -> None:
     """``sgd_epochs`` on numpy arrays (in place), ``on_epoch(epoch, logits)`` with numpy logits: the compiled
     engine directly (no torch loaded where ``threads`` is given), the torch engine on ``device`` and back."""
-    from pipeline.capacity import fused
-
     if engine == "fused":
-        if threads is None:
-            import torch
+        from pipeline.capacity import fused
 
-            threads = torch.get_num_threads()
-        fused.sgd_epochs(units, const, index, batch, threads=threads, on_epoch=on_epoch, **sgd)
+        fused.sgd_epochs(units, const, index, batch, threads=_threads(threads), on_epoch=on_epoch, **sgd)
         return
     import torch
 
-    from pipeline.capacity.kernel import sgd_epochs as torch_epochs
-
     tu, tc = torch.from_numpy(units).to(device), torch.from_numpy(const).to(device)
-    tbatch = Batch(k=batch.k, model_of_unit=torch.from_numpy(batch.model_of_unit).to(device), models=batch.models)
-    torch_epochs(tu, tc, index.to(device, tu.dtype), tbatch, bufs=None,
-                  on_epoch=lambda epoch, logits, *_: on_epoch(epoch, host(logits)), **sgd)
+    sgd_epochs(tu, tc, index.to(device, tu.dtype), batch.to(device), engine="torch",
+               on_epoch=lambda epoch, logits, *_: on_epoch(epoch, host(logits)), **sgd)
     units[...], const[...] = host(tu), host(tc)
 
 

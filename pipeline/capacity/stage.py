@@ -107,7 +107,7 @@ def _run(cfg: CapacityConfig, seeds: list[int], settings: Settings, ahead: GridA
             what=f"Trains every configuration of {grid_text} from {cfg.seeds} seeds at once and "
                  "estimates P(success) with 95% Wilson intervals.") as run_id, drawing:
         X, y = datasets(cfg.n, cfg.width, cfg.data_seed, cfg.test_n, cfg.test_seed)[:2]
-        log_dataset(X.reshape(len(X), -1), y, "synthetic", "training")  # as `train` logs its data (data.io)
+        log_dataset(X, y, "synthetic", "training")  # as `train` logs its data (data.io), without torch
         studies.set_tag("trainer", trainer_label(settings.device, cfg.threads))
         seconds = _log_grid(ahead, cfg, tables, tags, all_trained)
         table, summary, lottery = results["table"], results["summary"], results["lottery"]

@@ -1,6 +1,6 @@
 """What every study stage does around its MLflow runs (``tracking.studies``), written once: its seeds,
-a child run's params, torch's thread count for the stage, the per-seed table on local disk, and the
-console's closing lines."""
+a child run's params, torch's thread count for the stage (and the compiled 1D trainer's), the per-seed table
+on local disk, and the console's closing lines."""
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +24,11 @@ def child_params(cfg: Any, grid_fields: Iterable[str], **cell: Any) -> dict[str,
 
 
 def thread_count(threads: int) -> int:
-    """The compiled 1D trainer's threads for ``--threads`` (0: one per core, as numba's own default)."""
-    return threads or int(os.environ.get("NUMBA_NUM_THREADS") or os.cpu_count() or 1)
+    """The compiled 1D trainer's threads for ``--threads`` (0: every core this process may use), at most the size
+    of numba's pool (``NUMBA_NUM_THREADS``, by default those cores), as ``fused.sgd_epochs`` caps them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # numba's
+    pool = int(os.environ.get("NUMBA_NUM_THREADS") or cores)
+    return min(threads or pool, pool)
 
 
 @contextlib.contextmanager

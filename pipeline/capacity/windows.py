@@ -25,8 +25,8 @@ def host(a: Any, dtype: Any = None) -> np.ndarray:
 class WindowIndex:
     """A binary data set (N, 1, W) seen through k-wide windows, compressed exactly.
 
-    ``build`` gives numpy arrays (float64); ``to(device, dtype)`` the same index as torch tensors, for the torch
-    engine. Both engines read either through ``host``."""
+    ``build`` gives numpy arrays (float64), which the compiled engine reads; ``to(device, dtype)`` the same index
+    as torch tensors, which ``kernel.py``'s passes need."""
 
     windows: Any  # (P + 1, k) distinct windows (zero padding k//2 each side); last row: filler
     ids: Any  # (G·M,) int64: each group's windows in order of first appearance, then fillers
@@ -105,6 +105,12 @@ class Batch:
     k: int
     model_of_unit: Any  # (U,) int64 (numpy, or torch on the passes' device): which model a unit feeds
     models: int  # number of models in the batch
+
+    def to(self, device: Any) -> "Batch":
+        """The layout with ``model_of_unit`` as a torch tensor on ``device``, for ``kernel.py``'s passes."""
+        import torch
+
+        return Batch(self.k, torch.as_tensor(host(self.model_of_unit)).to(device), self.models)
 
 
 def accuracy(logits: Any, index: WindowIndex) -> np.ndarray:

@@ -30,5 +30,4 @@ def bundle_from_uri(uri: str) -> DataBundle:
 
 def log_bundle_input(bundle: DataBundle, context: str = "training") -> None:
     """Record the data set as an MLflow dataset input (shown in the UI's Datasets column)."""
-    X = bundle.train.X.reshape(len(bundle.train), -1).numpy()  # (N, features)
-    artifacts.log_dataset(X, bundle.train.y.numpy(), bundle.name, context)
+    artifacts.log_dataset(bundle.train.X.numpy(), bundle.train.y.numpy(), bundle.name, context)

@@ -1,8 +1,9 @@
 """The course lab's synthetic 1D task: does the pattern 0, +1, 0 appear in a sequence?
 
 Reproduces the lab's generator bit for bit (legacy numpy stream of ``np.random.seed``),
-without touching numpy's global random state. ``enumerate_synthetic`` lists every sequence the
-generator can make at a width, with its probability: the input space is so small (148 sequences
+without touching numpy's global random state (``synthetic_arrays``; ``make_synthetic`` as torch tensors).
+``distribution`` lists every sequence the generator can make at a width, with its probability (as tensors:
+``enumerate_synthetic``): the input space is so small (148 sequences
 at width 20) that accuracies over the whole distribution are computed exactly, not sampled.
 """
 from __future__ import annotations

@@ -220,9 +220,10 @@ def copy_figures(run_id: str, names: dict[str, str], echo: Callable[[str], None]
 
 
 def log_dataset(X: Any, y: Any, name: str, context: str) -> None:
-    """Arrays (rows, features) and their targets as an MLflow dataset input of the active run (the UI's Datasets)."""
+    """Numpy arrays (rows, ...) and their targets as an MLflow dataset input of the active run (the UI's Datasets),
+    each row flattened to its features."""
     import mlflow
 
-    dataset = mlflow.data.from_numpy(X, targets=y, name=name)
+    dataset = mlflow.data.from_numpy(X.reshape(len(X), -1), targets=y, name=name)
     mlflow.log_input(dataset, context=context)
     mlflow.set_tag(identity.data_tag(context), dataset.digest)  # part of the run's identity

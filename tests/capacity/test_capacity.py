@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 
 from helpers import REPO, run_cli
 from pipeline.capacity import stage as capacity
+from pipeline.capacity import study
 from pipeline.capacity.multiseed import train_seeds
 from pipeline.capacity.outcomes import COLUMNS, Settings, seed_table
 from pipeline.capacity.stats import lottery_fit, p_success, summarize
@@ -147,7 +148,7 @@ def test_capacity_run_logs_children_figures_and_tables(client, tmp_path):
 
     parent = client.get_run(result.run_id)
     assert parent.data.tags["stage"] == "capacity" and parent.info.status == "FINISHED"
-    threads = os.cpu_count()  # the config's 0: every core, for the compiled trainer (not torch's count)
+    threads = study.thread_count(0)  # the config's 0: every core, for the compiled trainer (not torch's count)
     assert parent.data.tags["trainer"] == f"fused (compiled, {threads} thread{'s' if threads > 1 else ''})"
     assert parent.data.params["filters"] == "1,3" and parent.data.params["seeds"] == "6"
     assert parent.data.metrics["trainings"] == 24
@@ -259,14 +260,15 @@ def test_a_studys_thread_count_holds_for_its_block_and_zero_keeps_torchs_default
         assert torch.get_num_threads() == before
 
 
-def test_the_compiled_trainers_threads_are_the_options_or_one_per_core(monkeypatch):
-    from pipeline.capacity import study
+def test_the_compiled_trainers_threads_are_the_options_or_one_per_core_within_numbas_pool(monkeypatch):
+    import numba
 
     monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
-    assert study.thread_count(3) == 3 and study.thread_count(0) == os.cpu_count()
-    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # numba's own setting caps its pool: the default follows it
-    assert study.thread_count(0) == 1
-    assert capacity.trainer_label("cpu", 1) == "fused (compiled, 1 thread)" and capacity.trainer_label("cuda", 0) == "torch"
+    assert study.thread_count(0) == numba.config.NUMBA_DEFAULT_NUM_THREADS == len(os.sched_getaffinity(0))
+    assert study.thread_count(1) == 1
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # numba's pool: what fused.sgd_epochs can run on
+    assert study.thread_count(0) == study.thread_count(4) == 1
+    assert capacity.trainer_label("cpu", 4) == "fused (compiled, 1 thread)" and capacity.trainer_label("cuda", 0) == "torch"
 
 
 @pytest.mark.slow

@@ -98,6 +98,34 @@ def test_a_torch_that_initialises_otherwise_fails_loudly(monkeypatch, tmp_path):
     initial.check_torch.cache_clear()
 
 
+def test_a_stamp_that_cannot_be_written_or_read_is_said_in_one_line(monkeypatch, tmp_path, capsys):
+    import importlib.util
+
+    from pipeline.capacity import initial
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setattr(initial, "_stamp", lambda: blocker / "sub" / "checked")  # its folder cannot be made
+    initial.check_torch.cache_clear()
+    initial.check_torch()  # the check itself passes
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Note: could not remember the check in") and "every process" in err
+    monkeypatch.undo()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no torch/version.py to key the stamp by
+    assert initial._stamp() is None
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot tell which torch is installed" in err
+    initial.check_torch.cache_clear()
+
+
+def test_the_fused_engine_refuses_weights_off_the_cpu():
+    units, const, batch = ms.stack_initial([2], 3, [0])
+    index = kernel.WindowIndex.build(*make_synthetic(10, 8, 0), 3).to("cpu")
+    with pytest.raises(ConfigError, match="fused engine trains on the CPU; the weights are on meta"):
+        ms.sgd_epochs(units.to("meta"), const.to("meta"), index, batch, lr=0.05, momentum=0.9, weight_decay=0,
+                      epochs=1, engine="fused")
+
+
 def test_the_stamp_is_named_by_the_installed_torch(monkeypatch, tmp_path):
     """Another torch (its version file rewritten by an install or upgrade) is checked again."""
     import importlib.util
