@@ -30,6 +30,12 @@ CASES = [
     case("val-seed-beyond-2^32", "prepare-data", "--val-seed", str(2**32), needle="--val-seed"),
     case("first-seed-overflow", "capacity", "--first-seed", str(2**64 - 1), "--seeds", "2", needle="--first-seed"),
     case("sampler-seed-beyond-2^32", "sweep", "--sampler-seed", str(2**40), needle="--sampler-seed"),
+    case("synthetic-option-on-images", "train", "--dataset", "digits", "--n", "3",
+         needle="--n: options of the synthetic 1D data, but the data is digits"),  # it would be ignored
+    case("image-option-on-synthetic", "prepare-data", "--split-seed", "3", "--download",
+         needle="--split-seed, --download: options of image data, but the data is the synthetic 1D set"),
+    case("synthetic-option-on-an-image-sweep", "sweep", "--storage", "memory", "--objective", "accuracy",
+         "--dataset", "digits", "--n", "3", needle="--n: options of the synthetic 1D data, but the data is digits"),
     case("epochs-beyond-int64", "train", "--epochs", "1e30", needle="--epochs"),
     case("threads-absurd", "train", "--threads", "100000", needle="--threads"),
     case("heartbeat-absurd", "sweep", "--heartbeat-interval", "1000000000000", needle="--heartbeat-interval"),

@@ -41,6 +41,15 @@ def _bound(v: int) -> str:
     return str(v)
 
 
+IMAGE_DATA = ("data_dir", "split_seed", "val_fraction", "test_fraction", "normalize")  # DataFields' image options
+
+
+def refuse_options(names: list[str], why: str) -> None:
+    """A ConfigError naming the options ``names`` (given, but not for this data or study), if any."""
+    if names:
+        raise ConfigError(f"{', '.join('--' + name.replace('_', '-') for name in names)}: {why}")
+
+
 def check_fields(cfg: Any) -> None:
     """Every integer of ``cfg`` inside its field's range, every float finite, every local file that the
     stage will write (``OUTPUT_FILES``) writable: before any work."""
@@ -111,6 +120,23 @@ class DataFields:
                 raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1), got {v}")
         if self.normalize is not None and self.normalize not in ("none", "standard"):
             raise ConfigError(f"--normalize must be none or standard, got {self.normalize!r}")
+
+    def _check_data_kind(self) -> None:
+        """Options of the other kind of data than the one in force (the recipe's or ``--dataset``), refused in one
+        line: they would be ignored. Not with ``--data-uri``, whose kind is known once it is loaded."""
+        if getattr(self, "data_uri", None) is not None:
+            return
+        if self.recipe_value("dataset") == "synthetic":
+            recipe = get_recipe(recipe_name(self.recipe, self.dataset)).values  # resolve() fills these in
+            given = [name for name in IMAGE_DATA
+                     if getattr(self, name) not in (None, recipe.get(name, FALLBACKS.get(name)))]
+            refuse_options(given + (["download"] if self.download else []),
+                           "options of image data, but the data is the synthetic 1D set (give --dataset or an "
+                           "image --recipe)")
+        else:
+            refuse_options([f.name for f in dataclasses.fields(DataFields) if f.metadata.get("param") == SYNTHETIC
+                            and getattr(self, f.name) != f.default],
+                           f"options of the synthetic 1D data, but the data is {self.recipe_value('dataset')}")
 
     def recipe_value(self, name: str) -> Any:
         """A field's value as resolve() will see it: the explicit value, else the recipe's."""

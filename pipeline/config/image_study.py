@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, SYNTHETIC, DataFields, opt
+from pipeline.config.fields import (IF_CHANGED, IMAGE_DATA, IMAGES, SETTING, SYNTHETIC, DataFields, opt,
+                                    refuse_options)
 from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
@@ -57,7 +58,7 @@ class ImageStudyFields:
         if not 0 <= self.margin < 1:
             raise ConfigError(f"--margin must be in [0, 1), got {self.margin}")
         train_config(self)  # TrainConfig checks padding, dropout, loss, optimizer, batch size, ...
-        _refuse([f.name for f in dataclasses.fields(self)
+        refuse_options([f.name for f in dataclasses.fields(self)
                  if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default],
                 "options of the synthetic 1D study, but this capacity study is on images (its seeds are scored by "
                 "test accuracy; --margin sets the bad runs)")
@@ -65,16 +66,9 @@ class ImageStudyFields:
     def _check_synthetic_study(self) -> None:
         """The 1D study trains the detector on its own data: image options there are a mistake."""
         given = [f.name for f in dataclasses.fields(ImageStudyFields) if getattr(self, f.name) != f.default]
-        given += [name for name in ("data_dir", "split_seed", "val_fraction", "test_fraction", "normalize")
-                  if getattr(self, name) is not None] + (["download"] if getattr(self, "download") else [])
-        _refuse(given, "image options, but this capacity study is on the synthetic data (give --dataset "
+        given += [name for name in IMAGE_DATA if getattr(self, name) is not None] + (["download"] if getattr(self, "download") else [])
+        refuse_options(given, "image options, but this capacity study is on the synthetic data (give --dataset "
                        "digits|mnist|... or an image --recipe)")
-
-
-def _refuse(names: list[str], why: str) -> None:
-    """A ConfigError naming the options ``names`` (given, but not for this study), if any."""
-    if names:
-        raise ConfigError(f"{', '.join('--' + name.replace('_', '-') for name in names)}: {why}")
 
 
 def train_config(study: ImageStudyFields, filters: tuple[int, ...] | None = None,

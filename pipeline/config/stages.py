@@ -33,6 +33,7 @@ class PrepareDataConfig(DataFields, TrackingFields):
 
     def __post_init__(self) -> None:
         self._check_data()
+        self._check_data_kind()
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class TrainConfig(SystemMetricsFields, DataFields, TrackingFields):
 
     def __post_init__(self) -> None:
         self._check_data()
+        self._check_data_kind()
         for name in ("filters", "kernel_size"):
             v = getattr(self, name)
             if v is not None and (len(v) == 0 or min(v) < 1):
