@@ -25,7 +25,7 @@ def test_boolean_options_take_an_optional_value(args, expected):
     def probe(config):
         seen.append((config.download, config.batch_norm))
 
-    result = CliRunner().invoke(probe, args)
+    result = CliRunner().invoke(probe, [*args, "--dataset", "digits"])  # --download is for image data
     assert result.exit_code == 0, result.output
     assert seen == [expected]
 

@@ -57,16 +57,17 @@ class ImageStudyFields:
             raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if not 0 <= self.margin < 1:
             raise ConfigError(f"--margin must be in [0, 1), got {self.margin}")
+        refuse_options([f.name for f in dataclasses.fields(self)  # the study's own words, before train's
+                        if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default],
+                       "options of the synthetic 1D study, but this capacity study is on images (its seeds are "
+                       "scored by test accuracy; --margin sets the bad runs)")
         train_config(self)  # TrainConfig checks padding, dropout, loss, optimizer, batch size, ...
-        refuse_options([f.name for f in dataclasses.fields(self)
-                 if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default],
-                "options of the synthetic 1D study, but this capacity study is on images (its seeds are scored by "
-                "test accuracy; --margin sets the bad runs)")
 
     def _check_synthetic_study(self) -> None:
         """The 1D study trains the detector on its own data: image options there are a mistake."""
         given = [f.name for f in dataclasses.fields(ImageStudyFields) if getattr(self, f.name) != f.default]
-        given += [name for name in IMAGE_DATA if getattr(self, name) is not None] + (["download"] if getattr(self, "download") else [])
+        given += [name for name in IMAGE_DATA if getattr(self, name) is not None]
+        given += ["download"] if getattr(self, "download") else []
         refuse_options(given, "image options, but this capacity study is on the synthetic data (give --dataset "
                        "digits|mnist|... or an image --recipe)")
 
