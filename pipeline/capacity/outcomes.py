@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from pipeline.capacity.multiseed import MultiSeedResult, train_seeds
 from pipeline.capacity.stats import is_success
+from pipeline.capacity.windows import padded_windows
 from pipeline.config.checks import fits_in_memory
 from pipeline.config.studies import CapacityConfig
 from pipeline.data.synthetic import distribution, synthetic_arrays
@@ -113,9 +113,8 @@ def exact_columns(result: MultiSeedResult, X_train: np.ndarray) -> tuple[np.ndar
     """
     dist = distribution(X_train.shape[-1])
     S, F, _, k = result.conv_weight.shape
-    rows = np.pad(dist.X[:, 0], ((0, 0), (k // 2, k // 2)))
-    windows = sliding_window_view(rows, k, axis=1)  # (M, W, k)
-    maps = windows @ result.conv_weight.reshape(S * F, k).T + result.conv_bias.reshape(S * F)  # (M, W, S·F)
+    taps, bias = result.conv_weight.reshape(S * F, k).T, result.conv_bias.reshape(S * F)
+    maps = padded_windows(dist.X[:, 0], k) @ taps + bias  # (M, W, S·F)
     peaks = maps.max(axis=1).clip(min=0).reshape(-1, S, F)  # (M, S, F): max of ReLU = ReLU of max
     logits = np.einsum("msf,sf->sm", peaks, result.linear_weight[:, 0]) + result.linear_bias  # (S, M)
     correct = (logits > 0) == (dist.y[:, 0] > 0.5)  # (S, M)

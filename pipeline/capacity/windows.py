@@ -50,8 +50,7 @@ class WindowIndex:
         labels = host(y, np.float64).reshape(-1)
         if labels.shape[0] != n:
             raise ConfigError(f"X has {n} rows but y has {labels.shape[0]}")
-        pad = kernel_size // 2
-        windows = sliding_window_view(np.pad(X, ((0, 0), (pad, pad))), kernel_size, axis=1)  # (N, W, k)
+        windows = padded_windows(X, kernel_size)  # (N, W, k)
         uniq, inverse = np.unique(windows.reshape(n * width, kernel_size), axis=0, return_inverse=True)
         inverse = inverse.reshape(n, width)
         filler = len(uniq)  # a window whose pre-activation is -inf: never the max
@@ -89,6 +88,12 @@ class WindowIndex:
 
         return WindowIndex(tensor(self.windows), torch.as_tensor(host(self.ids)).to(device), self.groups,
                            tensor(self.count), tensor(self.positives), self.n)
+
+
+def padded_windows(rows: np.ndarray, k: int) -> np.ndarray:
+    """The k-wide windows (N, W, k) of rows (N, W), zero-padded k//2 each side, as ``Detector1d``'s convolution
+    sees them (a view, not a copy)."""
+    return sliding_window_view(np.pad(rows, ((0, 0), (k // 2, k // 2))), k, axis=1)
 
 
 @functools.lru_cache(maxsize=8)

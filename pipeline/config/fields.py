@@ -127,16 +127,23 @@ class DataFields:
         if getattr(self, "data_uri", None) is not None:
             return
         if self.recipe_value("dataset") == "synthetic":
-            recipe = get_recipe(recipe_name(self.recipe, self.dataset)).values  # resolve() fills these in
-            given = [name for name in IMAGE_DATA
-                     if getattr(self, name) not in (None, recipe.get(name, FALLBACKS.get(name)))]
-            refuse_options(given + (["download"] if self.download else []),
-                           "options of image data, but the data is the synthetic 1D set (give --dataset or an "
-                           "image --recipe)")
+            refuse_options(self._image_data_given(), "options of image data, but the data is the synthetic 1D set "
+                                                     "(give --dataset or an image --recipe)")
         else:
-            refuse_options([f.name for f in dataclasses.fields(DataFields) if f.metadata.get("param") == SYNTHETIC
-                            and getattr(self, f.name) != f.default],
+            refuse_options(self._synthetic_given(),
                            f"options of the synthetic 1D data, but the data is {self.recipe_value('dataset')}")
+
+    def _synthetic_given(self) -> list[str]:
+        """This config's synthetic-only options (role SYNTHETIC) set away from their defaults."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default]
+
+    def _image_data_given(self) -> list[str]:
+        """The image-data options given: set, and not to what resolve() fills in from the recipe."""
+        recipe = get_recipe(recipe_name(self.recipe, self.dataset)).values
+        given = [name for name in IMAGE_DATA
+                 if getattr(self, name) not in (None, recipe.get(name, FALLBACKS.get(name)))]
+        return given + (["download"] if self.download else [])
 
     def recipe_value(self, name: str) -> Any:
         """A field's value as resolve() will see it: the explicit value, else the recipe's."""

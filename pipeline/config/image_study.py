@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.config.fields import (IF_CHANGED, IMAGE_DATA, IMAGES, SETTING, SYNTHETIC, DataFields, opt,
-                                    refuse_options)
+from pipeline.config.fields import IF_CHANGED, IMAGES, SETTING, DataFields, opt, refuse_options
 from pipeline.config.stages import TrainConfig
 from pipeline.errors import ConfigError
 
@@ -57,8 +56,7 @@ class ImageStudyFields:
             raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if not 0 <= self.margin < 1:
             raise ConfigError(f"--margin must be in [0, 1), got {self.margin}")
-        refuse_options([f.name for f in dataclasses.fields(self)  # the study's own words, before train's
-                        if f.metadata.get("param") == SYNTHETIC and getattr(self, f.name) != f.default],
+        refuse_options(self._synthetic_given(),  # the study's own words, before train's
                        "options of the synthetic 1D study, but this capacity study is on images (its seeds are "
                        "scored by test accuracy; --margin sets the bad runs)")
         train_config(self)  # TrainConfig checks padding, dropout, loss, optimizer, batch size, ...
@@ -66,10 +64,8 @@ class ImageStudyFields:
     def _check_synthetic_study(self) -> None:
         """The 1D study trains the detector on its own data: image options there are a mistake."""
         given = [f.name for f in dataclasses.fields(ImageStudyFields) if getattr(self, f.name) != f.default]
-        given += [name for name in IMAGE_DATA if getattr(self, name) is not None]
-        given += ["download"] if getattr(self, "download") else []
-        refuse_options(given, "image options, but this capacity study is on the synthetic data (give --dataset "
-                       "digits|mnist|... or an image --recipe)")
+        refuse_options(given + self._image_data_given(), "image options, but this capacity study is on the synthetic "
+                                                         "data (give --dataset digits|mnist|... or an image --recipe)")
 
 
 def train_config(study: ImageStudyFields, filters: tuple[int, ...] | None = None,

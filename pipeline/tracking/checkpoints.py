@@ -83,7 +83,8 @@ def resumed_config(state: dict[str, Any], cfg: Any) -> Any:
     where = {"resume": cfg.resume, "tracking_uri": cfg.tracking_uri, "experiment_name": cfg.experiment_name}
     bare = type(cfg)(**where)  # what the command holds when it gives nothing but these
     saved = state["config"]
-    given = [f for f in dataclasses.fields(cfg) if f.name not in where and getattr(cfg, f.name) != getattr(bare, f.name)]
+    given = [f for f in dataclasses.fields(cfg)
+             if f.name not in where and getattr(cfg, f.name) != getattr(bare, f.name)]
     changed = [f.name for f in given if f.metadata.get("param", True) is not SETTING
                and getattr(cfg, f.name) != getattr(saved, f.name, None)]
     if changed:
